@@ -1,0 +1,73 @@
+"""The ``tilepilot`` command line.
+
+Each command group lives in its own module and registers a typer app here. :func:`main` is the
+console-script entry point: it turns every user-facing error into one line on stderr and an
+exit code, so a bad PDF or a down server never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from agents.errors import USER_ERRORS, exit_code_for
+
+app = typer.Typer(
+    name="tilepilot",
+    help="Offline agents for documents, desktop UIs and audio, on one encoder-free multimodal model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"tilepilot {version('tilepilot')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """tilepilot: agents that read documents, operate desktop UIs and listen to audio."""
+
+
+def _register() -> None:
+    # Command groups. Each module exposes `register(app)`; keep this list in CLI order.
+    from agents import cli_model
+
+    cli_model.register(app)
+    # --- registered command groups (one line each) ---
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except USER_ERRORS as err:
+        print(f"tilepilot: error: {err}", file=sys.stderr)
+        sys.exit(exit_code_for(err))
+    except KeyboardInterrupt:
+        print("tilepilot: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as ex:
+        sys.exit(ex.exit_code)
+    except typer.Abort:
+        print("tilepilot: aborted", file=sys.stderr)
+        sys.exit(1)
+    except Exception as err:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

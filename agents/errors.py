@@ -1,0 +1,34 @@
+"""The agents' errors, and the single place that maps every user-facing error to an exit code.
+
+``tools`` and ``model_runtime`` may not import ``agents``, so each package roots its own small
+hierarchy; :data:`USER_ERRORS` joins them. Anything in it is a user mistake or an environment
+condition and is printed as one line, never as a traceback.
+"""
+
+from model_runtime.errors import ModelRuntimeError
+from tools.errors import ToolError
+
+
+class TilepilotError(Exception):
+    exit_code = 2
+
+
+class UsageError(TilepilotError):
+    pass
+
+
+class RuleError(TilepilotError):
+    """A rule file is invalid. ``str()`` is ``file:line: message`` (one per problem, joined)."""
+
+    exit_code = 5
+
+
+class RunError(TilepilotError):
+    """A run folder is missing, incomplete or cannot be resumed."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (TilepilotError, ToolError, ModelRuntimeError)
+
+
+def exit_code_for(err: BaseException) -> int:
+    return int(getattr(err, "exit_code", 1))

@@ -1,0 +1,58 @@
+"""Errors raised by the I/O adapters.
+
+Every error here is a user-facing condition (bad file, no display, ...): the CLI prints
+``str(err)`` as one line and exits with ``exit_code``. Messages must therefore be a single
+line that names the input and what to do about it.
+"""
+
+
+class ToolError(Exception):
+    exit_code = 3
+
+
+class PdfError(ToolError):
+    pass
+
+
+class NotAPdfError(PdfError):
+    pass
+
+
+class CorruptPdfError(PdfError):
+    pass
+
+
+class EncryptedPdfError(PdfError):
+    pass
+
+
+class EmptyPdfError(PdfError):
+    pass
+
+
+class PageRangeError(PdfError):
+    pass
+
+
+class PageTimeoutError(PdfError):
+    """One page's work exceeded its deadline; the worker was killed."""
+
+
+class ScreenError(ToolError):
+    pass
+
+
+class DisplayUnavailableError(ScreenError):
+    pass
+
+
+class UIActionError(ToolError):
+    pass
+
+
+class OffScreenError(UIActionError):
+    pass
+
+
+class AudioError(ToolError):
+    pass
