@@ -56,3 +56,11 @@ class OffScreenError(UIActionError):
 
 class AudioError(ToolError):
     pass
+
+
+class UnreadableAudioError(AudioError):
+    """Missing, corrupt or unsupported audio file."""
+
+
+class EmptyAudioError(AudioError):
+    """The file decodes to zero samples."""
