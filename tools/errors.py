@@ -58,6 +58,23 @@ class AudioError(ToolError):
     pass
 
 
+# --- screen / ui additions ---
+class CaptureError(ScreenError):
+    pass
+
+
+class MonitorNotFoundError(ScreenError):
+    pass
+
+
+class FailSafeTriggered(UIActionError):
+    """The pointer sat in a screen corner: pyautogui's fail-safe aborted the action on purpose."""
+
+
+class ActionExecutionError(UIActionError):
+    """A UI action could not be carried out (bad key name, xdotool failure, ...)."""
+
+
 class UnreadableAudioError(AudioError):
     """Missing, corrupt or unsupported audio file."""
 

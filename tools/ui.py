@@ -1,0 +1,288 @@
+"""Carry out :mod:`tools.actions` on the X display with pyautogui (and xdotool for text).
+
+Actions arrive in SCREEN coordinates (map model output first with ``Geometry.to_screen``).
+Coordinates outside every monitor are rejected with :class:`OffScreenError` rather than
+clamped: a clamped click lands somewhere the model never looked.
+
+pyautogui connects to ``$DISPLAY`` when it is imported and keeps that connection (and its
+keymap) for the life of the process, so it is imported lazily, once a display is known, and an
+executor for a different display in the same process is refused.
+
+Text goes through ``xdotool type``: ``pyautogui.write`` silently drops every character that is
+not on the US keyboard ("Grüße" becomes "Gre"), while xdotool remaps a spare keycode per
+character and so types any Unicode text.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from types import ModuleType
+
+from pydantic import BaseModel, ConfigDict
+
+from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Move, Point, Scroll, Type, Wait
+from tools.errors import (
+    ActionExecutionError,
+    DisplayUnavailableError,
+    FailSafeTriggered,
+    OffScreenError,
+    UIActionError,
+)
+from tools.screen import Monitor, Screen, require_display
+
+DEFAULT_PAUSE_S = 0.05  # after every pyautogui call; lets the app process the event
+DEFAULT_TYPE_DELAY_MS = 12  # between keystrokes; xdotool's default (12) is reliable on Xvfb
+DEFAULT_DRAG_SEGMENT_S = 0.1  # per path segment, so apps see intermediate motion events
+
+# Names models tend to produce that pyautogui spells differently.
+KEY_ALIASES = {"control": "ctrl", "cmd": "command", "super": "win", "meta": "win"}
+
+
+class ActionRecord(BaseModel):
+    """What the executor did (or, in a dry run, would have done) for one action."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: Action
+    screen_points: list[Point]
+    dry_run: bool
+    duration_ms: float
+    detail: str = ""
+
+
+class UIExecutor:
+    """Executes actions on one X display.
+
+    ``dry_run`` validates and records but never imports pyautogui or touches the display.
+    ``monitors`` may be given to validate without a display (dry runs, tests); otherwise the
+    monitor layout is read once from the X server.
+    """
+
+    def __init__(
+        self,
+        display: str | None = None,
+        *,
+        dry_run: bool = False,
+        pause_s: float = DEFAULT_PAUSE_S,
+        type_delay_ms: int = DEFAULT_TYPE_DELAY_MS,
+        drag_segment_s: float = DEFAULT_DRAG_SEGMENT_S,
+        monitors: Sequence[Monitor] | None = None,
+    ) -> None:
+        self.dry_run = dry_run
+        self.pause_s = pause_s
+        self.type_delay_ms = type_delay_ms
+        self.drag_segment_s = drag_segment_s
+        self.display = display if (dry_run and monitors is not None) else require_display(display)
+        self._monitors = list(monitors) if monitors is not None else None
+        self._gui: ModuleType | None = None
+
+    # --- geometry -----------------------------------------------------------------------
+    @property
+    def monitors(self) -> list[Monitor]:
+        """Physical monitors (mss index >= 1); their union is where actions may land."""
+        if self._monitors is None:
+            with Screen(self.display) as screen:
+                self._monitors = screen.monitors()
+        physical = [m for m in self._monitors if not m.is_virtual]
+        return physical or list(self._monitors)
+
+    def is_on_screen(self, x: int, y: int) -> bool:
+        return any(m.contains(x, y) for m in self.monitors)
+
+    def check_on_screen(self, action: Action) -> list[Point]:
+        points = action.points()
+        for x, y in points:
+            if not self.is_on_screen(x, y):
+                layout = ", ".join(
+                    f"{m.width}x{m.height}+{m.left}+{m.top}" for m in self.monitors
+                )
+                raise OffScreenError(
+                    f"{action.kind} at screen point ({x}, {y}) is outside every monitor "
+                    f"({layout}); map image coordinates with Geometry.to_screen and stay inside"
+                )
+        return points
+
+    # --- execution ----------------------------------------------------------------------
+    def execute(self, action: Action) -> ActionRecord:
+        """Validate and run one action; returns what was done."""
+        started = time.perf_counter()
+        points = self.check_on_screen(action)
+        if isinstance(action, Hotkey):
+            keys = [self._key_name(k) for k in action.keys]
+        elif isinstance(action, Key):
+            keys = [self._key_name(action.key)]
+        else:
+            keys = []
+        if self.dry_run:
+            detail = "dry run: " + _describe(action, keys)
+        else:
+            detail = self._run(action, keys)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return ActionRecord(
+            action=action, screen_points=points, dry_run=self.dry_run, duration_ms=elapsed_ms,
+            detail=detail,
+        )
+
+    def _run(self, action: Action, keys: list[str]) -> str:
+        if isinstance(action, (Done, Fail)):
+            return _describe(action, keys)  # terminal: nothing to touch
+        if isinstance(action, Wait):
+            time.sleep(action.ms / 1000)
+            return _describe(action, keys)
+        gui = self._pyautogui()
+        gui.PAUSE = self.pause_s
+        gui.FAILSAFE = True
+        try:
+            if isinstance(action, Click):
+                gui.click(action.x, action.y, clicks=action.count, interval=0.05, button=action.button)
+            elif isinstance(action, Move):
+                gui.moveTo(action.x, action.y)
+            elif isinstance(action, Drag):
+                self._drag(gui, action)
+            elif isinstance(action, Scroll):
+                self._scroll(gui, action)
+            elif isinstance(action, Type):
+                gui.failSafeCheck()  # xdotool bypasses pyautogui; keep the corner kill switch
+                return self._type(gui, action.text)
+            elif isinstance(action, Hotkey):
+                gui.hotkey(*keys)
+            elif isinstance(action, Key):
+                gui.press(keys[0])
+        except gui.FailSafeException:
+            x, y = gui.position()
+            raise FailSafeTriggered(
+                f"pyautogui fail-safe: the pointer is in a screen corner ({x}, {y}); "
+                "move it away from the corner to let tilepilot act again"
+            ) from None
+        return _describe(action, keys)
+
+    def _drag(self, gui: ModuleType, action: Drag) -> None:
+        (x0, y0), rest = action.path[0], action.path[1:]
+        gui.moveTo(x0, y0)
+        gui.mouseDown(x0, y0, button=action.button)
+        try:
+            for x, y in rest:
+                gui.moveTo(x, y, duration=self.drag_segment_s)
+        finally:
+            # Never leave a button held down, even when the fail-safe fires mid-drag.
+            gui.mouseUp(button=action.button, _pause=True)
+
+    @staticmethod
+    def _scroll(gui: ModuleType, action: Scroll) -> None:
+        gui.moveTo(action.x, action.y)
+        if action.dy:
+            gui.scroll(action.dy, action.x, action.y)
+        if action.dx:
+            gui.hscroll(action.dx, action.x, action.y)
+
+    def _type(self, gui: ModuleType, text: str) -> str:
+        xdotool = shutil.which("xdotool")
+        if xdotool is None:
+            if not text.isascii():
+                raise ActionExecutionError(
+                    "typing non-ASCII text needs xdotool, which is not installed: "
+                    "apt-get install xdotool"
+                )
+            gui.write(text, interval=self.type_delay_ms / 1000)
+            return f"typed {len(text)} chars with pyautogui.write"
+        cmd = [xdotool, "type", "--delay", str(self.type_delay_ms), "--", text]
+        env = {**os.environ, "DISPLAY": self.display}
+        timeout = 10 + len(text) * (self.type_delay_ms + 20) / 1000
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ActionExecutionError(
+                f"xdotool type of {len(text)} chars timed out after {timeout:.0f}s on display "
+                f"{self.display!r}: check that the X server is responsive"
+            ) from None
+        if proc.returncode != 0:
+            reason = (proc.stderr.strip().splitlines() or ["no output"])[0]
+            raise ActionExecutionError(
+                f"xdotool type failed on display {self.display!r} (exit {proc.returncode}): {reason}"
+            )
+        time.sleep(self.pause_s)
+        return f"typed {len(text)} chars with xdotool"
+
+    # --- pyautogui binding --------------------------------------------------------------
+    def _key_name(self, key: str) -> str:
+        """Normalise a key name to pyautogui's spelling, or refuse it (pyautogui ignores unknown keys)."""
+        name = key if len(key) == 1 else key.strip().lower()
+        name = KEY_ALIASES.get(name, name)
+        if self.dry_run and self._gui is None:
+            valid = _static_key_names()
+        else:
+            valid = set(self._pyautogui().KEY_NAMES)
+        if name not in valid:
+            raise ActionExecutionError(
+                f"unknown key name {key!r}: use pyautogui key names such as ctrl, alt, shift, "
+                "enter, tab, escape, f5 or a single character"
+            )
+        return name
+
+    def _pyautogui(self) -> ModuleType:
+        if self._gui is None:
+            self._gui = _import_pyautogui(self.display)
+        return self._gui
+
+
+def _describe(action: Action, keys: list[str]) -> str:
+    if keys:
+        return f"{action.kind} {'+'.join(keys)}"
+    if isinstance(action, Type):
+        return f"type {len(action.text)} chars"
+    points = " -> ".join(f"({x}, {y})" for x, y in action.points())
+    return f"{action.kind} {points}".strip()
+
+
+def _import_pyautogui(display: str) -> ModuleType:
+    """Import pyautogui bound to ``display`` (it reads $DISPLAY once, at import time)."""
+    import sys
+
+    module = sys.modules.get("pyautogui")
+    if module is None:
+        previous = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = display
+        try:
+            import pyautogui as module  # noqa: PLC0415 - needs a display at import time
+        except Exception as exc:  # Xlib raises several unrelated types for a bad display
+            raise DisplayUnavailableError(
+                f"cannot open X display {display!r} for input: is the X server running? "
+                f"({type(exc).__name__})"
+            ) from None
+        finally:
+            if previous is None:
+                os.environ.pop("DISPLAY", None)
+            else:
+                os.environ["DISPLAY"] = previous
+    bound = _bound_display(module)
+    if bound is not None and bound != display:
+        raise UIActionError(
+            f"pyautogui is already bound to display {bound!r} in this process; run the "
+            f"executor for {display!r} in a separate process"
+        )
+    return module
+
+
+def _bound_display(module: ModuleType) -> str | None:
+    x11 = getattr(module, "platformModule", None)
+    conn = getattr(x11, "_display", None)
+    return conn.get_display_name() if conn is not None else None
+
+
+def _static_key_names() -> set[str]:
+    # pyautogui can't be imported without a display; its key list is static apart from
+    # the single printable characters, so a dry run without X accepts those plus the names.
+    import string
+
+    named = {
+        "alt", "altleft", "altright", "backspace", "capslock", "command", "ctrl", "ctrlleft",
+        "ctrlright", "del", "delete", "down", "end", "enter", "esc", "escape", "home", "insert",
+        "left", "pagedown", "pageup", "pgdn", "pgup", "return", "right", "shift", "shiftleft",
+        "shiftright", "space", "tab", "up", "win", "winleft", "winright", "printscreen", "pause",
+        "numlock", "scrolllock", "menu", "apps", "\t", "\n", " ",
+    }
+    return named | {f"f{i}" for i in range(1, 25)} | set(string.printable)
