@@ -32,3 +32,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (TilepilotError, ToolError, ModelRunt
 
 def exit_code_for(err: BaseException) -> int:
     return int(getattr(err, "exit_code", 1))
+
+
+class RuleProblemsError(RuleError):
+    """Problems found in rule files; each is ``(file, line, message)`` and prints as ``file:line: message``."""
+
+    def __init__(self, problems: list[tuple[str, int, str]]):
+        self.problems = list(problems)
+        super().__init__("\n".join(f"{file}:{line}: {message}" for file, line, message in self.problems))

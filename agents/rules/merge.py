@@ -1,0 +1,160 @@
+"""Merge the applicable rule files into one :class:`Policy`, remembering where every element came from.
+
+Files merge in discovery order (later overrides earlier):
+
+====================================  ===============================================================
+element                               merge
+====================================  ===============================================================
+tools.deny, actions.deny,             union: anything any file denies stays denied
+actions.deny_regions, deny_text
+actions.confirm                       union: anything any file wants confirmed is confirmed
+tools.allow, actions.allowed_windows  intersection: a name must match every file's list (absent = no
+                                      restriction from that file), so a later file can only narrow
+limits.*                              the stricter (smaller) value wins
+checks                                replaced by id: a later check with the same id wins
+output.fields                         union
+output.language                       the last file that sets it wins
+Markdown body                         concatenated in order, each under a header naming its file
+applies_to                            not merged: a file whose list omits the agent is skipped
+====================================  ===============================================================
+
+So a rule file found next to a document (AGENTS.md) can tighten the policy but never loosen a
+deny, a confirmation or a limit set by an earlier file.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Sequence, TypeVar
+
+from pydantic import BaseModel
+
+from agents.errors import RuleProblemsError
+from agents.rules.discovery import RuleSource, discover
+from agents.rules.loader import RuleFile, load_rule_file
+from agents.rules.schema import LIMIT_NAMES, ActionRule, Check, Region
+
+T = TypeVar("T")
+
+
+class Provenance(BaseModel):
+    """The file, key (e.g. ``actions.deny_regions[0]``) and line a policy element came from."""
+
+    file: str
+    key: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} ({self.key})"
+
+
+class Sourced(BaseModel, Generic[T]):
+    value: T
+    source: Provenance
+
+
+class ChainEntry(BaseModel):
+    path: str
+    origin: str
+    applied: bool
+    reason: str
+
+
+class Policy(BaseModel):
+    agent: str
+    chain: list[ChainEntry] = []
+    tools_allow: list[Sourced[list[str]]] = []
+    tools_deny: list[Sourced[str]] = []
+    confirm: list[Sourced[ActionRule]] = []
+    deny_actions: list[Sourced[ActionRule]] = []
+    deny_regions: list[Sourced[Region]] = []
+    deny_text: list[Sourced[str]] = []
+    allowed_windows: list[Sourced[list[str]]] = []
+    limits: dict[str, Sourced[int | float]] = {}
+    checks: list[Sourced[Check]] = []
+    output_fields: list[Sourced[str]] = []
+    language: Sourced[str] | None = None
+    prompt: str = ""
+
+    def limit(self, name: str) -> int | float | None:
+        found = self.limits.get(name)
+        return found.value if found else None
+
+
+def build_policy(agent: str, rules_paths: Sequence[str] = (), target: str | None = None) -> Policy:
+    """Discover, load, filter and merge the rule files for ``agent``; every invalid file is reported at once."""
+    sources = discover(agent, rules_paths, target)
+    loaded: list[tuple[RuleSource, RuleFile | None]] = []
+    problems: list[tuple[str, int, str]] = []
+    for source in sources:
+        if not source.path.is_file():
+            loaded.append((source, None))  # a shipped per-agent file may legitimately not exist
+            continue
+        try:
+            loaded.append((source, load_rule_file(source.path)))
+        except RuleProblemsError as err:
+            problems.extend(err.problems)
+    if problems:
+        raise RuleProblemsError(problems)
+    return merge(agent, loaded)
+
+
+def merge(agent: str, loaded: Sequence[tuple[RuleSource, RuleFile | None]]) -> Policy:
+    chain: list[ChainEntry] = []
+    applied: list[RuleFile] = []
+    seen: set = set()
+    for source, rule in loaded:
+        path, key = str(source.path), source.path.resolve()
+        if rule is None:
+            chain.append(ChainEntry(path=path, origin=source.origin, applied=False, reason="not found"))
+        elif key in seen:
+            chain.append(ChainEntry(path=path, origin=source.origin, applied=False, reason="already loaded earlier in the chain"))
+        elif rule.front.applies_to is not None and agent not in rule.front.applies_to:
+            why = f"applies_to [{', '.join(rule.front.applies_to)}] does not include {agent}"
+            chain.append(ChainEntry(path=path, origin=source.origin, applied=False, reason=why))
+        else:
+            chain.append(ChainEntry(path=path, origin=source.origin, applied=True, reason="applied"))
+            applied.append(rule)
+        seen.add(key)
+    policy = merge_files(agent, applied)
+    policy.chain = chain
+    return policy
+
+
+def merge_files(agent: str, rules: Sequence[RuleFile]) -> Policy:
+    """Merge already-filtered rule files (see the module table)."""
+    policy = Policy(agent=agent)
+    checks: dict[str, Sourced[Check]] = {}
+    prose: list[str] = []
+    for rule in rules:
+        front = rule.front
+
+        def src(key: str, rule: RuleFile = rule) -> Provenance:
+            return Provenance(file=rule.path, key=key, line=rule.line_of(key))
+
+        if front.tools.allow is not None:
+            policy.tools_allow.append(Sourced(value=list(front.tools.allow), source=src("tools.allow")))
+        policy.tools_deny += [Sourced(value=g, source=src(f"tools.deny[{i}]")) for i, g in enumerate(front.tools.deny)]
+        acts = front.actions
+        policy.confirm += [Sourced(value=r, source=src(f"actions.confirm[{i}]")) for i, r in enumerate(acts.confirm)]
+        policy.deny_actions += [Sourced(value=r, source=src(f"actions.deny[{i}]")) for i, r in enumerate(acts.deny)]
+        policy.deny_regions += [Sourced(value=r, source=src(f"actions.deny_regions[{i}]")) for i, r in enumerate(acts.deny_regions)]
+        policy.deny_text += [Sourced(value=p, source=src(f"actions.deny_text[{i}]")) for i, p in enumerate(acts.deny_text)]
+        if acts.allowed_windows is not None:
+            policy.allowed_windows.append(Sourced(value=list(acts.allowed_windows), source=src("actions.allowed_windows")))
+        for name in LIMIT_NAMES:
+            value = getattr(front.limits, name)
+            current = policy.limits.get(name)
+            if value is not None and (current is None or value < current.value):
+                policy.limits[name] = Sourced(value=value, source=src(f"limits.{name}"))
+        for i, check in enumerate(front.checks):
+            checks[check.id] = Sourced(value=check, source=src(f"checks[{i}]"))
+        known = {f.value for f in policy.output_fields}
+        policy.output_fields += [Sourced(value=f, source=src("output.fields")) for f in front.output.fields if f not in known]
+        if front.output.language is not None:
+            policy.language = Sourced(value=front.output.language, source=src("output.language"))
+        if rule.body.strip():
+            prose.append(f"## Rules from {rule.path}\n\n{rule.body.strip()}\n")
+    policy.checks = list(checks.values())
+    policy.prompt = "\n".join(prose)
+    return policy

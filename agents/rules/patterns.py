@@ -1,0 +1,81 @@
+"""Regular expressions written in rule files, compiled and run so that a rule can never hang a run.
+
+A pattern is a string in the syntax of the ``regex`` package (a superset of ``re``). It may be
+written ``/body/flags`` (flags from ``imsx``, e.g. ``/password/i``); anything else is the body
+itself. Matching is *search* semantics: the pattern may match anywhere in the text.
+
+Rule files come from users and from AGENTS.md files that travel with documents, so a pattern is
+untrusted input: it is length-limited, probed against inputs that make backtracking patterns
+explode, and every match runs with a timeout (the ``regex`` package's ``timeout=``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import regex
+
+MAX_PATTERN_LENGTH = 300
+MATCH_TIMEOUT_S = 0.5
+# Load-time probe: a pattern that cannot scan these within the limit is catastrophic.
+_PROBE_TIMEOUT_S = 0.1
+_PROBES = ("a" * 3000 + "!", "1" * 3000 + "x", " " * 3000 + "x", "ab" * 1500 + "!", "a1 " * 1000 + "!")
+_FLAG_LETTERS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL, "x": regex.VERBOSE}
+
+
+class PatternError(ValueError):
+    """A pattern is invalid, too long or too slow. The message is one line."""
+
+
+class PatternTimeout(Exception):
+    """A match ran past :data:`MATCH_TIMEOUT_S` (raised at match time, not load time)."""
+
+
+def split_slashes(source: str) -> tuple[str, int]:
+    """``/body/flags`` -> (body, flags); any other string is a bare body with no flags."""
+    if len(source) >= 2 and source.startswith("/"):
+        end = source.rfind("/")
+        letters = source[end + 1 :]
+        if end > 0 and all(ch in _FLAG_LETTERS for ch in letters):
+            flags = 0
+            for ch in letters:
+                flags |= _FLAG_LETTERS[ch]
+            return source[1:end], flags
+    return source, 0
+
+
+@lru_cache(maxsize=2048)
+def compile_pattern(source: str) -> regex.Pattern[str]:
+    """Compile and vet one rule pattern; raises :class:`PatternError` with a one-line reason."""
+    if not isinstance(source, str) or not source:
+        raise PatternError("pattern must be a non-empty string")
+    if len(source) > MAX_PATTERN_LENGTH:
+        raise PatternError(f"pattern is {len(source)} characters long; the limit is {MAX_PATTERN_LENGTH}: shorten it")
+    body, flags = split_slashes(source)
+    try:
+        compiled = regex.compile(body, flags)
+    except regex.error as err:
+        raise PatternError(f"invalid regular expression {source!r}: {err}") from None
+    for probe in _PROBES:
+        try:
+            compiled.search(probe, timeout=_PROBE_TIMEOUT_S)
+        except TimeoutError:
+            raise PatternError(
+                f"regular expression {source!r} backtracks catastrophically (nested repeats?): simplify it"
+            ) from None
+    return compiled
+
+
+def search_all(source: str, text: str, timeout: float = MATCH_TIMEOUT_S) -> list[tuple[int, int]]:
+    """(start, end) of every non-overlapping match of ``source`` in ``text``."""
+    try:
+        return [m.span() for m in compile_pattern(source).finditer(text, timeout=timeout) if m.end() > m.start()]
+    except TimeoutError:
+        raise PatternTimeout(source) from None
+
+
+def matches(source: str, text: str, timeout: float = MATCH_TIMEOUT_S) -> bool:
+    try:
+        return compile_pattern(source).search(text, timeout=timeout) is not None
+    except TimeoutError:
+        raise PatternTimeout(source) from None

@@ -1,0 +1,193 @@
+"""The front matter of a rule file: a strict pydantic schema (unknown keys are errors, never ignored).
+
+The front matter is the part of a rule file that code enforces; the Markdown body is guidance for
+the model. Every pattern field is a regular expression (see :mod:`agents.rules.patterns`), vetted
+while the file loads, so a bad pattern is reported at its file and line instead of failing mid-run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from agents.rules.patterns import compile_pattern
+
+AgentName = Literal["review", "desktop", "listen"]
+AGENT_NAMES: tuple[str, ...] = ("review", "desktop", "listen")
+Severity = Literal["info", "low", "medium", "high", "critical"]
+PiiDetector = Literal["email", "phone", "iban", "credit_card", "ssn"]
+PII_DETECTORS: tuple[str, ...] = ("email", "phone", "iban", "credit_card", "ssn")
+ACTION_KINDS = ("click", "move", "drag", "scroll", "type", "hotkey", "key", "wait", "done", "fail")
+
+
+def _vet_pattern(source: str) -> str:
+    compile_pattern(source)  # PatternError is a ValueError: pydantic reports it at this field
+    return source
+
+
+def _vet_glob(source: str) -> str:
+    if not source or any(ch.isspace() for ch in source):
+        raise ValueError(f"glob {source!r} must be non-empty and without spaces, e.g. 'ui.*'")
+    return source
+
+
+RulePattern = Annotated[str, AfterValidator(_vet_pattern)]
+Glob = Annotated[str, AfterValidator(_vet_glob)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def _parse_length(value: Any) -> int | str:
+    """Pixels (a whole number) or a percentage string such as ``"80%"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected pixels (a whole number) or a percentage like '80%'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("pixels must be >= 0")
+        return value
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            pct = float(value.strip()[:-1])
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage like '80%'") from None
+        if not 0 <= pct <= 100:
+            raise ValueError(f"percentage {value!r} must be between 0% and 100%")
+        return value.strip()
+    raise ValueError(f"{value!r} is not pixels (a whole number) or a percentage like '80%'")
+
+
+Length = Annotated[int | str, BeforeValidator(_parse_length)]
+
+
+class Region(_Strict):
+    """A screen rectangle. Pixels and percentages are measured from the screen's top-left corner."""
+
+    x: Length
+    y: Length
+    w: Length
+    h: Length
+    name: str | None = None
+
+
+class ActionRule(_Strict):
+    """Which actions a confirm/deny entry concerns.
+
+    Written as a string ``kind`` or ``kind:argument`` (both globs; the argument of a hotkey or key
+    is its normalised combo such as ``ctrl+w``, of a click or drag its button, of a type action its
+    text), or as a mapping that adds conditions (all must hold).
+    """
+
+    action: str = Field(description="kind or kind:argument glob, e.g. 'hotkey:alt+f4', 'type', 'click:right'")
+    near_label: RulePattern | None = None
+    near_px: int = Field(120, ge=0, le=2000)
+    window: RulePattern | None = None
+    reason: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        return {"action": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _known_kind(self) -> "ActionRule":
+        kind = self.action.split(":", 1)[0]
+        if not any(fnmatch.fnmatchcase(k, kind) for k in ACTION_KINDS):
+            raise ValueError(f"action {self.action!r}: {kind!r} matches no action kind ({', '.join(ACTION_KINDS)})")
+        return self
+
+
+class ToolsPolicy(_Strict):
+    allow: list[Glob] | None = None
+    deny: list[Glob] = []
+
+
+class ActionsPolicy(_Strict):
+    confirm: list[ActionRule] = []
+    deny: list[ActionRule] = []
+    deny_regions: list[Region] = []
+    deny_text: list[RulePattern] = []
+    allowed_windows: list[RulePattern] | None = None
+
+
+class Limits(_Strict):
+    max_steps: int | None = Field(None, ge=1)
+    max_pages: int | None = Field(None, ge=1)
+    max_prompt_tokens: int | None = Field(None, ge=1)
+    max_runtime_s: float | None = Field(None, gt=0)
+
+
+LIMIT_NAMES: tuple[str, ...] = tuple(Limits.model_fields)
+
+
+def parse_page_scope(scope: str) -> list[tuple[int, int | None]]:
+    """``"all"``, ``"3"``, ``"1-3"``, ``"5-"`` or a comma list of those -> inclusive ranges (None = last page)."""
+    text = str(scope).strip().lower()
+    if text == "all":
+        return [(1, None)]
+    ranges: list[tuple[int, int | None]] = []
+    for part in text.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        try:
+            start = int(lo)
+            end = (int(hi) if hi.strip() else None) if sep else start
+        except ValueError:
+            raise ValueError(f"pages {scope!r}: use 'all', '3', '1-3', '5-' or a comma list like '1,4-6'") from None
+        if start < 1 or (end is not None and end < start):
+            raise ValueError(f"pages {scope!r}: pages start at 1 and ranges must not run backwards")
+        ranges.append((start, end))
+    return ranges
+
+
+def _vet_scope(scope: str | int) -> str:
+    parse_page_scope(str(scope))
+    return str(scope)
+
+
+class Check(_Strict):
+    """A deterministic document check: no model involved."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
+    description: str
+    severity: Severity = "medium"
+    pages: Annotated[str, BeforeValidator(_vet_scope)] = "all"
+    type: Literal["forbidden", "required", "pii"]
+    pattern: RulePattern | None = None
+    detectors: list[PiiDetector] | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> "Check":
+        if self.type in ("forbidden", "required") and self.pattern is None:
+            raise ValueError(f"check {self.id!r} of type {self.type} needs a 'pattern'")
+        if self.type == "pii" and self.pattern is not None:
+            raise ValueError(f"check {self.id!r} of type pii takes 'detectors', not 'pattern'")
+        if self.type != "pii" and self.detectors is not None:
+            raise ValueError(f"check {self.id!r}: 'detectors' only applies to type pii")
+        return self
+
+
+class OutputPolicy(_Strict):
+    fields: list[Literal["rule", "severity", "page", "quote", "bbox", "rationale", "suggestion"]] = []
+    language: Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] | None = None
+
+
+class RuleFrontMatter(_Strict):
+    applies_to: list[AgentName] | None = None
+    tools: ToolsPolicy = ToolsPolicy()
+    actions: ActionsPolicy = ActionsPolicy()
+    limits: Limits = Limits()
+    checks: list[Check] = []
+    output: OutputPolicy = OutputPolicy()
+
+    @model_validator(mode="after")
+    def _unique_check_ids(self) -> "RuleFrontMatter":
+        seen: set[str] = set()
+        for check in self.checks:
+            if check.id in seen:
+                raise ValueError(f"check id {check.id!r} is used twice in this file; ids must be unique")
+            seen.add(check.id)
+        return self
