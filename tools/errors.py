@@ -81,3 +81,12 @@ class UnreadableAudioError(AudioError):
 
 class EmptyAudioError(AudioError):
     """The file decodes to zero samples."""
+
+
+# --- pdf additions ---
+class PdfNotFoundError(PdfError):
+    """The PDF path does not exist or cannot be read."""
+
+
+class PdfPasswordError(EncryptedPdfError):
+    """A password was given for an encrypted PDF, but it is wrong."""

@@ -244,8 +244,14 @@ def _import_pyautogui(display: str) -> ModuleType:
 
     module = sys.modules.get("pyautogui")
     if module is None:
-        previous = os.environ.get("DISPLAY")
-        os.environ["DISPLAY"] = display
+        overrides = {"DISPLAY": display}
+        if not _xauthority_exists():
+            # python-xlib raises XauthError when the cookie file is missing, where libX11
+            # just connects without a cookie (bare Xvfb, containers). An empty file means
+            # the same "no cookie" to python-xlib.
+            overrides["XAUTHORITY"] = os.devnull
+        previous = {k: os.environ.get(k) for k in overrides}
+        os.environ.update(overrides)
         try:
             import pyautogui as module  # noqa: PLC0415 - needs a display at import time
         except Exception as exc:  # Xlib raises several unrelated types for a bad display
@@ -254,10 +260,11 @@ def _import_pyautogui(display: str) -> ModuleType:
                 f"({type(exc).__name__})"
             ) from None
         finally:
-            if previous is None:
-                os.environ.pop("DISPLAY", None)
-            else:
-                os.environ["DISPLAY"] = previous
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     bound = _bound_display(module)
     if bound is not None and bound != display:
         raise UIActionError(
@@ -265,6 +272,11 @@ def _import_pyautogui(display: str) -> ModuleType:
             f"executor for {display!r} in a separate process"
         )
     return module
+
+
+def _xauthority_exists() -> bool:
+    path = os.environ.get("XAUTHORITY") or os.path.join(os.path.expanduser("~"), ".Xauthority")
+    return os.path.isfile(path)
 
 
 def _bound_display(module: ModuleType) -> str | None:

@@ -35,6 +35,7 @@ LIST_ITEMS = [
     "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi",
 ]
 WINDOW_BG = "#d9d9d9"
+SHIFT_MASK = 0x1
 
 
 class EventLog:
@@ -106,10 +107,14 @@ class TkApp:
         fields = dict(widget=_widget_name(e.widget), x=e.x, y=e.y, x_root=e.x_root, y_root=e.y_root)
         if kind in ("button_press", "button_release"):
             fields["button"] = int(e.num)
-            # X11 reports the wheel as buttons 4/5 (vertical) and 6/7 (horizontal).
+            fields["state"] = int(e.state) if isinstance(e.state, int) else 0
+            # X11 reports the wheel as buttons 4/5 (vertical) and 6/7 (horizontal); Tk 8.6
+            # delivers 6/7 as Shift+4/5, so a shifted 4/5 is a horizontal step.
             if e.num in (4, 5, 6, 7) and kind == "button_press":
-                direction = {4: "up", 5: "down", 6: "left", 7: "right"}[int(e.num)]
-                self.log.write("wheel", direction=direction, **fields)
+                shifted = e.num in (6, 7) or fields["state"] & SHIFT_MASK
+                vertical, horizontal = {4: ("up", "left"), 5: ("down", "right"),
+                                        6: ("left", "left"), 7: ("right", "right")}[int(e.num)]
+                self.log.write("wheel", direction=horizontal if shifted else vertical, **fields)
         self.log.write(kind, **fields, **extra)
 
     def _key(self, e: tk.Event) -> None:

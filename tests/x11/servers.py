@@ -97,11 +97,20 @@ def _launch_with_displayfd(cmd: list[str], log_path: Path, timeout_s: float) -> 
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
     os.close(write_fd)
+    # The server writes the number and the newline in two write() calls and dies of a
+    # failed write if we close the pipe in between: read up to the newline.
+    received = b""
+    deadline = time.monotonic() + timeout_s
     try:
-        ready, _, _ = select.select([read_fd], [], [], timeout_s)
-        number = os.read(read_fd, 64).decode().strip() if ready else ""
+        while not received.endswith(b"\n"):
+            ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(read_fd, 64) if ready else b""
+            if not chunk:
+                break  # timeout or the server exited
+            received += chunk
     finally:
         os.close(read_fd)
+    number = received.decode().strip() if received.endswith(b"\n") else ""
     if not number:
         _terminate(proc)
         tail = log_path.read_text(errors="replace")[-800:]
@@ -121,8 +130,12 @@ def start_openbox(server: XServer, timeout_s: float = 10.0) -> None:
         out = server.run("xprop", "-root", "_NET_SUPPORTING_WM_CHECK", check=False)
         if "window id" in out:
             return
-        if proc.poll() is not None:
-            raise XServerError(f"openbox exited with {proc.returncode} on {server.display}")
+        if proc.poll() is not None or server.process.poll() is not None:
+            tail = server.log_path.read_text(errors="replace")[-800:]
+            raise XServerError(
+                f"openbox (exit {proc.returncode}) or the X server (exit "
+                f"{server.process.returncode}) died on {server.display}; X log tail:\n{tail}"
+            )
         time.sleep(0.05)
     raise XServerError(f"openbox did not come up on {server.display} within {timeout_s}s")
 
