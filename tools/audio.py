@@ -143,7 +143,7 @@ def _open(path: str | Path, block_frames: int = _SOUNDFILE_BLOCK_FRAMES) -> _Sou
         raise EmptyAudioError(f"{path}: file is empty (0 bytes); pass a recording with sound in it")
     try:
         return _open_soundfile(path, block_frames)
-    except (sf.LibsndfileError, RuntimeError, TypeError):
+    except (sf.LibsndfileError, RuntimeError):
         return _open_av(path)
 
 

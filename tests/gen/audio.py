@@ -54,6 +54,7 @@ class Talk:
     path: Path
     rate: int
     speech_spans: tuple[tuple[float, float], ...]
+    texts: tuple[str, ...]  # what is said in each span, in order
 
     @property
     def gaps(self) -> tuple[tuple[float, float], ...]:
@@ -138,6 +139,7 @@ class AudioFactory:
         pause = round(pause_s * rate)
         signal = np.zeros(total, dtype=np.float32)
         spans: list[tuple[float, float]] = []
+        texts: list[str] = []
         cursor = round(0.5 * rate)
         for text in _TALK:
             src = self.speech(text, rate=rate)
@@ -148,10 +150,11 @@ class AudioFactory:
                 break
             signal[cursor : cursor + len(voice)] = voice
             spans.append((cursor / rate, (cursor + len(voice)) / rate))
+            texts.append(text)
             cursor += len(voice) + pause
         if not out.exists():
             sf.write(out, signal, rate, subtype="PCM_16")
-        return Talk(out, rate, tuple(spans))
+        return Talk(out, rate, tuple(spans), tuple(texts))
 
     # -- synthetic -----------------------------------------------------------------------------
 
