@@ -11,6 +11,7 @@ naive interpolation, because aliasing is audible to an ASR model.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +82,15 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32)
 
 
+@dataclass
 class _Source:
     """A decoded stream of mono float32 blocks at the file's own rate, from soundfile or PyAV."""
 
-    def __init__(self, path: Path, rate: int, channels: int, frames: int | None, blocks: Iterator[np.ndarray]):
-        self.path, self.rate, self.channels, self.frames, self.blocks = path, rate, channels, frames, blocks
+    path: Path
+    rate: int
+    channels: int
+    frames: int | None  # None: the decoder cannot say without decoding
+    blocks: Iterator[np.ndarray]
 
 
 def _open_soundfile(path: Path, block_frames: int) -> _Source:
@@ -169,7 +174,7 @@ def probe(path: str | Path) -> AudioInfo:
     """Read the header only. ``source_frames`` is the container's claim (exact for PCM, FLAC, OGG)."""
     source = _open(path)
     frames = source.frames
-    if frames is None:  # PyAV: the container's duration is the cheapest honest estimate
+    if frames is None:  # PyAV has no exact count up front: decode and count, in bounded memory
         frames = sum(len(block) for block in _guarded(source))
     else:
         source.blocks.close()
