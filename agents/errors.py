@@ -39,4 +39,5 @@ class RuleProblemsError(RuleError):
 
     def __init__(self, problems: list[tuple[str, int, str]]):
         self.problems = list(problems)
-        super().__init__("\n".join(f"{file}:{line}: {message}" for file, line, message in self.problems))
+        # line 0 means the problem concerns the file as a whole (missing, unreadable, ...).
+        super().__init__("\n".join(f"{file}:{line}: {message}" if line else f"{file}: {message}" for file, line, message in self.problems))

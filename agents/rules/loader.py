@@ -59,7 +59,22 @@ def load_rule_file(path: str | Path, *, text: str | None = None) -> RuleFile:
         front = RuleFrontMatter.model_validate(data)
     except ValidationError as err:
         raise RuleProblemsError(_problems_from(err, root, offset, display)) from None
-    return RuleFile(display, front, body, body_line, _key_lines(root, offset), has_front_matter=True)
+    key_lines = _key_lines(root, offset)
+    _reject_duplicate_check_ids(front, key_lines, display)
+    return RuleFile(display, front, body, body_line, key_lines, has_front_matter=True)
+
+
+def _reject_duplicate_check_ids(front: RuleFrontMatter, key_lines: dict[str, int], display: str) -> None:
+    # Checks merge by id across files; within one file a repeated id would silently drop one.
+    seen: set[str] = set()
+    problems = []
+    for index, check in enumerate(front.checks):
+        if check.id in seen:
+            line = key_lines.get(f"checks[{index}].id", key_lines.get(f"checks[{index}]", 0))
+            problems.append((display, line, f"check id {check.id!r} is used twice in this file: ids must be unique"))
+        seen.add(check.id)
+    if problems:
+        raise RuleProblemsError(problems)
 
 
 def _read(path: Path, display: str) -> str:

@@ -182,12 +182,3 @@ class RuleFrontMatter(_Strict):
     limits: Limits = Limits()
     checks: list[Check] = []
     output: OutputPolicy = OutputPolicy()
-
-    @model_validator(mode="after")
-    def _unique_check_ids(self) -> "RuleFrontMatter":
-        seen: set[str] = set()
-        for check in self.checks:
-            if check.id in seen:
-                raise ValueError(f"check id {check.id!r} is used twice in this file; ids must be unique")
-            seen.add(check.id)
-        return self
