@@ -43,6 +43,7 @@ def _register() -> None:
 
     cli_model.register(app)
     # --- registered command groups (one line each) ---
+    from agents.rules import cli as rules_cli; rules_cli.register(app)  # noqa: E702
 
 
 def main(argv: list[str] | None = None) -> None:
