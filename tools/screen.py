@@ -72,11 +72,6 @@ class Geometry(BaseModel):
     def bottom(self) -> int:
         return self.top + self.height - 1
 
-    @staticmethod
-    def _step(screen_size: int, image_size: int) -> float:
-        # Distance in screen px between neighbouring image-pixel centres (corner-aligned).
-        return (screen_size - 1) / (image_size - 1) if image_size > 1 else 0.0
-
     def to_screen(self, x_img: float, y_img: float) -> tuple[int, int]:
         """Image point -> screen pixel. Points outside the image map outside the capture."""
         x = self._axis_to_screen(x_img, self.left, self.width, self.image_width)
@@ -86,7 +81,8 @@ class Geometry(BaseModel):
     def _axis_to_screen(self, v: float, offset: int, size: int, image_size: int) -> int:
         if image_size == 1:
             return offset + (size - 1) // 2 + _round_half_up(v * size)
-        return offset + _round_half_up(v * self._step(size, image_size))
+        # Multiply before dividing: exact for whole pixels, so corners never drift by 1e-13.
+        return offset + _round_half_up(v * (size - 1) / (image_size - 1))
 
     def to_image(self, x_scr: float, y_scr: float) -> tuple[float, float]:
         """Screen point -> (fractional) image point; exact inverse of :meth:`to_screen`."""
@@ -100,7 +96,7 @@ class Geometry(BaseModel):
         if size == 1:
             # Every image pixel shows this one screen pixel: answer the middle of the image.
             return (image_size - 1) / 2 + (v - offset) * image_size
-        return (v - offset) / self._step(size, image_size)
+        return (v - offset) * (image_size - 1) / (size - 1)
 
     def contains_image_point(self, x_img: float, y_img: float) -> bool:
         """True when the point lies between the first and last pixel centres of the image."""
