@@ -19,7 +19,7 @@ from typing import Any, Iterable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.rules.merge import Policy, Provenance
+from agents.rules.merge import Policy, Provenance, Sourced
 from agents.rules.patterns import PatternTimeout, matches
 from agents.rules.schema import ActionRule, Region
 from tools.actions import Action, Drag, Hotkey, Key, Type
@@ -126,10 +126,7 @@ def _check_tool(tool: str, context: GuardContext, policy: Policy) -> Decision | 
 
 
 def _check_denied_kinds(action: Action, context: GuardContext, policy: Policy) -> Decision | None:
-    for rule in policy.deny_actions:
-        if _rule_matches(rule.value, action, context):
-            return Deny.by(rule.source, rule.value.reason or f"{_describe(action)} is denied by {rule.value.action!r}")
-    return None
+    return _first_matching_rule(policy.deny_actions, action, context, Deny, "is denied by")
 
 
 def _check_windows(action: Action, context: GuardContext, policy: Policy) -> Decision | None:
@@ -178,9 +175,13 @@ def _check_labels(action: Action, context: GuardContext, policy: Policy) -> Deci
 
 
 def _check_confirm(action: Action, context: GuardContext, policy: Policy) -> Decision | None:
-    for rule in policy.confirm:
+    return _first_matching_rule(policy.confirm, action, context, Confirm, "needs human approval per")
+
+
+def _first_matching_rule(rules: list[Sourced[ActionRule]], action: Action, context: GuardContext, verdict: type[_Decision], verb: str) -> Decision | None:
+    for rule in rules:
         if _rule_matches(rule.value, action, context):
-            return Confirm.by(rule.source, rule.value.reason or f"{_describe(action)} needs human approval ({rule.value.action!r})")
+            return verdict.by(rule.source, rule.value.reason or f"{_describe(action)} {verb} {rule.value.action!r}")
     return None
 
 
