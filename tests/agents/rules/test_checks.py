@@ -14,6 +14,7 @@ from agents.rules.checks import CheckPage, CheckWord, PageText, finding_id, run_
 from agents.rules.merge import build_policy
 from agents.rules.pii import find_pii, iban_valid, luhn_valid
 from agents.rules.schema import Check
+from tools.pdf import open_pdf
 
 CONTRACT_RULES = Path(__file__).resolve().parents[3] / "rules" / "examples" / "contract.md"
 
@@ -43,18 +44,19 @@ def _make_pdf(path: Path, pages: dict[int, list[str]], page_count: int) -> None:
 
 
 def _check_pages(path: Path) -> list[CheckPage]:
-    with fitz.open(path) as doc:
+    """The conversion the review agent does: tools.pdf text layer -> CheckPage."""
+    with open_pdf(path) as doc:
         return [
-            CheckPage(page=i + 1, words=[CheckWord(text=w[4], bbox=(w[0], w[1], w[2], w[3])) for w in page.get_text("words", sort=True)])
-            for i, page in enumerate(doc)
+            CheckPage(page=number, words=[CheckWord(text=w.text, bbox=w.bbox) for w in doc.text(number).words])
+            for number in range(1, doc.page_count + 1)
         ]
 
 
 def _line_box(path: Path, page: int, needle: str) -> fitz.Rect:
-    with fitz.open(path) as doc:
-        hits = doc[page - 1].search_for(needle)
+    with open_pdf(path) as doc:
+        hits = doc.search(page, needle)
     assert hits, needle
-    return hits[0]
+    return fitz.Rect(hits[0])
 
 
 @pytest.fixture(scope="module")
