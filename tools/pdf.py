@@ -229,14 +229,18 @@ class PdfDocument:
         return Image.frombytes("RGB", (w, h), samples)
 
     def render_raw(self, page: int, width: int, height: int, clip: Sequence[float] | None = None) -> tuple[int, int, bytes]:
-        """Like :meth:`render`, as ``(width, height, RGB bytes)``: what the page worker sends over its pipe."""
+        """Like :meth:`render`, as ``(width, height, RGB bytes)``."""
+        pix = self.render_pixmap(page, width, height, clip)
+        return pix.width, pix.height, pix.samples
+
+    def render_pixmap(self, page: int, width: int, height: int, clip: Sequence[float] | None = None) -> pymupdf.Pixmap:
+        """Like :meth:`render`, as MuPDF's RGB pixmap (``samples_mv`` reads its pixels without a copy)."""
         if width < 1 or height < 1:
             raise ValueError(f"render size must be at least 1x1 pixels, got {width}x{height}")
         fz_page = self._page(page)
         area = _clip_rect(fz_page.rect, clip, page)
         try:
-            pix = _draw(fz_page, area, width, height)
-            return pix.width, pix.height, pix.samples
+            return _draw(fz_page, area, width, height)
         except Exception as err:
             raise CorruptPdfError(f"page {page} of {self.name} cannot be rendered ({_one_line(err)})") from None
 

@@ -165,8 +165,9 @@ class PageWorker:
         return self._call(page, "text", (page,))
 
     def render(self, page: int, width: int, height: int, clip: Sequence[float] | None = None) -> Image.Image:
-        width_px, height_px, samples = self._call(page, "render_raw", (page, width, height, None if clip is None else tuple(clip)))
-        return Image.frombytes("RGB", (width_px, height_px), samples)
+        width_px, height_px, samples = self._call(page, "render", (page, width, height, None if clip is None else tuple(clip)))
+        # Shares the received buffer instead of copying it (PIL copies on first write).
+        return Image.frombuffer("RGB", (width_px, height_px), samples, "raw", "RGB", 0, 1)
 
     # -- child management -------------------------------------------------------------------
 
@@ -203,9 +204,23 @@ class PageWorker:
             err.page = page  # type: ignore[attr-defined]  # callers report which page to retry
             raise err
         reply = self._receive(page)
-        if reply[0] == "bytes":
-            return reply[1], reply[2], conn.recv_bytes()
+        if reply[0] == "pixels":
+            return reply[1], reply[2], self._read_pixels(page, reply[1] * reply[2] * 3)
         return reply[1]
+
+    def _read_pixels(self, page: int, size: int) -> bytearray:
+        # Connection.recv_bytes would hold the image two or three times over while assembling
+        # it; reading into one buffer of the known size keeps a page to exactly one copy.
+        assert self._child.conn is not None
+        buffer = bytearray(size)
+        view, done = memoryview(buffer), 0
+        while done < size:
+            got = os.readv(self._child.conn.fileno(), [view[done:]])
+            if got == 0:
+                self._child.stop(graceful=False)
+                raise CorruptPdfError(f"page {page} of {self.name}: the PDF worker died while sending the image; try again")
+            done += got
+        return buffer
 
     def _receive(self, page: int | None) -> tuple[Any, ...]:
         assert self._child.conn is not None
@@ -264,15 +279,22 @@ def _serve(conn: multiprocessing.connection.Connection, path: str, password: str
         if op == "close":
             return
         try:
-            if op == "render_raw":
-                width, height, samples = doc.render_raw(*args)
-                conn.send(("bytes", width, height))
-                conn.send_bytes(samples)
-                del samples  # the only pixmap copy; gone before the next request
+            if op == "render":
+                pix = doc.render_pixmap(*args)
+                conn.send(("pixels", pix.width, pix.height))
+                _write_all(conn.fileno(), pix.samples_mv)  # straight from MuPDF's buffer, no copy
+                del pix  # the child's only pixmap, freed before the next request
             else:
                 conn.send(("ok", getattr(doc, op)(*args)))
         except (PdfError, ValueError) as err:
             conn.send(("error", type(err).__name__, str(err)))
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    """Raw bytes right after a ("pixels", w, h) message; both ends know the length, so no framing."""
+    data = data.cast("B")
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def iter_pages(
