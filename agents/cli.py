@@ -49,7 +49,8 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except USER_ERRORS as err:
         print(f"tilepilot: error: {err}", file=sys.stderr)
         sys.exit(exit_code_for(err))

@@ -1,0 +1,73 @@
+"""Turn ``--model`` / ``--base-url`` into a ready ``ChatClient``.
+
+With ``--base-url`` (repeatable; env ``TILEPILOT_BASE_URL``), the given servers are used as they
+are. Without it, the managed local server for the profile is used, and for ``--model tiny`` it is
+built and started on demand and then reused by later commands.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from model_runtime import server, tiny
+from model_runtime.client import ChatClient
+from model_runtime.errors import CheckpointBuildError
+from model_runtime.profiles import ModelProfile, get_profile
+
+_err = Console(stderr=True)
+
+
+def ensure_tiny_checkpoint(path: Path | None = None, seed: int = tiny.DEFAULT_SEED, force: bool = False) -> Path:
+    """Build the tiny checkpoint in a child process (model code needs the serving environment)."""
+    target = Path(path) if path else tiny.default_checkpoint_dir(seed)
+    if tiny.is_complete(target) and not force:
+        return target
+    cmd = [sys.executable, "-m", "model_runtime.tiny", "--out", str(target), "--seed", str(seed)]
+    if force:
+        cmd.append("--force")
+    with _err.status(f"building the tiny random-weight checkpoint in {target} ..."):
+        proc = subprocess.run(cmd, env=server.serving_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise CheckpointBuildError(f"building the tiny checkpoint failed: {last}")
+    return target
+
+
+def ensure_local_server(profile: ModelProfile, quiet: bool = False) -> server.ServerState:
+    state = server.read_state(profile.name)
+    if state is not None and server.healthy(state.base_url, state.served_name):
+        return state
+    server.check_backend(profile)
+    if profile.is_random_weights:
+        ensure_tiny_checkpoint(Path(profile.model))
+    if quiet:
+        return server.start(profile)
+    with _err.status(f"starting vLLM for {profile.name} (first start takes about a minute) ...") as status:
+
+        def progress(elapsed: float, line: str) -> None:
+            status.update(f"starting vLLM for {profile.name}: {elapsed:.0f} s  {line[-80:]}")
+
+        return server.start(profile, on_wait=progress)
+
+
+def base_urls_from(option: list[str] | None) -> list[str]:
+    if option:
+        return [u for item in option for u in item.split(",") if u.strip()]
+    env = os.environ.get("TILEPILOT_BASE_URL", "")
+    return [u for u in env.replace(",", " ").split() if u]
+
+
+def connect(model: str, base_url: list[str] | None = None, api_key: str | None = None, quiet: bool = False) -> ChatClient:
+    profile = get_profile(model)
+    urls = base_urls_from(base_url)
+    api_key = api_key or os.environ.get("TILEPILOT_API_KEY")
+    if not urls:
+        urls = [ensure_local_server(profile, quiet=quiet).base_url]
+    client = ChatClient(urls, profile, api_key=api_key)
+    client.check()
+    return client

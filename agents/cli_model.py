@@ -1,0 +1,165 @@
+"""``tilepilot serve``, ``tilepilot model`` and ``tilepilot ask``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from agents.backend import connect, ensure_local_server, ensure_tiny_checkpoint
+from agents.errors import UsageError
+from model_runtime import server
+from model_runtime.budget import image_grid
+from model_runtime.payloads import AudioPart, ImagePart, Message, TextPart
+from model_runtime.profiles import IMAGE_BUDGETS, get_profile
+
+out = Console()
+err = Console(stderr=True)
+
+serve_app = typer.Typer(help="Run the managed local vLLM server.", no_args_is_help=True)
+model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
+
+ModelOpt = typer.Option("tiny", "--model", "-m", help="Profile (tiny, gemma-4-12b) or checkpoint folder.")
+BaseUrlOpt = typer.Option(
+    None, "--base-url", help="Use this server instead of the managed one; repeat for replicas. Env: TILEPILOT_BASE_URL."
+)
+
+
+def check_budget(budget: int) -> int:
+    if budget not in IMAGE_BUDGETS:
+        raise UsageError(f"--budget must be one of {', '.join(map(str, IMAGE_BUDGETS))}, got {budget}")
+    return budget
+
+
+@serve_app.command("start")
+def serve_start(
+    model: str = ModelOpt,
+    host: str = typer.Option("127.0.0.1", help="Interface to bind. Anything but loopback needs --api-key."),
+    port: Optional[int] = typer.Option(None, help="Port (default: 8765, or a free one)."),
+    api_key: Optional[str] = typer.Option(None, envvar="TILEPILOT_API_KEY", help="Require this bearer key."),
+) -> None:
+    """Start vLLM for a profile (detached) and wait until it answers."""
+    profile = get_profile(model)
+    if host == "127.0.0.1" and port is None and api_key is None:
+        state = ensure_local_server(profile)
+    else:
+        server.check_backend(profile)
+        if profile.is_random_weights:
+            ensure_tiny_checkpoint(Path(profile.model))
+        with err.status(f"starting vLLM for {profile.name} ..."):
+            state = server.start(profile, host=host, port=port, api_key=api_key)
+        if not server.is_loopback(host):
+            err.print(f"listening on {host}:{state.port}; clients must send the API key")
+    out.print(f"serving {state.served_name} at {state.base_url} (pid {state.pid}, log {state.log})")
+
+
+@serve_app.command("stop")
+def serve_stop(model: str = ModelOpt) -> None:
+    """Stop the managed server of a profile."""
+    state = server.stop(get_profile(model).name)
+    out.print(f"stopped pid {state.pid}" if state else "not running")
+
+
+@serve_app.command("status")
+def serve_status(model: str = ModelOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show whether the managed server runs and answers."""
+    profile = get_profile(model)
+    state = server.read_state(profile.name)
+    ok = bool(state and server.healthy(state.base_url, state.served_name))
+    if as_json:
+        info = {"running": state is not None, "healthy": ok}
+        if state:
+            info.update(pid=state.pid, base_url=state.base_url, log=state.log, peak_rss_kb=server.peak_rss_kb(state.pid))
+        typer.echo(json.dumps(info))
+    elif state is None:
+        out.print(f"{profile.name}: not running")
+    else:
+        rss = server.peak_rss_kb(state.pid) / 1024
+        out.print(f"{profile.name}: {'healthy' if ok else 'starting or unhealthy'} at {state.base_url} "
+                  f"(pid {state.pid}, peak RSS {rss:.0f} MiB)")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@model_app.command("build-tiny")
+def build_tiny(
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder (default: the user cache)."),
+    seed: int = typer.Option(0, help="Weights seed; the same seed gives the same checkpoint."),
+    force: bool = typer.Option(False, help="Rebuild even if cached."),
+) -> None:
+    """Build the tiny random-weight gemma4_unified checkpoint, offline. Its words are noise."""
+    path = ensure_tiny_checkpoint(out_dir, seed=seed, force=force)
+    out.print(str(path))
+
+
+def _pdf_page_image(pdf: Path, page: int, budget: int, password: Optional[str]):
+    from tools.pdf import open_pdf
+
+    with open_pdf(pdf, password=password) as doc:
+        doc.page_range(str(page))  # one-line error when out of range
+        w_pt, h_pt = doc.page_size(page)
+        grid = image_grid(round(w_pt), round(h_pt), budget)
+        return doc.render(page, grid.width, grid.height)
+
+
+def ask(
+    prompt: str = typer.Argument(..., help="What to ask."),
+    image: Optional[Path] = typer.Option(None, help="An image file."),
+    pdf: Optional[Path] = typer.Option(None, help="A PDF; use with --page."),
+    page: int = typer.Option(1, help="1-based page of --pdf."),
+    password: Optional[str] = typer.Option(None, help="Password of an encrypted --pdf."),
+    audio: Optional[Path] = typer.Option(None, help="An audio file of up to 30 s."),
+    budget: int = typer.Option(280, help="Image budget in soft tokens: 70, 140, 280, 560 or 1120."),
+    max_tokens: int = typer.Option(256, help="Longest answer, in tokens."),
+    temperature: float = typer.Option(0.0),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    model: str = ModelOpt,
+    base_url: Optional[list[str]] = BaseUrlOpt,
+) -> None:
+    """One-shot question, optionally about an image, a PDF page and/or an audio clip."""
+    check_budget(budget)
+    parts: list = []
+    if image is not None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(image) as im:
+                parts.append(ImagePart(image=im.convert("RGB")))
+        except (OSError, UnidentifiedImageError):
+            raise UsageError(f"{image}: not a readable image") from None
+    if pdf is not None:
+        parts.append(ImagePart(image=_pdf_page_image(pdf, page, budget, password)))
+    if audio is not None:
+        from tools.audio import load
+
+        samples, info = load(audio)
+        profile = get_profile(model)
+        if len(samples) > profile.audio.max_clip_samples:
+            raise UsageError(
+                f"{audio}: {info.duration_s:.1f} s is longer than one 30 s clip; use `tilepilot listen` for long audio"
+            )
+        parts.append(AudioPart(samples=samples))
+    parts.append(TextPart(text=prompt))
+    with connect(model, base_url, quiet=as_json) as client:
+        result = client.chat([Message(role="user", parts=parts)], temperature=temperature,
+                             max_tokens=max_tokens, image_budget=budget)
+    if as_json:
+        typer.echo(json.dumps({
+            "answer": result.text,
+            "usage": result.usage.model_dump(),
+            "estimated_prompt_tokens": result.estimated_prompt_tokens,
+        }))
+        return
+    out.print(result.text, markup=False, highlight=False)
+    noise = " (tiny random-weight model: the words are noise)" if client.profile.is_random_weights else ""
+    err.print(f"[dim]prompt {result.usage.prompt_tokens} tokens (estimated {result.estimated_prompt_tokens}), "
+              f"answer {result.usage.completion_tokens} tokens, {result.latency_s:.2f} s{noise}[/dim]")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(serve_app, name="serve")
+    app.add_typer(model_app, name="model")
+    app.command("ask")(ask)

