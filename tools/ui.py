@@ -9,15 +9,14 @@ keymap) for the life of the process, so it is imported lazily, once a display is
 executor for a different display in the same process is refused.
 
 Text goes through ``xdotool type``: ``pyautogui.write`` silently drops every character that is
-not on the US keyboard ("Grüße" becomes "Gre"), while xdotool remaps a spare keycode per
-character and so types any Unicode text.
+not on the US keyboard ("Grüße" becomes "Gre"); xdotool types any Unicode text once the
+characters are on keys (tools/ui_unicode.py binds them first, so none get dropped).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Sequence
 from types import ModuleType
@@ -33,6 +32,7 @@ from tools.errors import (
     UIActionError,
 )
 from tools.screen import Monitor, Screen, require_display
+from tools.ui_unicode import type_text, xauthority_fallback
 
 DEFAULT_PAUSE_S = 0.05  # after every pyautogui call; lets the app process the event
 DEFAULT_TYPE_DELAY_MS = 12  # between keystrokes; xdotool's default (12) is reliable on Xvfb
@@ -189,21 +189,7 @@ class UIExecutor:
                 )
             gui.write(text, interval=self.type_delay_ms / 1000)
             return f"typed {len(text)} chars with pyautogui.write"
-        cmd = [xdotool, "type", "--delay", str(self.type_delay_ms), "--", text]
-        env = {**os.environ, "DISPLAY": self.display}
-        timeout = 10 + len(text) * (self.type_delay_ms + 20) / 1000
-        try:
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise ActionExecutionError(
-                f"xdotool type of {len(text)} chars timed out after {timeout:.0f}s on display "
-                f"{self.display!r}: check that the X server is responsive"
-            ) from None
-        if proc.returncode != 0:
-            reason = (proc.stderr.strip().splitlines() or ["no output"])[0]
-            raise ActionExecutionError(
-                f"xdotool type failed on display {self.display!r} (exit {proc.returncode}): {reason}"
-            )
+        type_text(self.display, text, self.type_delay_ms, xdotool)
         time.sleep(self.pause_s)
         return f"typed {len(text)} chars with xdotool"
 
@@ -244,27 +230,21 @@ def _import_pyautogui(display: str) -> ModuleType:
 
     module = sys.modules.get("pyautogui")
     if module is None:
-        overrides = {"DISPLAY": display}
-        if not _xauthority_exists():
-            # python-xlib raises XauthError when the cookie file is missing, where libX11
-            # just connects without a cookie (bare Xvfb, containers). An empty file means
-            # the same "no cookie" to python-xlib.
-            overrides["XAUTHORITY"] = os.devnull
-        previous = {k: os.environ.get(k) for k in overrides}
-        os.environ.update(overrides)
+        previous = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = display
         try:
-            import pyautogui as module  # noqa: PLC0415 - needs a display at import time
+            with xauthority_fallback():
+                import pyautogui as module  # noqa: PLC0415 - needs a display at import time
         except Exception as exc:  # Xlib raises several unrelated types for a bad display
             raise DisplayUnavailableError(
                 f"cannot open X display {display!r} for input: is the X server running? "
                 f"({type(exc).__name__})"
             ) from None
         finally:
-            for key, value in previous.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            if previous is None:
+                os.environ.pop("DISPLAY", None)
+            else:
+                os.environ["DISPLAY"] = previous
     bound = _bound_display(module)
     if bound is not None and bound != display:
         raise UIActionError(
@@ -272,11 +252,6 @@ def _import_pyautogui(display: str) -> ModuleType:
             f"executor for {display!r} in a separate process"
         )
     return module
-
-
-def _xauthority_exists() -> bool:
-    path = os.environ.get("XAUTHORITY") or os.path.join(os.path.expanduser("~"), ".Xauthority")
-    return os.path.isfile(path)
 
 
 def _bound_display(module: ModuleType) -> str | None:

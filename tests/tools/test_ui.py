@@ -22,6 +22,7 @@ from tools.errors import (
 )
 from tools.screen import Monitor
 from tools.ui import ActionRecord, UIExecutor
+from tools.ui_unicode import KeymapPatch, segments
 
 pytestmark = pytest.mark.x11
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +118,31 @@ def test_type_unicode(executor: UIExecutor, tk_app: TkApp) -> None:  # noqa: F81
     record = executor.execute(Type(text=text))
     tk_app.wait_for(lambda e: e["event"] == "entry_changed" and e["value"] == text, timeout_s=10)
     assert "xdotool" in record.detail
+
+
+def test_type_more_distinct_characters_than_free_keycodes(executor: UIExecutor, xvfb: XServer, tk_app: TkApp) -> None:  # noqa: F811
+    text = "αβγδεζηθικλμνξοπρστυφχψω 一二三四五六七八九十 ok"
+    free_before = KeymapPatch(xvfb.display)
+    try:
+        assert len(free_before.missing(text)) > len(free_before.free)  # forces several segments
+    finally:
+        free_before.close()
+    _click_entry(executor, tk_app)
+    executor.execute(Type(text=text))
+    tk_app.wait_for(lambda e: e["event"] == "entry_changed" and e["value"] == text, timeout_s=15)
+    after = KeymapPatch(xvfb.display)
+    try:
+        assert after.free == free_before.free  # temporary key bindings were removed
+    finally:
+        after.close()
+
+
+def test_segments_respect_capacity() -> None:
+    text = "aäbößc"
+    parts = segments(text, ["ä", "ö", "ß"], capacity=2)
+    assert "".join(p for p, _ in parts) == text
+    assert parts == [("aäbö", ["ä", "ö"]), ("ßc", ["ß"])]
+    assert all(len(needed) <= 2 for _, needed in parts)
 
 
 def test_hotkey_and_key_reach_the_entry(executor: UIExecutor, tk_app: TkApp) -> None:  # noqa: F811
