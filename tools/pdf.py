@@ -7,27 +7,26 @@ passed straight back as a ``clip`` to :meth:`PdfDocument.render`.
 Everything here runs in the calling process. For untrusted files use :mod:`tools.pdf_worker`,
 which runs the same page work in a child process that is killed at a deadline.
 
-Why PyMuPDF 1.26 and not 2.x (measured on this machine, fresh subprocess each, median of 7;
-``tests/bench/bench_pdf.py --other-python <venv with 2.x>/bin/python`` repeats the measurement):
+Why PyMuPDF 1.26 and not 2.x (measured on this machine, fresh subprocess each, median of 5-7,
+two runs on a shared 2-core box; ``tests/bench/bench_pdf.py --other-python <venv>/bin/python``
+repeats it):
 
-=================  ===========  =====================  ==========================
-PyMuPDF            import time  VmHWM after import     what ``import pymupdf``
-                                + one page render      loads
-=================  ===========  =====================  ==========================
-1.26.7             122 ms       55 MiB                 MuPDF bindings only
-2.0                955 ms       143 MiB                + pymupdf.layout, numpy,
-                                                       onnxruntime (layout model)
-=================  ===========  =====================  ==========================
+=========  ===============  =========================  ===================================
+PyMuPDF    import time      VmHWM, import + 1 render   what ``import pymupdf`` loads
+=========  ===============  =========================  ===================================
+1.26.7     122-164 ms       55 MiB                     MuPDF bindings only
+2.0        955-1462 ms      141-143 MiB                + pymupdf.layout, numpy, onnxruntime
+=========  ===============  =========================  ===================================
 
-(bare Python 3.11: 8.5 MiB). 2.x renders the same pixels; the extra 830 ms and ~88 MiB per
-process buy a layout model this project does not use (the multimodal model reads the page), and
-every page worker restart would pay them again.
+(bare Python 3.11: 8.5 MiB). 2.0 (MuPDF 1.28.5) drew the same pixels as 1.26.7 (MuPDF 1.26.12)
+on all four page kinds of ``tests.gen.pdfs.mixed_corpus``; its extra ~0.9 s and
+~87 MiB per process pay for a layout-analysis model this project does not use (the multimodal
+model reads the page itself), and every fresh page-worker process would pay them again.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from types import TracebackType
 from typing import Sequence
 
