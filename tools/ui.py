@@ -15,10 +15,14 @@ characters are on keys (tools/ui_unicode.py binds them first, so none get droppe
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.util
 import os
 import shutil
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 
 from pydantic import BaseModel, ConfigDict
@@ -168,8 +172,13 @@ class UIExecutor:
             for x, y in rest:
                 gui.moveTo(x, y, duration=self.drag_segment_s)
         finally:
-            # Never leave a button held down, even when the fail-safe fires mid-drag.
-            gui.mouseUp(button=action.button, _pause=True)
+            # Never leave a button held down, even when the fail-safe fires mid-drag
+            # (mouseUp itself checks the fail-safe first and would refuse to release).
+            gui.FAILSAFE = False
+            try:
+                gui.mouseUp(button=action.button)
+            finally:
+                gui.FAILSAFE = True
 
     @staticmethod
     def _scroll(gui: ModuleType, action: Scroll) -> None:
@@ -196,13 +205,10 @@ class UIExecutor:
     # --- pyautogui binding --------------------------------------------------------------
     def _key_name(self, key: str) -> str:
         """Normalise a key name to pyautogui's spelling, or refuse it (pyautogui ignores unknown keys)."""
-        name = key if len(key) == 1 else key.strip().lower()
+        # Case-insensitive ("Ctrl", "A"); capitals are typed with a Type action, not Key.
+        name = key.lower() if len(key) == 1 else key.strip().lower()
         name = KEY_ALIASES.get(name, name)
-        if self.dry_run and self._gui is None:
-            valid = _static_key_names()
-        else:
-            valid = set(self._pyautogui().KEY_NAMES)
-        if name not in valid:
+        if name not in _static_key_names():
             raise ActionExecutionError(
                 f"unknown key name {key!r}: use pyautogui key names such as ctrl, alt, shift, "
                 "enter, tab, escape, f5 or a single character"
@@ -260,16 +266,20 @@ def _bound_display(module: ModuleType) -> str | None:
     return conn.get_display_name() if conn is not None else None
 
 
-def _static_key_names() -> set[str]:
-    # pyautogui can't be imported without a display; its key list is static apart from
-    # the single printable characters, so a dry run without X accepts those plus the names.
-    import string
+@functools.cache
+def _static_key_names() -> frozenset[str]:
+    """pyautogui.KEY_NAMES without importing pyautogui (which needs a display).
 
-    named = {
-        "alt", "altleft", "altright", "backspace", "capslock", "command", "ctrl", "ctrlleft",
-        "ctrlright", "del", "delete", "down", "end", "enter", "esc", "escape", "home", "insert",
-        "left", "pagedown", "pageup", "pgdn", "pgup", "return", "right", "shift", "shiftleft",
-        "shiftright", "space", "tab", "up", "win", "winleft", "winright", "printscreen", "pause",
-        "numlock", "scrolllock", "menu", "apps", "\t", "\n", " ",
-    }
-    return named | {f"f{i}" for i in range(1, 25)} | set(string.printable)
+    The list is a literal in pyautogui/__init__.py, so read it from the source: dry runs then
+    accept exactly the names a real run accepts.
+    """
+    spec = importlib.util.find_spec("pyautogui")
+    if spec is None or spec.origin is None:
+        return frozenset()
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "KEY_NAMES" for t in node.targets
+        ):
+            return frozenset(ast.literal_eval(node.value))
+    return frozenset()

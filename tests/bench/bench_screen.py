@@ -22,7 +22,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tests.tools.test_geometry import model_grid  # noqa: E402
-from tests.x11.servers import _terminate, start_xvfb  # noqa: E402
+from tests.x11.servers import terminate_process, start_xvfb  # noqa: E402
 from tools.screen import Capture, Screen  # noqa: E402
 
 SIZES = ((1280, 800), (1920, 1080))
@@ -80,7 +80,7 @@ def bench_size(width: int, height: int, runs: int) -> dict[str, float]:
                 jpeg_ms, jpeg = _median_ms(lambda: _encode(small, "JPEG"), runs)
                 step_ms, _ = _median_ms(lambda: _encode(screen.capture_monitor(1).resized_to(*grid), "PNG"), runs)
         finally:
-            _terminate(busy)
+            terminate_process(busy)
     return {"grid": f"{grid[0]}x{grid[1]}", "capture": capture_ms, "resize": resize_ms, "png": png_ms,
             "jpeg": jpeg_ms, "step_png": step_ms, "png_kb": len(png) / 1024, "jpeg_kb": len(jpeg) / 1024}
 

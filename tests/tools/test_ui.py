@@ -211,6 +211,9 @@ def test_dry_run_without_display_uses_given_monitors(monkeypatch: pytest.MonkeyP
     # Inside the bounding box but below the shorter second monitor: on no monitor at all.
     with pytest.raises(OffScreenError):
         dry.execute(Click(x=2500, y=1050))
+    assert dry.execute(Hotkey(keys=["Ctrl", "A"])).detail == "dry run: hotkey ctrl+a"
+    with pytest.raises(ActionExecutionError):
+        dry.execute(Key(key="bogus"))
 
 
 def test_fail_safe_corner_raises(executor: UIExecutor, xvfb: XServer, tk_app: TkApp) -> None:  # noqa: F811

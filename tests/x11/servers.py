@@ -67,7 +67,7 @@ class XServer:
 
     def stop(self) -> None:
         for proc in [*self.extra, self.process]:
-            _terminate(proc)
+            terminate_process(proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> XServer:
@@ -77,7 +77,7 @@ class XServer:
         self.stop()
 
 
-def _terminate(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
+def terminate_process(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
     if proc.poll() is not None:
         return
     proc.terminate()
@@ -112,7 +112,7 @@ def _launch_with_displayfd(cmd: list[str], log_path: Path, timeout_s: float) -> 
         os.close(read_fd)
     number = received.decode().strip() if received.endswith(b"\n") else ""
     if not number:
-        _terminate(proc)
+        terminate_process(proc)
         tail = log_path.read_text(errors="replace")[-800:]
         raise XServerError(f"{cmd[0]} did not start within {timeout_s}s; log tail:\n{tail}")
     return f":{number}", proc

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tests.x11.servers import XServer, _terminate
+from tests.x11.servers import XServer, terminate_process
 
 TK_APP = Path(__file__).resolve().parents[1] / "apps" / "tk_app.py"
 
@@ -102,7 +102,7 @@ class TkApp:
         return self.ready.widgets[name]
 
     def stop(self) -> None:
-        _terminate(self.process)
+        terminate_process(self.process)
 
 
 def launch_tk_app(
