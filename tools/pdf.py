@@ -189,7 +189,10 @@ def _parse_range_item(item: str, spec: str, page_count: int) -> tuple[int, int]:
 
 
 class PdfDocument:
-    """An open PDF. Use :func:`open_pdf`; close it (or use ``with``) to release MuPDF's memory."""
+    """An open PDF. Use :func:`open_pdf`; close it (or use ``with``) to release MuPDF's memory.
+
+    Not thread-safe (PyMuPDF is not): use one document per thread, or a PageWorker each.
+    """
 
     def __init__(self, doc: pymupdf.Document, name: str):
         self._doc = doc

@@ -25,6 +25,7 @@ import multiprocessing.connection
 import os
 import sys
 import tempfile
+import threading
 import types
 import weakref
 from contextlib import contextmanager
@@ -112,7 +113,11 @@ class _Child:
 
 
 class PageWorker:
-    """Like :class:`tools.pdf.PdfDocument` (render, text, page_size), with every call bounded by ``deadline_s``."""
+    """Like :class:`tools.pdf.PdfDocument` (render, text, page_size), with every call bounded by ``deadline_s``.
+
+    Calls from several threads are safe but take turns (one child, one request at a time); to
+    render pages in parallel, give each thread its own worker.
+    """
 
     def __init__(
         self,
@@ -126,6 +131,7 @@ class PageWorker:
         if not self.deadline_s > 0:
             raise ValueError(f"deadline_s must be positive, got {deadline_s}")
         self.restarts = 0  # children killed at a deadline or lost to a crash
+        self._lock = threading.Lock()  # one request on the pipe at a time
         self._password = password
         self._context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
@@ -159,8 +165,9 @@ class PageWorker:
 
     def restart(self) -> None:
         """Replace the child with a fresh one now (drops whatever MuPDF has cached for the document)."""
-        self._child.stop(graceful=True)
-        self._start()
+        with self._lock:
+            self._child.stop(graceful=True)
+            self._start()
 
     def page_range(self, spec: str) -> list[int]:
         return parse_page_range(spec, self.page_count)
@@ -173,8 +180,7 @@ class PageWorker:
 
     def render(self, page: int, width: int, height: int, clip: Sequence[float] | None = None) -> Image.Image:
         width_px, height_px, samples = self._call(page, "render", (page, width, height, None if clip is None else tuple(clip)))
-        # Shares the received buffer instead of copying it (PIL copies on first write).
-        return Image.frombuffer("RGB", (width_px, height_px), samples, "raw", "RGB", 0, 1)
+        return Image.frombytes("RGB", (width_px, height_px), samples)
 
     # -- child management -------------------------------------------------------------------
 
@@ -187,21 +193,34 @@ class PageWorker:
             process.start()
         child_conn.close()
         self._child.process, self._child.conn = process, parent_conn
-        if not parent_conn.poll(self.deadline_s + _START_ALLOWANCE_S):
+        wait_s = self.deadline_s + _START_ALLOWANCE_S
+        if not parent_conn.poll(wait_s):
             self._child.stop(graceful=False)
-            raise CorruptPdfError(f"opening {self.name} took longer than {self.deadline_s:g} s; the file is probably malformed")
+            raise CorruptPdfError(f"opening {self.name} took longer than {wait_s:g} s; the file is probably malformed")
         reply = self._receive(None)
         return reply[1], reply[2]
 
     def _call(self, page: int, op: str, args: tuple[Any, ...]) -> Any:
         if not 1 <= page <= self.page_count:
             raise PageRangeError(f"page {page} of {self.name} does not exist; it has pages 1-{self.page_count}")
+        with self._lock:
+            return self._call_locked(page, op, args)
+
+    def _call_locked(self, page: int, op: str, args: tuple[Any, ...]) -> Any:
         if self._child.process is None:
             self.restarts += 1
             self._start()
         conn = self._child.conn
         assert conn is not None
-        conn.send((op, args))
+        try:
+            conn.send((op, args))
+        except OSError:  # the child died while idle (OOM killer, ...): start a fresh one, once
+            self._child.stop(graceful=False)
+            self.restarts += 1
+            self._start()
+            conn = self._child.conn
+            assert conn is not None
+            conn.send((op, args))
         if not conn.poll(self.deadline_s):
             self._child.stop(graceful=False)
             err = PageTimeoutError(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -132,6 +134,22 @@ def test_page_errors_and_range(files) -> None:
         with pytest.raises(PageRangeError):
             list(iter_pages(worker, "999-1002"))
         assert [r.page for r in iter_pages(worker, "2,1000", text=False)] == [2, 1000]
+
+
+def test_worker_killed_while_idle_is_replaced(files) -> None:
+    with PageWorker(files["long"]) as worker:
+        os.kill(worker._child.process.pid, signal.SIGKILL)  # as the OOM killer would
+        time.sleep(0.1)
+        assert "Page 7 of" in worker.text(7).text
+        assert worker.restarts == 1
+
+
+def test_threads_sharing_a_worker_take_turns(files) -> None:
+    with PageWorker(files["long"]) as worker, ThreadPoolExecutor(4) as pool:
+        texts = list(pool.map(lambda page: worker.text(page).text, range(1, 41)))
+        sizes = list(pool.map(lambda page: worker.render(page, 30 + page, 40).size, range(1, 41)))
+    assert [t.split()[1] for t in texts] == [str(page) for page in range(1, 41)]
+    assert sizes == [(30 + page, 40) for page in range(1, 41)]
 
 
 def test_bytes_source_leaves_no_temp_file(files) -> None:
