@@ -8,14 +8,14 @@ Everything here runs in the calling process. For untrusted files use :mod:`tools
 which runs the same page work in a child process that is killed at a deadline.
 
 Why PyMuPDF 1.26 and not 2.x (measured on this machine, fresh subprocess each, median of 5-7,
-two runs on a shared 2-core box; ``tests/bench/bench_pdf.py --other-python <venv>/bin/python``
+three runs on a shared 2-core box; ``tests/bench/bench_pdf.py --other-python <venv>/bin/python``
 repeats it):
 
 =========  ===============  =========================  ===================================
 PyMuPDF    import time      VmHWM, import + 1 render   what ``import pymupdf`` loads
 =========  ===============  =========================  ===================================
 1.26.7     122-164 ms       55 MiB                     MuPDF bindings only
-2.0        955-1462 ms      141-143 MiB                + pymupdf.layout, numpy, onnxruntime
+2.0        955-1849 ms      141-143 MiB                + pymupdf.layout, numpy, onnxruntime
 =========  ===============  =========================  ===================================
 
 (bare Python 3.11: 8.5 MiB). 2.0 (MuPDF 1.28.5) drew the same pixels as 1.26.7 (MuPDF 1.26.12)
