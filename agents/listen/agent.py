@@ -1,0 +1,275 @@
+"""The listen agent: audio -> clips of <= 30 s cut at silences -> model -> transcript, summary or answer.
+
+The model hears raw 16 kHz samples (one token per 640), at most 750 tokens per clip. The file is
+streamed (:func:`tools.audio.iter_blocks`) and cut into overlapping clips as it decodes
+(:func:`agents.listen.stream.plan_clips`), so an hour of audio never sits in memory. Clips go to
+the server in parallel, a bounded number in flight; their transcripts are joined with the overlap
+said once (:mod:`agents.listen.merge`). Summaries and answers are one more text request over the
+transcript, or a map-reduce over parts of it when it does not fit the prompt budget.
+
+The steps run as a small LangGraph graph (transcribe -> merge -> condense) checkpointed into the
+run folder, like every tilepilot agent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal, TypedDict
+
+import numpy as np
+from pydantic import BaseModel
+
+from agents.errors import RunError, UsageError
+from agents.listen.merge import merge_transcripts
+from agents.listen.stream import plan_clips
+from agents.rules import Policy
+from agents.runs import CHECKPOINT_NAME, EventLog
+from model_runtime.client import ChatClient
+from model_runtime.payloads import AudioPart, Message, TextPart
+from tools.audio import SAMPLE_RATE, Clip, iter_blocks
+
+Task = Literal["transcribe", "summarize", "ask"]
+TASKS: tuple[str, ...] = ("transcribe", "summarize", "ask")
+
+OVERLAP_S = 1.0  # enough to hold a word cut at the seam; each is transcribed twice, then merged once
+DEFAULT_WORKERS = 4
+MAX_REDUCE_LEVELS = 6
+FINAL_MAX_TOKENS = 512
+
+TRANSCRIBE_INSTRUCTION = "Transcribe this audio clip. Write only the words that are spoken, in order, with no commentary."
+SUMMARY_INSTRUCTION = ("Summarize this transcript of a recording in a few sentences. Keep names, numbers, decisions "
+                       "and action items.")
+PART_SUMMARY_INSTRUCTION = ("This is part {part} of {parts} of a transcript of one recording. Summarize this part in "
+                            "a few sentences. Keep names, numbers, decisions and action items.")
+ASK_INSTRUCTION = "Answer the question using only this transcript of a recording. If it does not say, answer so."
+PART_ASK_INSTRUCTION = ("This is part {part} of {parts} of a transcript of one recording. Write down everything in "
+                        "this part that helps answer the question, or 'nothing relevant'.")
+
+
+class ClipTranscript(BaseModel):
+    """What one clip cost and what the model heard in it. Times are seconds of the input."""
+
+    index: int
+    start_s: float
+    end_s: float
+    text: str
+    prompt_tokens: int
+    estimated_prompt_tokens: int | None
+    completion_tokens: int
+    latency_s: float
+
+
+class ListenResult(BaseModel):
+    source: Path
+    task: str
+    question: str | None = None
+    duration_s: float
+    clips: list[ClipTranscript]
+    text: str
+    summary: str | None = None
+    answer: str | None = None
+    condense_requests: int = 0  # text requests for summary/answer (1 unless it went hierarchical)
+
+
+class _State(TypedDict, total=False):
+    source: str
+    clips: list[dict]
+    duration_s: float
+    text: str
+    output: str | None
+    condense_requests: int
+
+
+ProgressFn = Callable[[float], None]  # called with the seconds of audio transcribed so far
+
+
+class ListenAgent:
+    """Transcribes, summarises or answers questions about audio files with one model server."""
+
+    def __init__(self, client: ChatClient, policy: Policy, *, workers: int = DEFAULT_WORKERS,
+                 overlap_s: float = OVERLAP_S, events: EventLog | None = None) -> None:
+        if workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {workers}")
+        self.client = client
+        self.policy = policy
+        self.workers = workers
+        spec = client.profile.audio
+        self.max_clip_samples = spec.max_clip_samples
+        self.overlap_samples = round(overlap_s * SAMPLE_RATE / spec.samples_per_token) * spec.samples_per_token
+        self.events = events
+        limit = policy.limit("max_prompt_tokens")
+        # The prompt budget of text requests; audio clips cost a fixed ~780 tokens at most.
+        self.text_budget = int(min(client.profile.input_budget, limit or client.profile.input_budget))
+        runtime = policy.limit("max_runtime_s")
+        self._deadline = time.monotonic() + runtime if runtime else None
+        self._runtime_limit = runtime
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def run(self, source: Path, run_dir: Path, task: Task = "transcribe", question: str | None = None,
+            on_progress: ProgressFn | None = None, thread_id: str = "0") -> ListenResult:
+        """Transcribe ``source`` (and summarise or answer) as a checkpointed LangGraph run in ``run_dir``."""
+        from langgraph.checkpoint.sqlite import SqliteSaver
+        from langgraph.graph import END, START, StateGraph
+
+        if task not in TASKS:
+            raise UsageError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+        if (task == "ask") != bool(question):
+            raise UsageError("--task ask needs a question (--question TEXT), and only ask takes one")
+
+        def transcribe_node(state: _State) -> _State:
+            clips, total = self.transcribe_blocks(iter_blocks(state["source"]), on_progress)
+            return {"clips": [c.model_dump() for c in clips], "duration_s": total / SAMPLE_RATE}
+
+        def merge_node(state: _State) -> _State:
+            return {"text": merge_transcripts([c["text"] for c in state["clips"]])}
+
+        def condense_node(state: _State) -> _State:
+            output, requests = self.condense(state["text"], task, question)
+            return {"output": output, "condense_requests": requests}
+
+        graph = StateGraph(_State)
+        graph.add_node("transcribe", transcribe_node)
+        graph.add_node("merge", merge_node)
+        graph.add_node("condense", condense_node)
+        graph.add_edge(START, "transcribe")
+        graph.add_edge("transcribe", "merge")
+        graph.add_conditional_edges("merge", lambda _: "condense" if task != "transcribe" else END, ["condense", END])
+        graph.add_edge("condense", END)
+        with sqlite3.connect(run_dir / CHECKPOINT_NAME, check_same_thread=False) as conn:
+            app = graph.compile(checkpointer=SqliteSaver(conn))
+            final = app.invoke({"source": str(source)}, config={"configurable": {"thread_id": thread_id}})
+        conn.close()
+        output = final.get("output")
+        return ListenResult(
+            source=source, task=task, question=question, duration_s=final["duration_s"],
+            clips=[ClipTranscript(**c) for c in final["clips"]], text=final["text"],
+            summary=output if task == "summarize" else None, answer=output if task == "ask" else None,
+            condense_requests=final.get("condense_requests", 0),
+        )
+
+    def transcribe_blocks(self, blocks: Iterable[np.ndarray],
+                          on_progress: ProgressFn | None = None) -> tuple[list[ClipTranscript], int]:
+        """Transcribe a 16 kHz mono stream clip by clip; returns the clips in order and the sample count.
+
+        At most ``2 * workers`` clips are in flight, so memory stays bounded however long the stream.
+        """
+        done: list[ClipTranscript] = []
+        total = 0
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="listen-clip") as pool:
+            pending: deque[Future[ClipTranscript]] = deque()
+
+            def collect() -> None:
+                clip = pending.popleft().result()
+                done.append(clip)
+                if on_progress:
+                    on_progress(clip.end_s)
+
+            try:
+                for clip in plan_clips(blocks, max_clip_samples=self.max_clip_samples,
+                                       overlap_samples=self.overlap_samples):
+                    self._check_deadline()
+                    total = clip.end_sample
+                    pending.append(pool.submit(self.transcribe_clip, clip))
+                    while len(pending) >= 2 * self.workers:
+                        collect()
+                while pending:
+                    collect()
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+        return done, total
+
+    def transcribe_clip(self, clip: Clip) -> ClipTranscript:
+        messages = self._with_system([AudioPart(samples=clip.samples), TextPart(text=TRANSCRIBE_INSTRUCTION)])
+        # Room for fast speech (~3 words/s, ~1.5 tokens/word) and no more: a model that rambles
+        # on a silent clip should not cost a full answer's worth of tokens.
+        max_tokens = int(len(clip.samples) / SAMPLE_RATE * 6) + 32
+        result = self.client.chat(messages, max_tokens=max_tokens)
+        out = ClipTranscript(
+            index=clip.index, start_s=clip.start_s, end_s=clip.end_s, text=" ".join(result.text.split()),
+            prompt_tokens=result.usage.prompt_tokens, estimated_prompt_tokens=result.estimated_prompt_tokens,
+            completion_tokens=result.usage.completion_tokens, latency_s=round(result.latency_s, 3),
+        )
+        self._emit("clip", **out.model_dump(exclude={"text"}))
+        return out
+
+    def condense(self, transcript: str, task: Task, question: str | None) -> tuple[str, int]:
+        """The summary or answer over ``transcript``, hierarchical when it exceeds the text budget.
+
+        Returns the output and the number of requests it took.
+        """
+        requests = 0
+        for level in range(MAX_REDUCE_LEVELS + 1):
+            self._check_deadline()
+            final = self._text_request(task, question, transcript)
+            tokens = self.client.count_prompt_tokens(final)
+            if tokens <= self.text_budget:
+                result = self.client.chat(final, max_tokens=FINAL_MAX_TOKENS)
+                self._emit(task, level=level, prompt_tokens=result.usage.prompt_tokens,
+                           completion_tokens=result.usage.completion_tokens)
+                return result.text.strip(), requests + 1
+            notes = self._part_notes(transcript, task, question, tokens)
+            self._emit("reduce", level=level, prompt_tokens=tokens, budget=self.text_budget, parts=len(notes))
+            requests += len(notes)
+            transcript = "\n\n".join(notes)
+        raise RunError(f"the transcript did not fit {self.text_budget} prompt tokens after {MAX_REDUCE_LEVELS} "
+                       "levels of summaries; raise max_prompt_tokens in your rules")
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _part_notes(self, transcript: str, task: Task, question: str | None, tokens: int) -> list[str]:
+        """Split ``transcript`` into parts that each fit the budget and condense each (in parallel)."""
+        overhead = self.client.count_prompt_tokens(self._text_request(task, question, "", part=(1, 1)))
+        room = self.text_budget - overhead
+        # Notes must be clearly shorter than the parts they replace, or the reduction never ends.
+        note_tokens = min(256, room // 3)
+        if note_tokens < 16:
+            raise UsageError(f"max_prompt_tokens {self.text_budget} leaves no room for the transcript next to the "
+                             f"{overhead}-token instructions; raise it in your rules")
+        words = transcript.split()
+        per_word = max(tokens - overhead, 1) / max(len(words), 1)
+        size = max(1, int(room * 0.9 / per_word))
+        parts = [words[i : i + size] for i in range(0, len(words), size)]
+        fitted: list[list[str]] = []
+        while parts:  # the per-word estimate is an average: halve any part that still overflows
+            part = parts.pop(0)
+            count = self.client.count_prompt_tokens(self._text_request(task, question, " ".join(part), part=(1, 1)))
+            if count <= self.text_budget or len(part) == 1:
+                fitted.append(part)
+            else:
+                parts[:0] = [part[: len(part) // 2], part[len(part) // 2 :]]
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="listen-reduce") as pool:
+            futures = [pool.submit(self.client.chat, self._text_request(task, question, " ".join(p), part=(i + 1, len(fitted))),
+                                   max_tokens=note_tokens) for i, p in enumerate(fitted)]
+            return [" ".join(f.result().text.split()) for f in futures]
+
+    def _text_request(self, task: Task, question: str | None, transcript: str,
+                      part: tuple[int, int] | None = None) -> list[Message]:
+        if task == "ask":
+            instruction = PART_ASK_INSTRUCTION if part else ASK_INSTRUCTION
+            instruction += f"\n\nQuestion: {question}"
+        else:
+            instruction = PART_SUMMARY_INSTRUCTION if part else SUMMARY_INSTRUCTION
+        if part:
+            instruction = instruction.format(part=part[0], parts=part[1])
+        return self._with_system([TextPart(text=f"{instruction}\n\nTranscript:\n{transcript}")])
+
+    def _with_system(self, parts: list) -> list[Message]:
+        user = Message(role="user", parts=parts)
+        return [Message.text("system", self.policy.prompt), user] if self.policy.prompt.strip() else [user]
+
+    def _check_deadline(self) -> None:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise RunError(f"the run exceeded max_runtime_s={self._runtime_limit:g} from the rules; "
+                           "raise the limit or pass a shorter recording")
+
+    def _emit(self, kind: str, **fields: object) -> None:
+        if self.events is not None:
+            self.events.emit(kind, **fields)
