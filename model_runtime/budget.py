@@ -79,8 +79,9 @@ def image_grid(width: int, height: int, max_soft_tokens: int = 280, spec: Vision
         raise ValueError(f"image size must be positive, got {width}x{height}")
     h, w = _processor_resize(height, width, max_soft_tokens, spec)
     # The resize of a grid size can land on a (slightly larger) grid size; iterate to the fixed
-    # point so that the server's resize of what we send is the identity. Converges in <= 3 steps.
-    for _ in range(8):
+    # point so that the server's resize of what we send is the identity. Sizes only grow and the
+    # budget caps them, so this ends: usually after one step, for extreme strips after hundreds.
+    for _ in range(max_soft_tokens + 2):
         h2, w2 = _processor_resize(h, w, max_soft_tokens, spec)
         if (h2, w2) == (h, w):
             break

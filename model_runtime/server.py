@@ -50,7 +50,8 @@ class ServerState(BaseModel):
 
 
 def state_dir() -> Path:
-    d = cache_root() / "servers"
+    # TILEPILOT_STATE_DIR lets tests run their own managed server beside a user's one.
+    d = Path(os.environ.get("TILEPILOT_STATE_DIR") or cache_root() / "servers")
     d.mkdir(parents=True, exist_ok=True)
     return d
 

