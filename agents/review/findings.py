@@ -1,0 +1,143 @@
+"""The review agent's output schema (``findings.json``) and the schema the model must answer in.
+
+``findings.json`` is one :class:`FindingsFile`::
+
+    {"schema": "tilepilot.review/1", "run": DIR, "created": ISO time,
+     "model": {"name", "served_name", "random_weights", "note"} | null,   # null with --no-model
+     "mode": "map-reduce" | "rolling" | "no-model", "budget_tokens": N | null,
+     "documents": [{"path", "page_count", "pages": N reviewed, "failed_pages": [page, ...],
+                    "failures": [{"page", "reason"}], "plan": {"text": n, "image": n, "both": n},
+                    "dropped_model_findings": n, "summary": str | null,
+                    "findings": [Finding, ...]}],
+     "usage": {"requests", "prompt_tokens", "completion_tokens", "max_prompt_tokens", "budget_tokens"}}
+
+A :class:`Finding` is ``{id, rule, severity, page, quote, bbox, rationale, source, verified}``:
+
+- ``id``: 16 hex chars, stable: a hash of rule, page and quote (plus the box for checks), so the
+  same finding gets the same id in every run and duplicates collapse on it.
+- ``rule``: the check id for ``source="check"``; for ``source="model"`` a rule id the model cited
+  when it names a known check, else ``"model"``.
+- ``page``: 1-based. ``bbox``: ``[x0, y0, x1, y1]`` in PDF points, origin top-left, when known.
+- ``verified``: checks are always verified. A model finding is verified when its quote was found
+  on its page's text layer (that search also gives its bbox). Model findings are validated before
+  they are kept: a page outside the chunk the model was shown is dropped; a quote that is not on
+  a page that HAS a text layer is dropped as hallucinated; on a page without a text layer (a
+  scan) it cannot be checked, so it is kept with ``verified: false`` and no bbox. Dropped
+  findings are counted in ``dropped_model_findings`` and logged in ``events.jsonl``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_ID = "tilepilot.review/1"
+Severity = Literal["info", "low", "medium", "high", "critical"]
+SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low", "info")  # most severe first
+BBox = tuple[float, float, float, float]
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str
+    rule: str
+    severity: Severity
+    page: int = Field(ge=1)
+    quote: str
+    bbox: BBox | None = None
+    rationale: str
+    source: Literal["check", "model"]
+    verified: bool = True
+
+
+class PageFailure(BaseModel):
+    page: int
+    reason: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    served_name: str
+    random_weights: bool
+    note: str | None = None
+
+
+class DocumentResult(BaseModel):
+    path: str
+    page_count: int
+    pages: int  # pages reviewed (after --pages)
+    failed_pages: list[int] = []
+    failures: list[PageFailure] = []
+    plan: dict[str, int] = {}
+    dropped_model_findings: int = 0
+    summary: str | None = None
+    findings: list[Finding] = []
+
+
+class UsageTotals(BaseModel):
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    max_prompt_tokens: int = 0
+    budget_tokens: int | None = None
+
+
+class FindingsFile(BaseModel):
+    schema_: str = Field(SCHEMA_ID, alias="schema")
+    run: str
+    created: str
+    model: ModelInfo | None
+    mode: Literal["map-reduce", "rolling", "no-model"]
+    budget_tokens: int | None
+    documents: list[DocumentResult]
+    usage: UsageTotals
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# -- what the model answers: kept small and capped so a random-weight model terminates ----------
+
+
+class ModelFinding(BaseModel):
+    rule: str = Field(max_length=60, description="id of the rule this finding concerns, or 'model'")
+    severity: Severity
+    page: int = Field(ge=1, le=100_000, description="page number as given in the page header")
+    quote: str = Field(max_length=200, description="exact words copied from that page")
+    rationale: str = Field(max_length=240)
+
+
+class ChunkAnswer(BaseModel):
+    findings: list[ModelFinding] = Field(max_length=6)
+    notes: str = Field("", max_length=400, description="short running notes for the next pages")
+
+
+class SummaryAnswer(BaseModel):
+    summary: str = Field(max_length=600)
+
+
+# -- ids and dedupe --------------------------------------------------------------------------
+
+
+def normalize_quote(quote: str) -> str:
+    return re.sub(r"\s+", " ", quote).strip().lower()
+
+
+def model_finding_id(rule: str, page: int, quote: str) -> str:
+    return hashlib.sha256(f"model\x1f{rule}\x1f{page}\x1f{normalize_quote(quote)}".encode()).hexdigest()[:16]
+
+
+def dedupe(findings: Iterable[Finding]) -> list[Finding]:
+    """Drop repeats (same id, or a model finding that repeats a check on the same words).
+
+    Order: by page, then severity (most severe first), then id, so output is the same however
+    chunks were scheduled.
+    """
+    by_id: dict[str, Finding] = {}
+    for finding in findings:
+        by_id.setdefault(finding.id, finding)
+    check_quotes = {(f.page, normalize_quote(f.quote)) for f in by_id.values() if f.source == "check"}
+    kept = [f for f in by_id.values() if f.source == "check" or (f.page, normalize_quote(f.quote)) not in check_quotes]
+    return sorted(kept, key=lambda f: (f.page, SEVERITIES.index(f.severity), f.id))

@@ -1,0 +1,247 @@
+"""The map step: review one chunk of pages with one request, within the budget, or say which page failed.
+
+Pages are read and rendered here, lazily, in a page worker with a per-page deadline: only this
+chunk's images exist, at exactly the grid size of the chunk's image budget. The prompt is counted
+exactly before it is sent (text through /tokenize, images by the grid math); if it is over the
+budget, or the server still answers 400 (context overflow), the chunk is split in halves, and a
+single page gets a lower image budget, until it fits. A page that cannot fit, cannot be read or
+whose request keeps failing is returned as a failure with its reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from pydantic import BaseModel, Field, create_model
+
+from agents.review.findings import Finding, ModelFinding, Severity, model_finding_id, normalize_quote
+from agents.review.planner import ChunkPlan, PagePlan, chunk_id, image_tokens
+from agents.review.prompts import chunk_message
+from agents.rules import CheckPage, CheckWord
+from agents.rules.checks import PageText as CheckText
+from agents.runs import EventLog
+from model_runtime.budget import image_grid
+from model_runtime.client import ChatClient
+from model_runtime.errors import ContextOverflowError, InvalidOutputError, ServerError
+from model_runtime.payloads import ImagePart, Message, TextPart
+from tools.errors import CorruptPdfError, PageTimeoutError
+from tools.pdf import PageText
+from tools.pdf_worker import PageWorker
+
+# JSON strings without control characters, quotes or backslashes: xgrammar lets a random-weight
+# model emit raw control characters inside strings, which no JSON parser accepts.
+_PLAIN = r"^[^\x00-\x1f\"\\]*$"
+MAX_FINDINGS_PER_CHUNK = 4
+ANSWER_MAX_TOKENS = 700
+
+
+@dataclass
+class ChunkContext:
+    """What every chunk step needs; lives outside the checkpoint (clients, logs, secrets)."""
+
+    client: ChatClient
+    path: str
+    password: str | None
+    system: str
+    budget_tokens: int
+    rule_ids: list[str]
+    events: EventLog
+    deadline_s: float | None = None
+    on_pages_done: Callable[[int], None] = lambda n: None
+
+
+@dataclass
+class ChunkOutcome:
+    chunk: str
+    findings: list[Finding] = field(default_factory=list)
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    dropped: int = 0
+    notes: str = ""
+
+    def to_state(self) -> dict:
+        return {
+            "chunk": self.chunk,
+            "findings": [f.model_dump(mode="json") for f in self.findings],
+            "failures": [{"page": p, "reason": r} for p, r in self.failures],
+            "requests": self.requests,
+            "dropped": self.dropped,
+            "notes": self.notes,
+        }
+
+
+def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool) -> type[BaseModel]:
+    """The chunk's answer model: pages and rule ids are enums, so the model can only cite what it was shown."""
+    page_type = Literal[tuple(pages)]  # type: ignore[valid-type]
+    rule_type = Literal[tuple(dict.fromkeys([*rule_ids, "model"]))]  # type: ignore[valid-type]
+    item = create_model(
+        "Finding",
+        rule=(rule_type, ...),
+        severity=(Severity, ...),
+        page=(page_type, ...),
+        quote=(str, Field(max_length=100, pattern=_PLAIN)),
+        rationale=(str, Field(max_length=100, pattern=_PLAIN)),
+    )
+    fields: dict = {"findings": (list[item], Field(max_length=MAX_FINDINGS_PER_CHUNK))}  # type: ignore[valid-type]
+    if with_notes:
+        fields["notes"] = (str, Field(max_length=200, pattern=_PLAIN))
+    return create_model("ChunkAnswer", **fields)
+
+
+def review_chunk(chunk: ChunkPlan, ctx: ChunkContext, notes: str | None = None) -> ChunkOutcome:
+    outcome = ChunkOutcome(chunk=chunk.id)
+    with PageWorker(ctx.path, ctx.password, ctx.deadline_s) as worker:
+        texts: dict[int, PageText] = {}
+        readable: list[PagePlan] = []
+        for page in chunk.pages:
+            try:
+                texts[page.page] = worker.text(page.page)
+                readable.append(page)
+            except (PageTimeoutError, CorruptPdfError) as err:
+                _fail(outcome, ctx, page.page, str(err))
+        if readable:
+            _review_pages(readable, chunk.image_budget, worker, texts, ctx, notes, outcome)
+    ctx.on_pages_done(len(chunk.pages))
+    return outcome
+
+
+def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker, texts: dict[int, PageText],
+                  ctx: ChunkContext, notes: str | None, outcome: ChunkOutcome) -> None:
+    counted = _count(pages, budget, texts, ctx, notes)
+    if counted > ctx.budget_tokens:
+        _shrink(pages, budget, worker, texts, ctx, notes, outcome, f"{counted} tokens > budget {ctx.budget_tokens}")
+        return
+    try:
+        images = {p.page: _render(worker, p, budget, ctx) for p in pages if p.modality != "text"}
+    except (PageTimeoutError, CorruptPdfError) as err:
+        bad = getattr(err, "page", None) or next((p.page for p in pages if str(p.page) in str(err)), pages[0].page)
+        _fail(outcome, ctx, bad, str(err))
+        rest = [p for p in pages if p.page != bad]
+        if rest:
+            _review_pages(rest, budget, worker, texts, ctx, notes, outcome)
+        return
+    message = chunk_message([(p.page, p.modality, texts[p.page].text if p.modality != "image" else None, images.get(p.page))
+                             for p in pages], notes)
+    del images  # the message holds the only references; dropped with it after the request
+    schema = answer_schema([p.page for p in pages], ctx.rule_ids, with_notes=notes is not None)
+    try:
+        result = ctx.client.chat([Message.text("system", ctx.system), message], schema=schema, max_tokens=ANSWER_MAX_TOKENS,
+                                 image_budget=budget, estimate=False)
+    except ContextOverflowError as err:
+        _shrink(pages, budget, worker, texts, ctx, notes, outcome, f"server: {err}")
+        return
+    except (ServerError, InvalidOutputError) as err:
+        for page in pages:
+            _fail(outcome, ctx, page.page, f"the model request failed: {err}")
+        return
+    request = {"chunk": chunk_id(pages), "pages": [p.page for p in pages], "image_budget": budget, "counted": counted,
+               "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens,
+               "budget": ctx.budget_tokens, "attempts": result.attempts, "latency_s": round(result.latency_s, 3)}
+    ctx.events.emit("request", **request)
+    outcome.requests.append(request)
+    answer = result.parsed
+    if notes is not None:
+        outcome.notes = getattr(answer, "notes", "") or ""
+    for raw in answer.findings:
+        _accept(ModelFinding(**raw.model_dump()), {p.page for p in pages}, texts, ctx, outcome)
+
+
+def _count(pages: list[PagePlan], budget: int | None, texts: dict[int, PageText], ctx: ChunkContext, notes: str | None) -> int:
+    """Exact prompt tokens without rendering: each image is one placeholder token in /tokenize, plus its grid cost."""
+    placeholder = ctx.client.profile.image_placeholder
+    message = chunk_message([(p.page, p.modality, texts[p.page].text if p.modality != "image" else None, None) for p in pages], notes)
+    parts, extra = [], 0
+    for part in message.parts:
+        parts.append(part)
+        header = re.match(r"=== page (\d+) \((image|image and text layer)\) ===", part.text) if isinstance(part, TextPart) else None
+        if header:
+            page = next(p for p in pages if p.page == int(header.group(1)))
+            parts.append(TextPart(text=placeholder))
+            extra += image_tokens(page.width_pt, page.height_pt, budget or 280, ctx.client.profile) - 1
+    counted = ctx.client.count_prompt_tokens([Message.text("system", ctx.system), Message(role="user", parts=parts)], budget)
+    return counted + extra
+
+
+def _shrink(pages: list[PagePlan], budget: int | None, worker: PageWorker, texts: dict[int, PageText], ctx: ChunkContext,
+            notes: str | None, outcome: ChunkOutcome, why: str) -> None:
+    """Split the chunk in halves; a single page drops to the next lower image budget; else it fails."""
+    if len(pages) > 1:
+        half = len(pages) // 2
+        ctx.events.emit("chunk_split", chunk=chunk_id(pages), reason=why, parts=[chunk_id(pages[:half]), chunk_id(pages[half:])])
+        for part in (pages[:half], pages[half:]):
+            _review_pages(part, _budget_of(part, budget), worker, texts, ctx, notes, outcome)
+        return
+    page = pages[0]
+    budgets = ctx.client.profile.vision.budgets
+    if page.modality == "text" and texts[page.page].char_count:
+        # A text page too long for the budget may still fit as a (bounded) image.
+        lower: PagePlan | None = page.model_copy(update={"modality": "image", "image_budget": budgets[-1], "text_tokens": 0})
+        new_budget: int | None = budgets[-1]
+    elif page.modality == "both":
+        lower, new_budget = page.model_copy(update={"modality": "image", "text_tokens": 0}), budget
+    elif budget is not None and budget > budgets[0]:
+        new_budget = budgets[budgets.index(budget) - 1] if budget in budgets else budgets[0]
+        lower = page.model_copy(update={"image_budget": new_budget})
+    else:
+        lower = None
+    if lower is None or notes:
+        if notes:  # rolling mode: drop the notes before giving up on the page
+            ctx.events.emit("budget_lowered", page=page.page, reason=why, change="notes dropped")
+            _review_pages(pages, budget, worker, texts, ctx, None, outcome)
+            return
+        _fail(outcome, ctx, page.page, f"page {page.page} does not fit the request budget ({why}); raise --budget-tokens")
+        return
+    ctx.events.emit("budget_lowered", page=page.page, reason=why, change=f"{page.modality}@{budget} -> {lower.modality}@{new_budget}")
+    _review_pages([lower], new_budget, worker, texts, ctx, notes, outcome)
+
+
+def _budget_of(pages: list[PagePlan], fallback: int | None) -> int | None:
+    budgets = [p.image_budget for p in pages if p.modality != "text" and p.image_budget]
+    return min(max(budgets), fallback) if budgets and fallback else (max(budgets) if budgets else None)
+
+
+def _render(worker: PageWorker, page: PagePlan, budget: int | None, ctx: ChunkContext):
+    grid = image_grid(max(1, round(page.width_pt)), max(1, round(page.height_pt)), budget or 280, ctx.client.profile.vision)
+    return worker.render(page.page, grid.width, grid.height)
+
+
+def _fail(outcome: ChunkOutcome, ctx: ChunkContext, page: int, reason: str) -> None:
+    outcome.failures.append((page, reason))
+    ctx.events.emit("page_failed", page=page, reason=reason)
+
+
+def locate_quote(text: PageText, quote: str) -> tuple[float, float, float, float] | None | Literal[False]:
+    """The quote's box on the page's text layer; False when the page has text but not this quote."""
+    if not text.words:
+        return None
+    joined = CheckText.of(CheckPage(page=text.page, words=[CheckWord(text=w.text, bbox=w.bbox) for w in text.words]))
+    needle = normalize_quote(quote)
+    if len(needle) < 3:
+        return False
+    start = joined.text.lower().find(needle)
+    if start < 0:
+        return False
+    return joined.bbox(start, start + len(needle))
+
+
+def _accept(raw: ModelFinding, pages: set[int], texts: dict[int, PageText], ctx: ChunkContext, outcome: ChunkOutcome) -> None:
+    reason = None
+    if raw.page not in pages:
+        reason = "page not in the chunk"
+    else:
+        text = texts[raw.page]
+        has_text_layer = text.char_count >= 20
+        box = locate_quote(text, raw.quote) if has_text_layer else None
+        if box is False or (has_text_layer and box is None):
+            reason = "quote not found on the page's text layer"
+    if reason:
+        outcome.dropped += 1
+        ctx.events.emit("model_finding_dropped", page=raw.page, quote=raw.quote[:80], reason=reason)
+        return
+    rule = raw.rule if raw.rule in ctx.rule_ids else "model"
+    outcome.findings.append(Finding(
+        id=model_finding_id(rule, raw.page, raw.quote), rule=rule, severity=raw.severity, page=raw.page, quote=raw.quote,
+        bbox=box if box else None, rationale=raw.rationale, source="model", verified=bool(box),
+    ))

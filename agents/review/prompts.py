@@ -1,0 +1,74 @@
+"""Prompt text for the review agent, laid out for vLLM's prefix cache.
+
+Every chunk request starts with the same system message (instructions, the merged rule prose and
+the check list), byte for byte, so the server computes it once and reuses it for every chunk of
+every document; only what follows (carried notes, then the chunk's pages) differs.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from PIL import Image
+
+from agents.rules import Policy
+from model_runtime.payloads import ImagePart, Message, Part, TextPart
+from tools.pdf import PageText
+
+SYSTEM_INSTRUCTIONS = """You are tilepilot's document reviewer. You receive a few pages of one document at a time.
+Each page starts with a header line "=== page N (...) ===" followed by the page's text layer, its image, or both.
+
+Report findings: clauses, data or statements that break the rules below or that a careful reviewer would flag.
+For every finding give:
+- rule: the id of the rule it concerns (from the list below), or "model" if no listed rule fits;
+- severity: info, low, medium, high or critical;
+- page: the page number from the page header;
+- quote: the exact words copied from that page (one short clause);
+- rationale: one sentence on why it matters.
+Report nothing you cannot quote from the pages shown. Answer with JSON only."""
+
+
+def system_prompt(policy: Policy) -> str:
+    rule_lines = [f"- {c.value.id} ({c.value.severity}): {c.value.description}" for c in policy.checks]
+    parts = [SYSTEM_INSTRUCTIONS]
+    if rule_lines:
+        parts.append("Rules with ids:\n" + "\n".join(rule_lines))
+    if policy.prompt.strip():
+        parts.append(policy.prompt.strip())
+    return "\n\n".join(parts)
+
+
+def page_header(page: int, modality: str) -> str:
+    label = {"text": "text layer", "image": "image", "both": "image and text layer"}[modality]
+    return f"=== page {page} ({label}) ==="
+
+
+def page_text_block(text: PageText) -> str:
+    """The text a page contributes: its header and its text layer (used for counting and sending)."""
+    return f"{page_header(text.page, 'text')}\n{text.text.strip()}\n"
+
+
+def chunk_message(pages: Sequence[tuple[int, str, str | None, Image.Image | None]], notes: str | None) -> Message:
+    """The user message of one chunk: optional carried notes, then each page (header, image, text)."""
+    parts: list[Part] = []
+    if notes:
+        parts.append(TextPart(text=f"Notes carried from earlier pages:\n{notes}\n"))
+    for page, modality, text, image in pages:
+        parts.append(TextPart(text=page_header(page, modality) + "\n"))
+        if image is not None:
+            parts.append(ImagePart(image=image, format="jpeg"))
+        if text:
+            parts.append(TextPart(text=text.strip() + "\n"))
+    numbers = [p[0] for p in pages]
+    span = f"page {numbers[0]}" if len(numbers) == 1 else f"pages {numbers[0]}-{numbers[-1]}"
+    parts.append(TextPart(text=f"Report the findings for {span}."))
+    return Message(role="user", parts=parts)
+
+
+def summary_messages(system: str, findings_lines: Sequence[str], document: str, partial: bool) -> list[Message]:
+    what = "these partial summaries" if partial else "these findings"
+    body = "\n".join(findings_lines) or "(no findings)"
+    return [
+        Message.text("system", system),
+        Message.text("user", f"Document: {document}\nSummarise {what} for the reader in a few sentences:\n{body}"),
+    ]

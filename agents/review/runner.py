@@ -1,0 +1,226 @@
+"""Run a review: check the inputs, run each document's graph with its checkpoint, write the outputs.
+
+Every input is opened and its page range checked before the run folder exists, so a bad input
+(not a PDF, corrupt, encrypted without a password) leaves nothing behind but its one-line error.
+The options of a run are stored in ``run.json``; ``--resume RUN`` reads them back, so a resumed
+run plans the same chunks and finishes with the same findings.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Literal
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from agents.errors import UsageError
+from agents.review.findings import DocumentResult, FindingsFile, ModelInfo, PageFailure, UsageTotals, Finding
+from agents.review.graph import NOTES_TOKENS, ReviewContext, build_graph, prune_checkpoints
+from agents.review.mapper import ChunkContext
+from agents.review.planner import PAGE_HEADER_TOKENS, image_tokens
+from agents.review.prompts import chunk_message, system_prompt
+from agents.review.report_html import render_html
+from agents.review.report_md import render_markdown
+from agents.rules import build_policy
+from agents.runs import CHECKPOINT_NAME, EVENTS_NAME, EventLog, existing_run_dir, new_run_dir, write_atomic
+from model_runtime.client import ChatClient
+from model_runtime.payloads import Message
+from tools.pdf import open_pdf
+
+RUN_FILE = "run.json"
+RANDOM_WEIGHTS_NOTE = "model findings come from the offline tiny random-weight model: their words are noise (pipeline demo only)"
+
+
+class ReviewOptions(BaseModel):
+    paths: list[str]
+    rules: list[str] = []
+    budget_tokens: int | None = None
+    concurrency: int = 2
+    mode: Literal["map-reduce", "rolling"] = "map-reduce"
+    pages: str | None = None
+    no_model: bool = False
+    model: str = "tiny"
+
+
+def expand_inputs(paths: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            pdfs = sorted(p for p in path.iterdir() if p.suffix.lower() == ".pdf" and p.is_file())
+            if not pdfs:
+                raise UsageError(f"{given}: folder holds no *.pdf files; pass PDF files or a folder of them")
+            found.extend(pdfs)
+        else:
+            found.append(path)
+    if not found:
+        raise UsageError("no input: pass one or more PDF files or folders")
+    return found
+
+
+def check_inputs(paths: list[Path], page_spec: str | None, password: str | None, max_pages: int | None) -> list[tuple[Path, int, list[int]]]:
+    """Open every input once (one-line errors) and resolve its pages, before anything is written."""
+    docs = []
+    for path in paths:
+        with open_pdf(path, password) as doc:
+            pages = doc.page_range(page_spec) if page_spec else list(range(1, doc.page_count + 1))
+            if max_pages is not None and len(pages) > max_pages:
+                raise UsageError(f"{path}: {len(pages)} pages exceed the rules' max_pages limit of {max_pages}; pass --pages to review a part")
+            docs.append((path, doc.page_count, pages))
+    return docs
+
+
+def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path | None = None, password: str | None = None,
+               client_factory: Callable[[], ChatClient] | None = None, console: Console | None = None,
+               deadline_s: float | None = None) -> FindingsFile:
+    console = console or Console(stderr=True)
+    if resume is not None:
+        run_dir = existing_run_dir(resume)
+        try:
+            options = ReviewOptions.model_validate_json((run_dir / RUN_FILE).read_text())
+        except (OSError, ValueError):
+            raise UsageError(f"--resume {resume}: {RUN_FILE} is missing or unreadable; start a new run instead") from None
+    paths = expand_inputs(options.paths)
+    first = str(paths[0])
+    policy = build_policy("review", options.rules, target=first)
+    docs = check_inputs(paths, options.pages, password, policy.limit("max_pages"))
+    client = None if options.no_model else (client_factory() if client_factory else None)
+    if not options.no_model and client is None:
+        raise UsageError("a model client is needed unless --no-model is given")
+    system = system_prompt(policy)
+    budget = capacity = None
+    if client is not None:
+        budget, capacity = _budget(client, options, policy, system)
+    if resume is None:
+        run_dir = new_run_dir("review", out)
+        options = options.model_copy(update={"paths": [str(p.resolve()) for p in paths]})
+        write_atomic(run_dir / RUN_FILE, options.model_dump_json(indent=2))
+    events = EventLog(run_dir / EVENTS_NAME)
+    events.emit("run_resumed" if resume else "run_started", options=options.model_dump(), budget_tokens=budget, capacity=capacity)
+    conn = sqlite3.connect(run_dir / CHECKPOINT_NAME, check_same_thread=False)
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    saver = SqliteSaver(conn)
+    graph = build_graph(saver)
+    results: list[DocumentResult] = []
+    usage = UsageTotals(budget_tokens=budget)
+    total_pages = sum(len(pages) for _, _, pages in docs)
+    progress = _progress(console)
+    started = time.monotonic()
+    try:
+        with progress or nullcontext():
+            task = progress.add_task("review", total=total_pages) if progress else None
+            advance = (lambda n: progress.advance(task, n)) if progress else (lambda n: None)
+            for index, (path, page_count, pages) in enumerate(docs):
+                chunk_ctx = None if client is None else ChunkContext(
+                    client=client, path=str(path), password=password, system=system, budget_tokens=budget,
+                    rule_ids=[c.value.id for c in policy.checks], events=events, deadline_s=deadline_s,
+                    on_pages_done=advance)
+                ctx = ReviewContext(chunk=chunk_ctx, policy=policy, path=str(path), password=password, mode=options.mode,
+                                    capacity=capacity or 0, deadline_s=deadline_s,
+                                    on_planned=advance if client is None else (lambda n: None))
+                state = _run_document(graph, saver, f"doc{index}", ctx, pages, options.concurrency)
+                results.append(_document_result(str(path), page_count, pages, state, usage))
+        events.emit("run_done", seconds=round(time.monotonic() - started, 3), pages=total_pages, usage=usage.model_dump())
+    finally:
+        events.close()
+        conn.close()
+        if client is not None:
+            client.close()
+    model = None if client is None else ModelInfo(
+        name=client.profile.name, served_name=client.profile.served_name, random_weights=client.profile.is_random_weights,
+        note=RANDOM_WEIGHTS_NOTE if client.profile.is_random_weights else None)
+    report = FindingsFile(run=str(run_dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=model,
+                          mode="no-model" if options.no_model else options.mode, budget_tokens=budget, documents=results, usage=usage)
+    write_atomic(run_dir / "findings.json", report.model_dump_json(indent=2, by_alias=True))
+    write_atomic(run_dir / "report.md", render_markdown(report))
+    write_atomic(run_dir / "report.html", render_html(report, password))
+    return report
+
+
+def _budget(client: ChatClient, options: ReviewOptions, policy, system: str) -> tuple[int, int]:
+    """The per-request budget and the room it leaves for pages (exact overhead from /tokenize)."""
+    profile = client.profile
+    budget = options.budget_tokens or profile.input_budget
+    if budget > profile.input_budget:
+        raise UsageError(f"--budget-tokens {budget} exceeds what {profile.name} accepts per request ({profile.input_budget} = "
+                         f"max_model_len {profile.max_model_len} - output reserve {profile.output_reserve}); use at most that")
+    rule_limit = policy.limit("max_prompt_tokens")
+    if rule_limit is not None:
+        budget = min(budget, int(rule_limit))
+    skeleton = chunk_message([(99999, "text", None, None)], "x" if options.mode == "rolling" else None)
+    overhead = client.count_prompt_tokens([Message.text("system", system), skeleton])
+    capacity = budget - overhead - (NOTES_TOKENS if options.mode == "rolling" else 0)
+    smallest = image_tokens(612, 792, profile.vision.budgets[0], profile) + PAGE_HEADER_TOKENS
+    if capacity < smallest:
+        raise UsageError(f"--budget-tokens {budget} leaves no room for a page: the fixed prompt (instructions and rules) takes "
+                         f"{overhead} tokens; use at least {overhead + smallest + (NOTES_TOKENS if options.mode == 'rolling' else 0)}")
+    return budget, capacity
+
+
+def _run_document(graph, saver, thread_id: str, ctx: ReviewContext, pages: list[int], concurrency: int) -> dict:
+    config = {"configurable": {"thread_id": thread_id}, "max_concurrency": max(1, concurrency)}
+    snapshot = graph.get_state(config)
+    if snapshot.values.get("done"):
+        ctx.on_planned(len(pages)) if ctx.chunk is None else ctx.chunk.on_pages_done(len(pages))
+        return snapshot.values
+    start = None if snapshot.values else {"pages": pages}
+    if start is None and ctx.chunk is not None:
+        finished = {r["chunk"] for r in snapshot.values.get("results", [])}
+        ctx.chunk.on_pages_done(sum(len(c["pages"]) for c in snapshot.values.get("chunks", []) if c["id"] in finished))
+    for _ in graph.stream(start, config, context=ctx, durability="sync", stream_mode="updates"):
+        prune_checkpoints(saver, thread_id)
+    return graph.get_state(config).values
+
+
+def _document_result(path: str, page_count: int, pages: list[int], state: dict, usage: UsageTotals) -> DocumentResult:
+    failures = [PageFailure(**f) for f in state.get("plan_failures", [])]
+    requests = []
+    dropped = 0
+    for result in state.get("results", []):
+        failures += [PageFailure(**f) for f in result["failures"]]
+        requests += result["requests"]
+        dropped += result["dropped"]
+    requests += state.get("summary_requests", [])
+    for request in requests:
+        usage.requests += 1
+        usage.prompt_tokens += request["prompt_tokens"]
+        usage.completion_tokens += request["completion_tokens"]
+        usage.max_prompt_tokens = max(usage.max_prompt_tokens, request["prompt_tokens"])
+    failures = sorted({f.page: f for f in failures}.values(), key=lambda f: f.page)
+    return DocumentResult(
+        path=path, page_count=page_count, pages=len(pages), failed_pages=[f.page for f in failures], failures=failures,
+        plan=state.get("plan_counts", {}), dropped_model_findings=dropped, summary=state.get("summary"),
+        findings=[Finding.model_validate(f) for f in state.get("final_findings", [])],
+    )
+
+
+def _progress(console: Console) -> Progress | None:
+    if not console.is_terminal:
+        return None
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
+                    _RateColumn(), TimeElapsedColumn(), console=console, transient=True)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0:.1f} pages/s")
+
+
+def machine_output(report: FindingsFile) -> str:
+    """What ``--json`` prints."""
+    return json.dumps({
+        "run": report.run,
+        "documents": [{"path": d.path, "pages": d.pages, "failed_pages": d.failed_pages,
+                       "findings": [f.model_dump(mode="json") for f in d.findings]} for d in report.documents],
+        "usage": {"requests": report.usage.requests, "prompt_tokens": report.usage.prompt_tokens,
+                  "max_prompt_tokens": report.usage.max_prompt_tokens},
+    })
