@@ -207,9 +207,11 @@ class ChatClient:
             try:
                 r = self._http.post(url + path, json=body)
             except httpx.TimeoutException:
-                last = f"timed out talking to {url}"
+                last = f"the model server at {url} did not answer within {self._http.timeout.read:.0f} s"
+            except httpx.ConnectError:
+                last = f"cannot reach the model server at {url}"
             except httpx.HTTPError as err:
-                last = f"cannot reach the model server at {url} ({type(err).__name__})"
+                last = f"the model server at {url} dropped the connection ({type(err).__name__})"
             else:
                 if r.status_code == 200:
                     try:
