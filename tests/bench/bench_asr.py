@@ -1,12 +1,21 @@
 """ASR benchmark: WER and real-time factor of each system on a fixed espeak-ng clip set.
 
     python -m tests.bench.bench_asr [--repeats 3] [--system my.module:attr ...]
+                                    [--model tiny|gemma-4-12b] [--base-url URL ...] [--no-model]
 
 A *system* is any ``Callable[[np.ndarray], str]`` taking 16 kHz mono float32 samples (of any
 length: the 45 s talk is longer than one model clip, so a system that needs <= 30 s clips must
 split with ``tools.audio.split_clips`` itself) and returning a transcript. The faster-whisper
 baseline is always included; add more with ``--system module:attr`` (attr is a system or a
 ``dict[str, system]``) or from Python with ``main(extra_systems={...})``.
+
+The tilepilot model path (``agents.listen``: clips of <= 30 s cut at silences, sent to the vLLM
+server in parallel, transcripts merged at the overlaps) is included unless ``--no-model``; it uses
+``--base-url`` / ``TILEPILOT_BASE_URL``, or starts the managed local server for ``--model``. With
+the tiny random-weight model its words are noise, so its WER is 1.0 or more by construction (about 2.5
+here: it says ~3x more noise words than were spoken, each one an insertion) and its RTF measures the plumbing
+(encode, HTTP, prefill of ~780 audio tokens, a capped noise answer), not a real model's speed. On
+a GPU server with the real 12B the same table is the real comparison.
 
 RTF = median processing time / audio duration over ``--repeats`` runs, after one warm-up call
 (which also pays for model loading, reported separately). WER is corpus-level and normalised.
@@ -70,6 +79,24 @@ def default_systems() -> dict[str, System]:
     return {"faster-whisper tiny.en int8": baseline.transcribe}
 
 
+def model_systems(model: str = "tiny", base_url: list[str] | None = None, workers: int = 4) -> dict[str, System]:
+    """The listen agent's transcription path as a bench system (the server must be reachable)."""
+    from agents.backend import connect
+    from agents.listen.agent import ListenAgent
+    from agents.listen.merge import merge_transcripts
+    from agents.rules import build_policy
+
+    client = connect(model, base_url, quiet=True)
+    agent = ListenAgent(client, build_policy("listen"), workers=workers)
+
+    def transcribe(samples: np.ndarray) -> str:
+        clips, _ = agent.transcribe_blocks([samples])
+        return merge_transcripts([clip.text for clip in clips])
+
+    noise = ", random weights" if client.profile.is_random_weights else ""
+    return {f"tilepilot {client.model} (vLLM{noise})": transcribe}
+
+
 def score_system(name: str, system: System, clips: list[BenchClip], repeats: int) -> SystemScore:
     started = time.perf_counter()
     system(clips[0].samples)
@@ -126,9 +153,14 @@ def main(argv: list[str] | None = None, extra_systems: dict[str, System] | None 
     parser.add_argument("--system", action="append", default=[], help="extra system(s) as module:attr")
     parser.add_argument("--no-baseline", action="store_true", help="skip faster-whisper")
     parser.add_argument("--show-transcripts", action="store_true")
+    parser.add_argument("--no-model", action="store_true", help="skip the tilepilot model path")
+    parser.add_argument("--model", default="tiny", help="profile or checkpoint for the model path")
+    parser.add_argument("--base-url", action="append", default=None, help="vLLM server(s); env TILEPILOT_BASE_URL")
     args = parser.parse_args(argv)
 
     systems = {} if args.no_baseline else default_systems()
+    if not args.no_model:
+        systems.update(model_systems(args.model, args.base_url))
     for spec in args.system:
         systems.update(_import_systems(spec))
     systems.update(extra_systems or {})
