@@ -1,0 +1,104 @@
+"""``tilepilot desktop TASK`` and ``tilepilot replay RUN``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from agents.cli_model import BaseUrlOpt, ModelOpt, check_budget
+from agents.desktop.state import ALL_KINDS, ConfirmRequest, DesktopOptions, StepRecord
+from agents.errors import UsageError
+
+err = Console(stderr=True)
+
+EXIT_CODES = {"done": 0, "fail": 1, "max_steps": 1, "denied": 1, "stopped": 1}
+
+
+def _kinds(option: Optional[str]) -> tuple[str, ...]:
+    if not option:
+        return ALL_KINDS
+    kinds = tuple(k.strip().lower() for k in option.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in ALL_KINDS]
+    if unknown or not kinds:
+        raise UsageError(f"--actions {option!r}: unknown kind(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ALL_KINDS)}")
+    return kinds
+
+
+def _ask(request: ConfirmRequest) -> bool:
+    where = ", ".join(f"({x}, {y})" for x, y in request.action.points())
+    err.print(f"[bold]step {request.step}[/bold]: {request.action.kind} {where} needs approval: {request.reason}")
+    return typer.confirm("Execute it?", default=False, err=True)
+
+
+def _print_step(step: StepRecord) -> None:
+    verdict = step.guard.verdict if step.guard else "-"
+    action = step.action.kind if step.action else "-"
+    where = f" screen {step.screen_xy}" if step.screen_xy else ""
+    err.print(f"step {step.step}: {action}{where} guard={verdict} executed={step.executed} {step.outcome()[:120]}",
+              markup=False, highlight=False)
+
+
+def desktop(
+    task: str = typer.Argument(..., help="What to do on the screen, in plain words."),
+    rules: List[Path] = typer.Option([], "--rules", "-r", help="Extra rule file or folder (repeatable, in order)."),
+    base_url: Optional[List[str]] = BaseUrlOpt,
+    model: str = ModelOpt,
+    max_steps: int = typer.Option(30, "--max-steps", min=1, help="Stop after this many steps."),
+    max_runtime: float = typer.Option(900.0, "--max-runtime", min=1, help="Stop after this many seconds."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Decide and guard, but execute nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Approve every action the rules want confirmed."),
+    monitor: int = typer.Option(1, "--monitor", min=0, help="Monitor to watch and act on (1..n; 0 = all)."),
+    budget: int = typer.Option(1120, "--budget", help="Screenshot budget in soft tokens (560 or 1120 for UIs)."),
+    history: int = typer.Option(4, "--history", min=1, max=8, help="Screenshots kept in the prompt."),
+    actions: Optional[str] = typer.Option(None, "--actions", help="Comma list of action kinds to offer (default: all)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/desktop-<UTC time>)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Operate the desktop by screenshot until the task is done, guarded by the rules and recorded."""
+    from agents.backend import connect
+    from agents.desktop.runner import run_desktop
+    from agents.rules import build_policy
+    from agents.runs import new_run_dir
+    from tools.screen import require_display
+
+    check_budget(budget)
+    options = DesktopOptions(
+        task=task, max_steps=max_steps, max_runtime_s=max_runtime, budget=budget, monitor=monitor,
+        dry_run=dry_run, history_images=history, kinds=_kinds(actions),
+    )
+    display = require_display()
+    policy = build_policy("desktop", [str(p) for p in rules])
+    approve = (lambda _request: True) if yes else (_ask if sys.stdin.isatty() and not as_json else None)
+    with connect(model, base_url, quiet=as_json) as client:
+        run_dir = new_run_dir("desktop", out)
+        if not as_json:
+            err.print(f"run folder: {run_dir}")
+        result = run_desktop(options, client, policy, run_dir, display=display, approve=approve,
+                             on_step=None if as_json else _print_step)
+    if as_json:
+        typer.echo(json.dumps(result.summary(), ensure_ascii=False))
+    else:
+        err.print(f"{result.status}: {result.stop_reason or ''} ({len(result.steps)} steps; replay: tilepilot replay {run_dir})",
+                  markup=False, highlight=False)
+    raise typer.Exit(EXIT_CODES[result.status])
+
+
+def replay(
+    run: Path = typer.Argument(..., help="A run folder written by `tilepilot desktop`."),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default RUN/replay.html)."),
+) -> None:
+    """Write one self-contained HTML page that replays a desktop run."""
+    from agents.desktop.replay import write_replay
+
+    path = write_replay(run, out)
+    typer.echo(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("desktop")(desktop)
+    app.command("replay")(replay)
