@@ -29,6 +29,7 @@ A :class:`Finding` is ``{id, rule, severity, page, quote, bbox, rationale, sourc
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Iterable, Literal
 
@@ -101,6 +102,20 @@ class FindingsFile(BaseModel):
 # -- what the model answers: kept small and capped so a random-weight model terminates ----------
 
 
+class LenientJson(BaseModel):
+    """Accepts raw control characters inside JSON strings.
+
+    xgrammar lets a model emit them (a random-weight one does), strict JSON parsers reject them,
+    and vLLM refuses string ``pattern`` constraints that could forbid them. ``ChatClient.chat``
+    parses with ``schema.model_validate_json``, so this override is where the tolerance goes.
+    """
+
+    @classmethod
+    def model_validate_json(cls, json_data, **kwargs):  # type: ignore[override]
+        data = json.loads(json_data, strict=False)
+        return cls.model_validate(data, strict=kwargs.get("strict"), context=kwargs.get("context"))
+
+
 class ModelFinding(BaseModel):
     rule: str = Field(max_length=60, description="id of the rule this finding concerns, or 'model'")
     severity: Severity
@@ -109,13 +124,13 @@ class ModelFinding(BaseModel):
     rationale: str = Field(max_length=240)
 
 
-class ChunkAnswer(BaseModel):
+class ChunkAnswer(LenientJson):
     findings: list[ModelFinding] = Field(max_length=6)
     notes: str = Field("", max_length=400, description="short running notes for the next pages")
 
 
-class SummaryAnswer(BaseModel):
-    summary: str = Field(max_length=600)
+class SummaryAnswer(LenientJson):
+    summary: str = Field(max_length=300)
 
 
 # -- ids and dedupe --------------------------------------------------------------------------

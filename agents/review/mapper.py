@@ -16,7 +16,7 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from agents.review.findings import Finding, ModelFinding, Severity, model_finding_id, normalize_quote
+from agents.review.findings import Finding, LenientJson, ModelFinding, Severity, model_finding_id, normalize_quote
 from agents.review.planner import ChunkPlan, PagePlan, chunk_id, image_tokens
 from agents.review.prompts import chunk_message
 from agents.rules import CheckPage, CheckWord
@@ -30,9 +30,6 @@ from tools.errors import CorruptPdfError, PageTimeoutError
 from tools.pdf import PageText
 from tools.pdf_worker import PageWorker
 
-# JSON strings without control characters, quotes or backslashes: xgrammar lets a random-weight
-# model emit raw control characters inside strings, which no JSON parser accepts.
-_PLAIN = r"^[^\x00-\x1f\"\\]*$"
 MAX_FINDINGS_PER_CHUNK = 4
 ANSWER_MAX_TOKENS = 700
 
@@ -81,13 +78,14 @@ def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool) -> ty
         rule=(rule_type, ...),
         severity=(Severity, ...),
         page=(page_type, ...),
-        quote=(str, Field(max_length=100, pattern=_PLAIN)),
-        rationale=(str, Field(max_length=100, pattern=_PLAIN)),
+        quote=(str, Field(max_length=100)),
+        rationale=(str, Field(max_length=100)),
+        __base__=LenientJson,
     )
     fields: dict = {"findings": (list[item], Field(max_length=MAX_FINDINGS_PER_CHUNK))}  # type: ignore[valid-type]
     if with_notes:
-        fields["notes"] = (str, Field(max_length=200, pattern=_PLAIN))
-    return create_model("ChunkAnswer", **fields)
+        fields["notes"] = (str, Field(max_length=200))
+    return create_model("ChunkAnswer", __base__=LenientJson, **fields)
 
 
 def review_chunk(chunk: ChunkPlan, ctx: ChunkContext, notes: str | None = None) -> ChunkOutcome:

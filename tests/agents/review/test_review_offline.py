@@ -1,0 +1,60 @@
+"""`tilepilot review --no-model` (no server) and bad inputs, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from agents.review.findings import FindingsFile
+from tests.agents.review.conftest import CONTRACT_RULES, EXPECTED_CHECK_HITS
+from tests.conftest import tilepilot
+from tests.gen.pdfs import encrypted_pdf, not_a_pdf, truncated_pdf
+
+
+def test_no_model_finds_every_planted_item_on_its_page(planted_300: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = tilepilot("review", str(planted_300), "--rules", CONTRACT_RULES, "--no-model", "--out", str(out), "--json",
+                     env={"TILEPILOT_BASE_URL": "http://127.0.0.1:9"})  # a dead server: --no-model must not touch it
+    assert proc.returncode == 0, proc.stderr
+    machine = json.loads(proc.stdout)
+    doc = machine["documents"][0]
+    assert doc["pages"] == 300 and doc["failed_pages"] == []
+    hits = {(f["rule"], f["page"]) for f in doc["findings"]}
+    assert hits == EXPECTED_CHECK_HITS  # required clauses (pages 41, 137) were found, so no finding for them
+    for finding in doc["findings"]:
+        assert finding["source"] == "check" and finding["bbox"] is not None
+    assert machine["usage"] == {"requests": 0, "prompt_tokens": 0, "max_prompt_tokens": 0}
+    written = json.loads((out / "findings.json").read_text())
+    FindingsFile.model_validate(written)
+    jsonschema.validate(written, FindingsFile.model_json_schema(by_alias=True))
+    html = (out / "report.html").read_text()
+    assert "jane.roe@example.com" in html and "data:image/jpeg;base64" in html
+    assert "unlimited liability" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: encrypted_pdf(p), "encrypted"),
+    (lambda p: truncated_pdf(p), "truncated"),
+    (lambda p: not_a_pdf(p), "not a PDF"),
+])
+def test_bad_inputs_one_line_error_and_no_report(tmp_path: Path, make, expected: str) -> None:
+    bad = make(tmp_path / "bad.pdf")
+    out = tmp_path / "run"
+    proc = tilepilot("review", str(bad), "--no-model", "--out", str(out))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and str(bad) in lines[0], proc.stderr
+    assert not out.exists()
+
+
+def test_folder_input_and_password(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    encrypted_pdf(folder / "a.pdf", password="pw")
+    encrypted_pdf(folder / "b.pdf", password="pw")
+    proc = tilepilot("review", str(folder), "--no-model", "--password", "pw", "--out", str(tmp_path / "run"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [Path(d["path"]).name for d in json.loads(proc.stdout)["documents"]] == ["a.pdf", "b.pdf"]
