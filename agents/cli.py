@@ -43,6 +43,7 @@ def _register() -> None:
 
     cli_model.register(app)
     # --- registered command groups (one line each) ---
+    from agents.desktop import cli as desktop_cli; desktop_cli.register(app)  # noqa: E702
     from agents.listen import cli as listen_cli; listen_cli.register(app)  # noqa: E702
     from agents.rules import cli as rules_cli; rules_cli.register(app)  # noqa: E702
     from agents.review import cli as review_cli; review_cli.register(app)  # noqa: E702
