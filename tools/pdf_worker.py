@@ -369,5 +369,7 @@ def _one_page(worker: PageWorker, page: int, size: RenderSize | None, want_text:
             image=worker.render(page, *pixels) if pixels is not None else None,
             text=worker.text(page) if want_text else None,
         )
-    except (PageTimeoutError, CorruptPdfError) as err:
+    except (PageTimeoutError, CorruptPdfError, PageRangeError) as err:
+        # PageRangeError here means a page the file claims but does not have (the range itself
+        # was checked against the claimed count): that page failed, the stream goes on.
         return PageResult(page=page, error=str(err))

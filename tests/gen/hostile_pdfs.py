@@ -1,0 +1,137 @@
+"""Hand-built hostile PDFs: each is raw PDF syntax, written byte by byte, so it can lie in ways a
+PDF library would refuse to write (claimed page counts, cycles, broken cross-references)."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+
+def _build(objects: dict[int, bytes], root: int = 1, xref_ok: bool = True, trailer_extra: bytes = b"") -> bytes:
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets: dict[int, int] = {}
+    for num in sorted(objects):
+        offsets[num] = len(out)
+        out += b"%d 0 obj\n" % num + objects[num] + b"\nendobj\n"
+    xref_at = len(out)
+    size = max(objects) + 1
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
+    for num in range(1, size):
+        off = offsets.get(num, 0)
+        if not xref_ok:
+            off = (off * 7919 + 13) % 100_000  # every entry points somewhere wrong
+        out += b"%010d 00000 %s \n" % (off, b"n" if num in offsets else b"f")
+    out += b"trailer\n<< /Size %d /Root %d 0 R %s>>\nstartxref\n%d\n%%%%EOF\n" % (size, root, trailer_extra, xref_at)
+    return bytes(out)
+
+
+def _stream(data: bytes, extra: bytes = b"") -> bytes:
+    return b"<< /Length %d %s>>\nstream\n" % (len(data), extra) + data + b"\nendstream"
+
+
+_FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+
+
+def _text_page(parent: int, content: int, font: int, box: bytes = b"0 0 612 792") -> bytes:
+    return (b"<< /Type /Page /Parent %d 0 R /MediaBox [%s] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 %d 0 R >> >> >>" % (parent, box, content, font))
+
+
+def _text(s: str, x: int = 72, y: int = 720, size: int = 12) -> bytes:
+    return b"BT /F1 %d Tf %d %d Td (%s) Tj ET" % (size, x, y, s.encode("latin-1"))
+
+
+def claims_million_pages(path: str | Path) -> Path:
+    """The page tree's /Count says 1,000,000; one page exists."""
+    objs = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1000000 >>",
+        3: _text_page(2, 4, 5),
+        4: _stream(_text("The only real page of a document that claims a million.")),
+        5: _FONT,
+    }
+    Path(path).write_bytes(_build(objs))
+    return Path(path)
+
+
+def huge_page(path: str | Path) -> Path:
+    """One 200 x 200 inch page (14400 pt, the largest a PDF allows) with a little text."""
+    objs = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        3: _text_page(2, 4, 5, box=b"0 0 14400 14400"),
+        4: _stream(_text("Governing law: a very large page.", 720, 13000, 200)),
+        5: _FONT,
+    }
+    Path(path).write_bytes(_build(objs))
+    return Path(path)
+
+
+def looping_page_tree(path: str | Path) -> Path:
+    """A Pages node that lists itself (and its parent) among its kids, beside one good page."""
+    objs = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [3 0 R 6 0 R] /Count 3 >>",
+        3: _text_page(2, 4, 5),
+        4: _stream(_text("A good page before the loop.")),
+        5: _FONT,
+        6: b"<< /Type /Pages /Parent 2 0 R /Kids [6 0 R 2 0 R] /Count 2 >>",
+    }
+    Path(path).write_bytes(_build(objs))
+    return Path(path)
+
+
+def deeply_nested_page_tree(path: str | Path, depth: int = 5000) -> Path:
+    """The only page sits under ``depth`` levels of Pages nodes."""
+    objs = {1: b"<< /Type /Catalog /Pages 2 0 R >>"}
+    for level in range(depth):
+        num = 2 + level
+        parent = b"/Parent %d 0 R " % (num - 1) if level else b""
+        objs[num] = b"<< /Type /Pages %s/Kids [%d 0 R] /Count 1 >>" % (parent, num + 1)
+    page = 2 + depth
+    objs[page] = _text_page(page - 1, page + 1, page + 2)
+    objs[page + 1] = _stream(_text("Deep down."))
+    objs[page + 2] = _FONT
+    Path(path).write_bytes(_build(objs))
+    return Path(path)
+
+
+def broken_xref(path: str | Path) -> Path:
+    """Every cross-reference offset is wrong; a reader must rebuild the table by scanning."""
+    objs = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        3: _text_page(2, 4, 5),
+        4: _stream(_text("Recovered despite a broken xref.")),
+        5: _FONT,
+    }
+    Path(path).write_bytes(_build(objs, xref_ok=False))
+    return Path(path)
+
+
+def broken_font(path: str | Path) -> Path:
+    """An embedded TrueType font whose program is garbage, used by the page's text."""
+    junk = bytes((i * 37 + 11) % 256 for i in range(4096))
+    objs = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        3: _text_page(2, 4, 5),
+        4: _stream(_text("Text in a broken font.")),
+        5: b"<< /Type /Font /Subtype /TrueType /BaseFont /Broken /FirstChar 32 /LastChar 126 "
+           b"/Widths [%s] /FontDescriptor 6 0 R >>" % b" ".join([b"500"] * 95),
+        6: b"<< /Type /FontDescriptor /FontName /Broken /Flags 32 /FontBBox [0 0 1000 1000] "
+           b"/ItalicAngle 0 /Ascent 800 /Descent -200 /CapHeight 700 /StemV 80 /FontFile2 7 0 R >>",
+        7: _stream(zlib.compress(junk), b"/Filter /FlateDecode /Length1 4096 "),
+    }
+    Path(path).write_bytes(_build(objs))
+    return Path(path)
+
+
+HOSTILE = {
+    "claims_million_pages": claims_million_pages,
+    "huge_page": huge_page,
+    "looping_page_tree": looping_page_tree,
+    "deeply_nested_page_tree": deeply_nested_page_tree,
+    "broken_xref": broken_xref,
+    "broken_font": broken_font,
+}
