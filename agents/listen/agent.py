@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Literal, TypedDict
 
@@ -141,10 +142,9 @@ class ListenAgent:
         graph.add_edge("transcribe", "merge")
         graph.add_conditional_edges("merge", lambda _: "condense" if task != "transcribe" else END, ["condense", END])
         graph.add_edge("condense", END)
-        with sqlite3.connect(run_dir / CHECKPOINT_NAME, check_same_thread=False) as conn:
+        with closing(sqlite3.connect(run_dir / CHECKPOINT_NAME, check_same_thread=False)) as conn:
             app = graph.compile(checkpointer=SqliteSaver(conn))
             final = app.invoke({"source": str(source)}, config={"configurable": {"thread_id": thread_id}})
-        conn.close()
         output = final.get("output")
         return ListenResult(
             source=source, task=task, question=question, duration_s=final["duration_s"],

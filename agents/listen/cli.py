@@ -21,7 +21,7 @@ from agents.errors import UsageError
 from agents.listen.agent import DEFAULT_WORKERS, TASKS, ListenAgent, ListenResult
 from agents.rules import build_policy
 from agents.runs import EVENTS_NAME, EventLog, new_run_dir, write_atomic
-from tools.audio import AudioInfo, probe
+from tools.audio import SAMPLE_RATE, AudioInfo, probe
 
 out = Console()
 err = Console(stderr=True)
@@ -82,27 +82,29 @@ def listen(
         raise UsageError("--task ask needs --question TEXT")
     if task != "ask" and question:
         raise UsageError(f"--question only goes with --task ask, not --task {task}")
-    # Read every header first: a bad file is reported before any run folder or server exists.
+    # Check every input, the rules and the server first: a bad file or a down server is reported
+    # before a run folder exists. (probe decodes formats whose header has no frame count, e.g. m4a.)
     infos: list[AudioInfo] = [probe(path) for path in audio]
     policy = build_policy("listen", [str(p) for p in rules or ()], target=str(audio[0]))
-    run_dir = new_run_dir("listen", out_dir)
-    with EventLog(run_dir / EVENTS_NAME) as events, connect(model, base_url, quiet=as_json) as client:
-        agent = ListenAgent(client, policy, workers=workers, events=events)
-        events.emit("start", task=task, question=question, files=[str(p) for p in audio], model=client.model)
-        for n, (info, folder) in enumerate(zip(infos, _output_folders(run_dir, list(audio)))):
-            result = _run_one(agent, info, run_dir, task, question, thread_id=str(n), show_progress=not as_json)
-            write_outputs(result, folder, client.model)
-            events.emit("done", source=str(info.path), clips=len(result.clips), duration_s=result.duration_s,
-                        outputs=str(folder))
-            if as_json:
-                typer.echo(json.dumps(summary_json(result, run_dir), ensure_ascii=False))
-            else:
-                _print_human(result, folder, client.profile.is_random_weights)
+    with connect(model, base_url, quiet=as_json) as client:
+        run_dir = new_run_dir("listen", out_dir)
+        with EventLog(run_dir / EVENTS_NAME) as events:
+            agent = ListenAgent(client, policy, workers=workers, events=events)
+            events.emit("start", task=task, question=question, files=[str(i.path) for i in infos], model=client.model)
+            for n, (info, folder) in enumerate(zip(infos, _output_folders(run_dir, [i.path for i in infos]))):
+                result = _run_one(agent, info, run_dir, task, question, thread_id=str(n), show_progress=not as_json)
+                write_outputs(result, folder, client.model)
+                events.emit("done", source=str(info.path), clips=len(result.clips), duration_s=result.duration_s,
+                            outputs=str(folder))
+                if as_json:
+                    typer.echo(json.dumps(summary_json(result, run_dir), ensure_ascii=False))
+                else:
+                    _print_human(result, folder, client.profile.is_random_weights)
 
 
 def _run_one(agent: ListenAgent, info: AudioInfo, run_dir: Path, task: str, question: Optional[str],
              thread_id: str, show_progress: bool) -> ListenResult:
-    total = info.num_samples / 16_000
+    total = info.num_samples / SAMPLE_RATE
     if not show_progress or total < PROGRESS_AFTER_S:
         return agent.run(info.path, run_dir, task, question, thread_id=thread_id)  # type: ignore[arg-type]
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
