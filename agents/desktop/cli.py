@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -74,7 +75,8 @@ def desktop(
     display = require_display()
     policy = build_policy("desktop", [str(p) for p in rules])
     approve = (lambda _request: True) if yes else (_ask if sys.stdin.isatty() and not as_json else None)
-    with connect(model, base_url, quiet=as_json) as client:
+    # python-xlib prints connection warnings on stdout; keep stdout for the --json document.
+    with connect(model, base_url, quiet=as_json) as client, contextlib.redirect_stdout(sys.stderr):
         run_dir = new_run_dir("desktop", out)
         if not as_json:
             err.print(f"run folder: {run_dir}")
