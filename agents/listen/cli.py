@@ -82,6 +82,8 @@ def listen(
         raise UsageError("--task ask needs --question TEXT")
     if task != "ask" and question:
         raise UsageError(f"--question only goes with --task ask, not --task {task}")
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
     # Check every input, the rules and the server first: a bad file or a down server is reported
     # before a run folder exists. (probe decodes formats whose header has no frame count, e.g. m4a.)
     infos: list[AudioInfo] = [probe(path) for path in audio]
