@@ -111,11 +111,28 @@ def _mark_line(err: yaml.YAMLError, offset: int) -> int:
     return (mark.line + 1 + offset) if mark is not None else offset + 1
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    return "invalid YAML: " + " ".join(str(getattr(err, "problem", None) or err).split())
+
+
+def _reject_aliases(front_text: str, offset: int, display: str) -> None:
+    # Anchors and aliases can build cyclic or exponentially large data ("billion laughs");
+    # rule files are small and plain, so they are refused outright.
+    try:
+        for token in yaml.scan(front_text, Loader=yaml.SafeLoader):
+            if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
+                line = token.start_mark.line + 1 + offset
+                raise RuleProblemsError([(display, line, "YAML anchors and aliases (&name, *name) are not allowed in rule files: write the value out")])
+    except yaml.YAMLError as err:
+        raise RuleProblemsError([(display, _mark_line(err, offset), _yaml_problem(err))]) from None
+
+
 def _compose(front_text: str, offset: int, display: str) -> yaml.Node | None:
+    _reject_aliases(front_text, offset, display)
     try:
         root = yaml.compose(front_text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
-        raise RuleProblemsError([(display, _mark_line(err, offset), f"invalid YAML: {getattr(err, 'problem', None) or err}")]) from None
+        raise RuleProblemsError([(display, _mark_line(err, offset), _yaml_problem(err))]) from None
     problems: list[tuple[str, int, str]] = []
     _find_duplicate_keys(root, "", offset, display, problems)
     if problems:
@@ -132,7 +149,7 @@ def _construct(front_text: str, offset: int, display: str) -> object:
         message = f"YAML tag{tag} is not allowed: rule files hold plain data only, remove the tag"
         raise RuleProblemsError([(display, _mark_line(err, offset), message)]) from None
     except yaml.YAMLError as err:
-        raise RuleProblemsError([(display, _mark_line(err, offset), f"invalid YAML: {getattr(err, 'problem', None) or err}")]) from None
+        raise RuleProblemsError([(display, _mark_line(err, offset), _yaml_problem(err))]) from None
 
 
 def _find_duplicate_keys(node: yaml.Node | None, where: str, offset: int, display: str, out: list) -> None:
