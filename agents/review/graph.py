@@ -11,7 +11,8 @@ only the newest checkpoint of a thread, so the file does not grow with the numbe
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Iterator, TypedDict
 
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -60,6 +61,10 @@ class ReviewContext:
     capacity: int  # tokens of page content one request may hold
     deadline_s: float | None = None
     on_planned: Callable[[int], None] = lambda n: None
+    # --concurrency is enforced here, not with LangGraph's max_concurrency: that also sizes the
+    # pool that saves each finished task's writes, which then queue behind the running chunks
+    # and are lost on a kill (see run_document).
+    slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
 
 
 def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
@@ -112,7 +117,8 @@ def _fan_out(state: ReviewState, runtime: Runtime[ReviewContext]) -> Any:
 def _map_chunk(payload: dict, runtime: Runtime[ReviewContext]) -> dict:
     ctx = runtime.context
     chunk = ChunkPlan.model_validate(payload["chunk"])
-    outcome = review_chunk(chunk, ctx.chunk)
+    with ctx.slots:
+        outcome = review_chunk(chunk, ctx.chunk)
     ctx.chunk.events.emit("chunk_done", chunk=chunk.id, pages=chunk.page_numbers, findings=len(outcome.findings))
     return {"results": [outcome.to_state()]}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -126,7 +127,8 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
                     on_pages_done=advance)
                 ctx = ReviewContext(chunk=chunk_ctx, policy=policy, path=str(path), password=password, mode=options.mode,
                                     capacity=capacity or 0, deadline_s=deadline_s,
-                                    on_planned=advance if client is None else (lambda n: None))
+                                    on_planned=advance if client is None else (lambda n: None),
+                                    slots=threading.BoundedSemaphore(max(1, options.concurrency)))
                 state = _run_document(graph, saver, f"doc{index}", ctx, pages, options.concurrency)
                 results.append(_document_result(str(path), page_count, pages, state, usage))
         events.emit("run_done", seconds=round(time.monotonic() - started, 3), pages=total_pages, usage=usage.model_dump())
@@ -167,7 +169,9 @@ def _budget(client: ChatClient, options: ReviewOptions, policy, system: str) -> 
 
 
 def _run_document(graph, saver, thread_id: str, ctx: ReviewContext, pages: list[int], concurrency: int) -> dict:
-    config = {"configurable": {"thread_id": thread_id}, "max_concurrency": max(1, concurrency)}
+    # One pool thread per chunk task (at most one chunk per page), idle ones blocked on ctx.slots,
+    # so LangGraph's saves of finished chunks never wait behind unfinished chunks.
+    config = {"configurable": {"thread_id": thread_id}, "max_concurrency": len(pages) + 4}
     snapshot = graph.get_state(config)
     if snapshot.values.get("done"):
         ctx.on_planned(len(pages)) if ctx.chunk is None else ctx.chunk.on_pages_done(len(pages))
