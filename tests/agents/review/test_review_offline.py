@@ -58,3 +58,19 @@ def test_folder_input_and_password(tmp_path: Path) -> None:
     proc = tilepilot("review", str(folder), "--no-model", "--password", "pw", "--out", str(tmp_path / "run"), "--json")
     assert proc.returncode == 0, proc.stderr
     assert [Path(d["path"]).name for d in json.loads(proc.stdout)["documents"]] == ["a.pdf", "b.pdf"]
+
+
+def test_shipped_example_contract(tmp_path: Path) -> None:
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("make_contract", repo / "examples" / "review" / "make_contract.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pdf = module.main(tmp_path / "contract.pdf")
+    proc = tilepilot("review", str(pdf), "--rules", str(repo / "examples" / "review" / "contract-rules.md"), "--no-model",
+                     "--out", str(tmp_path / "run"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    hits = sorted((f["rule"], f["page"]) for f in json.loads(proc.stdout)["documents"][0]["findings"])
+    assert hits == [("auto-renewal", 7), ("governing-law-clause", 1), ("no-personal-data", 3), ("no-personal-data", 3),
+                    ("no-personal-data", 9), ("no-unlimited-liability", 5)]
