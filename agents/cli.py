@@ -52,26 +52,12 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
-        code = app(args=argv, standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
+        # Standalone mode: typer/click print usage errors (one line plus usage, exit 2) and turn
+        # Ctrl-C into "Aborted!"; our own errors propagate out of it and are printed here.
+        app(args=argv, standalone_mode=True)
     except USER_ERRORS as err:
         print(f"tilepilot: error: {err}", file=sys.stderr)
         sys.exit(exit_code_for(err))
-    except KeyboardInterrupt:
-        print("tilepilot: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except typer.Exit as ex:
-        sys.exit(ex.exit_code)
-    except typer.Abort:
-        print("tilepilot: aborted", file=sys.stderr)
-        sys.exit(1)
-    except Exception as err:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
 
 
 if __name__ == "__main__":
