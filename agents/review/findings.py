@@ -124,11 +124,6 @@ class ModelFinding(BaseModel):
     rationale: str = Field(max_length=240)
 
 
-class ChunkAnswer(LenientJson):
-    findings: list[ModelFinding] = Field(max_length=6)
-    notes: str = Field("", max_length=400, description="short running notes for the next pages")
-
-
 class SummaryAnswer(LenientJson):
     summary: str = Field(max_length=300)
 

@@ -71,7 +71,7 @@ def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     """One streaming pass over the text layer: deterministic checks and the page plan, no pixels."""
     ctx = runtime.context
     client = ctx.chunk.client if ctx.chunk else None
-    counter = TextTokenCounter(_tokenizer(client, ctx.chunk.system) if client else None)
+    counter = TextTokenCounter(_tokenizer(client) if client else None)
     plans: list[PagePlan] = []
     failures: list[dict] = []
 
@@ -100,7 +100,8 @@ def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
             "plan_failures": failures, "next_index": 0, "notes": ""}
 
 
-def _tokenizer(client, system: str) -> Callable[[str], int]:
+def _tokenizer(client) -> Callable[[str], int]:
+    """Exact tokens of a text block: a one-message prompt minus the empty prompt's template tokens."""
     base = client.count_prompt_tokens([Message.text("user", "")])
     return lambda text: client.count_prompt_tokens([Message.text("user", text)]) - base
 

@@ -31,7 +31,7 @@ from tools.pdf import PageText
 from tools.pdf_worker import PageWorker
 
 MAX_FINDINGS_PER_CHUNK = 4
-ANSWER_MAX_TOKENS = 700
+ANSWER_MAX_TOKENS = 1024  # worst case of the capped answer schema; clipped to the profile's output reserve
 
 
 @dataclass
@@ -125,7 +125,7 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
     del images  # the message holds the only references; dropped with it after the request
     schema = answer_schema([p.page for p in pages], ctx.rule_ids, with_notes=notes is not None)
     try:
-        result = ctx.client.chat([Message.text("system", ctx.system), message], schema=schema, max_tokens=ANSWER_MAX_TOKENS,
+        result = ctx.client.chat([Message.text("system", ctx.system), message], schema=schema, max_tokens=min(ANSWER_MAX_TOKENS, ctx.client.profile.output_reserve),
                                  image_budget=budget, estimate=False)
     except ContextOverflowError as err:
         _shrink(pages, budget, worker, texts, ctx, notes, outcome, f"server: {err}")

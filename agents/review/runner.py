@@ -173,8 +173,8 @@ def _run_document(graph, saver, thread_id: str, ctx: ReviewContext, pages: list[
     # so LangGraph's saves of finished chunks never wait behind unfinished chunks.
     config = {"configurable": {"thread_id": thread_id}, "max_concurrency": len(pages) + 4}
     snapshot = graph.get_state(config)
-    if snapshot.values.get("done"):
-        ctx.on_planned(len(pages)) if ctx.chunk is None else ctx.chunk.on_pages_done(len(pages))
+    if snapshot.values.get("done"):  # finished before a kill: nothing left to do for this document
+        (ctx.on_planned if ctx.chunk is None else ctx.chunk.on_pages_done)(len(pages))
         return snapshot.values
     start = None if snapshot.values else {"pages": pages}
     if start is None and ctx.chunk is not None:
