@@ -187,10 +187,12 @@ class ChatClient:
                 return result
             for candidate in (text, _repair_json(text)):
                 try:
-                    result.parsed = schema.model_validate_json(candidate)
+                    # strict=False: xgrammar lets raw control characters into JSON strings, which a
+                    # strict parser rejects; they are harmless in our string fields.
+                    result.parsed = schema.model_validate(json.loads(candidate, strict=False))
                     return result
                 except (ValidationError, ValueError) as err:
-                    last_problem = str(err).splitlines()[0]
+                    last_problem = " ".join(str(err).split())[:200]
         raise InvalidOutputError(
             f"the model's output did not match {schema.__name__} after {output_attempts} attempts ({last_problem})"
         )

@@ -23,6 +23,10 @@ import pytest
 from model_runtime.client import ChatClient
 from model_runtime.profiles import ModelProfile, tiny_profile
 
+# X server fixtures live here so that one Xvfb serves the whole session: pyautogui binds to one
+# display per process, so every test that moves the mouse must share it.
+from tests.x11.fixtures import tk_app, xorg_dual, xvfb  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parent.parent
 
 

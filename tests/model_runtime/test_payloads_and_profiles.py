@@ -123,3 +123,18 @@ def test_small_helpers():
     assert normalize_base_url("http://h:1/v1/") == "http://h:1"
     assert _repair_json('```json\n{"a": 1}\n```') == '{"a": 1}'
     assert _repair_json('noise {"a": {"b": 2}} tail') == '{"a": {"b": 2}}'
+
+
+def test_control_characters_in_json_strings_are_accepted(monkeypatch):
+    """xgrammar lets raw control characters into JSON strings; strict parsers reject them."""
+    from pydantic import BaseModel
+
+    class Out(BaseModel):
+        text: str
+
+    client = ChatClient(["http://127.0.0.1:9"], tiny_profile())
+    reply = {"choices": [{"message": {"content": '{"text": "a\tb\x01c"}'}}],
+             "usage": {"prompt_tokens": 3, "completion_tokens": 5}}
+    monkeypatch.setattr(client, "_post_chat", lambda body: (reply, "http://127.0.0.1:9"))
+    res = client.chat([Message.text("user", "x")], schema=Out, estimate=False)
+    assert res.parsed.text == "a\tb\x01c"

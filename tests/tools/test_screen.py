@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.tools.test_geometry import model_grid
-from tests.x11.fixtures import tk_app, xorg_dual, xvfb  # noqa: F401
 from tests.x11.servers import DEFAULT_DUAL_HEADS, XServer
 from tests.x11.tk import TkApp, launch_tk_app
 from tools.errors import CaptureError, DisplayUnavailableError, MonitorNotFoundError

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.x11.fixtures import tk_app, xvfb  # noqa: F401
 from tests.x11.servers import XServer
 from tests.x11.tk import TkApp
 from tools.actions import Click, Done, Drag, Fail, Hotkey, Key, Move, Scroll, Type, Wait

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.x11.fixtures import tk_app, xvfb  # noqa: F401  (this module's own session Xvfb)
 from tests.x11.tk import Rect, TkApp
 
 REPO = Path(__file__).resolve().parents[3]
