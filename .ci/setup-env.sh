@@ -44,6 +44,7 @@ if [ ! -f "$VENV/.tilepilot-ok" ]; then
   touch "$VENV/.tilepilot-ok"
 fi
 # Always point the cached venv at *this* checkout (cheap; no dependency resolution).
-"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$REPO" >/dev/null
+"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$REPO" >"$VENV/.editable.log" 2>&1 \
+  || { cat "$VENV/.editable.log"; exit 1; }
 export VENV
 export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The quick-start demo: set up (cached), then review a generated 12-page contract offline.
+#
+# The model is the tiny random-weight gemma4_unified checkpoint served by the real vLLM CPU build:
+# its findings' WORDS ARE NOISE (and are labelled so); the deterministic rule-check findings, the
+# token budgets, the protocol and the reports are real. The local server keeps running afterwards
+# for fast follow-up commands; stop it with `tilepilot serve stop`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source .ci/setup-env.sh
+
+[ -f examples/review/contract.pdf ] || python examples/review/make_contract.py
+tilepilot model build-tiny >/dev/null
+tilepilot review examples/review/contract.pdf --rules examples/review/contract-rules.md
