@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
+import weakref
 from typing import Literal, Union
 
 import numpy as np
@@ -67,13 +69,41 @@ def fit_image(image: Image.Image, max_soft_tokens: int, profile: ModelProfile) -
     return image, grid
 
 
-def encode_image(image: Image.Image, fmt: ImageFormat = "jpeg", quality: int = 90) -> str:
+# Encoded bytes per image object: an agent that re-sends its last screenshots every step (or also
+# saves them) encodes each one once. PIL images are unhashable, so entries are keyed by id() and
+# removed by a finalizer when the image is collected, before its id can be reused.
+_encoded: dict[int, dict[tuple[str, int], bytes]] = {}
+_encoded_lock = threading.Lock()
+
+
+def image_bytes(image: Image.Image, fmt: ImageFormat = "jpeg", quality: int = 90) -> bytes:
+    """The encoded file bytes of ``image`` (cached per image object; treat images as immutable)."""
+    key = (fmt, quality)
+    with _encoded_lock:
+        cached = _encoded.get(id(image), {}).get(key)
+    if cached is not None:
+        return cached
     buf = io.BytesIO()
     if fmt == "png":
         image.save(buf, format="PNG", compress_level=1)  # level 1: ~5x faster, ~15% larger
     else:
         image.save(buf, format="JPEG", quality=quality)
-    return f"data:image/{fmt};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    data = buf.getvalue()
+    with _encoded_lock:
+        if id(image) not in _encoded:
+            _encoded[id(image)] = {}
+            weakref.finalize(image, _forget, id(image))
+        _encoded[id(image)][key] = data
+    return data
+
+
+def _forget(image_id: int) -> None:
+    with _encoded_lock:
+        _encoded.pop(image_id, None)
+
+
+def encode_image(image: Image.Image, fmt: ImageFormat = "jpeg", quality: int = 90) -> str:
+    return f"data:image/{fmt};base64," + base64.b64encode(image_bytes(image, fmt, quality)).decode("ascii")
 
 
 def encode_wav(samples: np.ndarray, sample_rate: int) -> str:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from pydantic import BaseModel
 from agents.desktop.state import DesktopOptions, RunStatus, StepRecord
 from agents.errors import RunError
 from agents.runs import EVENTS_NAME, EventLog, write_atomic
+from model_runtime.payloads import image_bytes
 
 TRAJECTORY_NAME = "trajectory.json"
 AUDIT_NAME = "audit.jsonl"
@@ -63,9 +63,8 @@ class TrajectoryWriter:
 
     def save_screenshot(self, step: int, image: Image.Image) -> str:
         name = f"{STEPS_DIR}/{step:04d}.jpg"
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=JPEG_QUALITY)
-        write_atomic(self.run_dir / name, buf.getvalue())
+        # The very bytes sent to the model (encoded once, cached per image by the payload layer).
+        write_atomic(self.run_dir / name, image_bytes(image, "jpeg", JPEG_QUALITY))
         return name
 
     def add_step(self, record: StepRecord) -> None:

@@ -45,15 +45,6 @@ BUDGET = 1120
 SAFE_RULES = REPO_ROOT / "rules" / "examples" / "safe-desktop.md"
 
 
-def _median_ms(fn: Callable[[], object], runs: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times), result
-
-
 def step_overhead(width: int, height: int, runs: int) -> dict[str, float | str]:
     from agents.desktop.trajectory import TrajectoryWriter
 
@@ -68,26 +59,42 @@ def step_overhead(width: int, height: int, runs: int) -> dict[str, float | str]:
             titles = X11WindowTitles(server.display)
             with Screen(server.display) as screen:
                 grid = image_grid(width, height, BUDGET)
-                capture_ms, cap = _median_ms(lambda: screen.capture_monitor(1), runs)
-                resize_ms, small = _median_ms(lambda: cap.resized_to(grid.width, grid.height), runs)
-                save_ms, _ = _median_ms(lambda: writer.save_screenshot(0, small.image), runs)
-                titles_ms, info = _median_ms(titles.read, runs)
                 system = instructions(grid.width, grid.height, DesktopOptions(task="x").kinds)
+                from agents.desktop.state import StepRecord
 
-                def build(history: int) -> object:
-                    images = {i: small.image for i in range(history)}
-                    from agents.desktop.state import StepRecord
+                stages: dict[str, list[float]] = {k: [] for k in ("capture", "resize", "save jpeg", "titles",
+                                                                 "build 1 img", "build 4 img", "map", "guard")}
+                history: list = []  # the last screenshots, as a real run keeps them (each encoded once)
 
-                    steps = [StepRecord(step=i, started_at=0, screenshot="", geometry=small.geometry, raw_output="{}") for i in range(history)]
+                def timed(stage: str, fn: Callable[[], object]) -> object:
+                    started = time.perf_counter()
+                    result = fn()
+                    stages[stage].append((time.perf_counter() - started) * 1000)
+                    return result
+
+                def build(older: list) -> object:
+                    images = dict(enumerate(older))
+                    steps = [StepRecord(step=i, started_at=0, screenshot="", geometry=small.geometry, raw_output="{}")
+                             for i in range(len(older))]
                     return encode_messages(build_messages(system, "bench", steps, images, small.image, 0), profile, BUDGET)
 
-                build1_ms, _ = _median_ms(lambda: build(0), runs)
-                build4_ms, _ = _median_ms(lambda: build(3), runs)
-                g = small.geometry
-                map_ms, mapped = _median_ms(lambda: to_screen(Click(x=g.image_width // 2, y=g.image_height // 3), g), runs)
-                ctx = GuardContext(agent="desktop", screen=ScreenBounds(width=width, height=height),
-                                   screen_texts=info.texts, window_title=info.window_title or "busy", focus_point=None)
-                guard_ms, _ = _median_ms(lambda: guard(mapped, ctx, policy), runs)
+                # Every iteration is one fresh step: a new capture, so nothing is encoded in advance.
+                for step in range(runs):
+                    cap = timed("capture", lambda: screen.capture_monitor(1))
+                    small = timed("resize", lambda: cap.resized_to(grid.width, grid.height))
+                    timed("save jpeg", lambda: writer.save_screenshot(step, small.image))
+                    info = timed("titles", titles.read)
+                    timed("build 1 img", lambda: build([]))
+                    timed("build 4 img", lambda: build(history[-3:]))
+                    history.append(small.image)
+                    g = small.geometry
+                    mapped = timed("map", lambda: to_screen(Click(x=g.image_width // 2, y=g.image_height // 3), g))
+                    ctx = GuardContext(agent="desktop", screen=ScreenBounds(width=width, height=height),
+                                       screen_texts=info.texts, window_title=info.window_title or "busy", focus_point=None)
+                    timed("guard", lambda: guard(mapped, ctx, policy))
+                med = {k: statistics.median(v) for k, v in stages.items()}
+                capture_ms, resize_ms, save_ms, titles_ms = med["capture"], med["resize"], med["save jpeg"], med["titles"]
+                build1_ms, build4_ms, map_ms, guard_ms = med["build 1 img"], med["build 4 img"], med["map"], med["guard"]
             titles.close()
         finally:
             terminate_process(busy)

@@ -138,3 +138,18 @@ def test_control_characters_in_json_strings_are_accepted(monkeypatch):
     monkeypatch.setattr(client, "_post_chat", lambda body: (reply, "http://127.0.0.1:9"))
     res = client.chat([Message.text("user", "x")], schema=Out, estimate=False)
     assert res.parsed.text == "a\tb\x01c"
+
+
+def test_each_image_is_encoded_once_and_forgotten_with_it():
+    import gc
+
+    from model_runtime import payloads
+
+    image = Image.new("RGB", (96, 48), "red")
+    first = payloads.image_bytes(image)
+    assert payloads.image_bytes(image) is first  # cached: the same bytes object
+    assert payloads.image_bytes(image, "png") is not first
+    key = id(image)
+    del image
+    gc.collect()
+    assert key not in payloads._encoded
