@@ -27,7 +27,7 @@ from agents.review.prompts import page_text_block, summary_messages
 from agents.rules import CheckPage, CheckWord, Policy, run_checks
 from model_runtime.errors import InvalidOutputError, ServerError
 from model_runtime.payloads import Message
-from tools.errors import CorruptPdfError, PageTimeoutError
+from tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError
 from tools.pdf_worker import PageWorker
 
 NOTES_TOKENS = 160  # room kept in every rolling-mode request for the carried notes (<= 200 chars)
@@ -80,7 +80,7 @@ def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
             for page in state["pages"]:
                 try:
                     text = worker.text(page)
-                except (PageTimeoutError, CorruptPdfError) as err:
+                except (PageTimeoutError, CorruptPdfError, PageRangeError) as err:  # range: claimed, missing
                     failures.append({"page": page, "reason": str(err)})
                     continue
                 if client is not None:

@@ -26,7 +26,7 @@ from model_runtime.budget import image_grid
 from model_runtime.client import ChatClient
 from model_runtime.errors import ContextOverflowError, InvalidOutputError, ServerError
 from model_runtime.payloads import ImagePart, Message, TextPart
-from tools.errors import CorruptPdfError, PageTimeoutError
+from tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError
 from tools.pdf import PageText
 from tools.pdf_worker import PageWorker
 
@@ -97,7 +97,7 @@ def review_chunk(chunk: ChunkPlan, ctx: ChunkContext, notes: str | None = None) 
             try:
                 texts[page.page] = worker.text(page.page)
                 readable.append(page)
-            except (PageTimeoutError, CorruptPdfError) as err:
+            except (PageTimeoutError, CorruptPdfError, PageRangeError) as err:  # range: claimed, missing
                 _fail(outcome, ctx, page.page, str(err))
         if readable:
             _review_pages(readable, chunk.image_budget, worker, texts, ctx, notes, outcome)
@@ -113,7 +113,7 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
         return
     try:
         images = {p.page: _render(worker, p, budget, ctx) for p in pages if p.modality != "text"}
-    except (PageTimeoutError, CorruptPdfError) as err:
+    except (PageTimeoutError, CorruptPdfError, PageRangeError) as err:  # range: claimed, missing
         bad = getattr(err, "page", None) or next((p.page for p in pages if str(p.page) in str(err)), pages[0].page)
         _fail(outcome, ctx, bad, str(err))
         rest = [p for p in pages if p.page != bad]

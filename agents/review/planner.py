@@ -121,8 +121,10 @@ def plan_page(text: PageText, profile: ModelProfile, counter: TextTokenCounter, 
     if not has_text and text.image_coverage >= 0.3:
         return PagePlan(**base, modality="image", image_budget=SCAN_BUDGET, text_tokens=0, reason="scanned: no text layer")
     if not has_text:
-        return PagePlan(**base, modality="text", image_budget=None, text_tokens=counter.count(page_block(text)),
-                        reason="blank or nearly blank page")
+        # No text and no picture is a blank page, or one drawn in vector paths (a chart, text
+        # converted to outlines): only the rendered page shows which, and it costs few tokens.
+        return PagePlan(**base, modality="image", image_budget=SCAN_BUDGET, text_tokens=0,
+                        reason="no text layer: vector drawing or blank")
     legible = legible_budget(text, profile) or profile.vision.budgets[-1]
     if is_tabular(text):
         return PagePlan(**base, modality="image", image_budget=legible, text_tokens=0, reason=f"table: image at {legible}")

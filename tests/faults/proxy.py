@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-FAULTS = ("delay", "500", "close", "bad_json")
+FAULTS = ("delay", "500", "close", "bad_json", "overflow")
 
 
 class FaultProxy:
@@ -66,6 +66,9 @@ class FaultProxy:
                     time.sleep(proxy.delay_s or 5.0)
                 if fault == "500":
                     return self._reply(500, b'{"error": {"message": "injected fault"}}')
+                if fault == "overflow":  # what vLLM answers when a prompt exceeds max_model_len
+                    return self._reply(400, b'{"error": {"message": "This model\'s maximum context length is '
+                                            b'32768 tokens. However, you requested 40000 tokens."}}')
                 if fault == "close":
                     self.close_connection = True
                     self.connection.shutdown(2)
