@@ -13,6 +13,7 @@ in segments.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import subprocess
 import time
@@ -38,7 +39,10 @@ def xauthority_fallback() -> Iterator[None]:
     previous = os.environ.get("XAUTHORITY")
     os.environ["XAUTHORITY"] = os.devnull
     try:
-        yield
+        # python-xlib then *prints* "no xauthority details available" to stdout, which would
+        # corrupt a command's --json output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         if previous is None:
             os.environ.pop("XAUTHORITY", None)
