@@ -38,7 +38,9 @@ def ensure_tiny_checkpoint(path: Path | None = None, seed: int = tiny.DEFAULT_SE
     return target
 
 
-def ensure_local_server(profile: ModelProfile, quiet: bool = False) -> server.ServerState:
+def ensure_local_server(profile: ModelProfile, quiet: bool = False, *, host: str = "127.0.0.1",
+                        port: int | None = None, api_key: str | None = None) -> server.ServerState:
+    """Reuse the profile's running managed server, or build what it needs and start it."""
     state = server.read_state(profile.name)
     if state is not None and server.healthy(state.base_url, state.served_name):
         return state
@@ -46,13 +48,13 @@ def ensure_local_server(profile: ModelProfile, quiet: bool = False) -> server.Se
     if profile.is_random_weights:
         ensure_tiny_checkpoint(Path(profile.model))
     if quiet:
-        return server.start(profile)
+        return server.start(profile, host=host, port=port, api_key=api_key)
     with _err.status(f"starting vLLM for {profile.name} (first start takes about a minute) ...") as status:
 
         def progress(elapsed: float, line: str) -> None:
             status.update(f"starting vLLM for {profile.name}: {elapsed:.0f} s  {line[-80:]}")
 
-        return server.start(profile, on_wait=progress)
+        return server.start(profile, host=host, port=port, api_key=api_key, on_wait=progress)
 
 
 def base_urls_from(option: list[str] | None) -> list[str]:

@@ -42,17 +42,10 @@ def serve_start(
     api_key: Optional[str] = typer.Option(None, envvar="TILEPILOT_API_KEY", help="Require this bearer key."),
 ) -> None:
     """Start vLLM for a profile (detached) and wait until it answers."""
-    profile = get_profile(model)
-    if host == "127.0.0.1" and port is None and api_key is None:
-        state = ensure_local_server(profile)
-    else:
-        server.check_backend(profile)
-        if profile.is_random_weights:
-            ensure_tiny_checkpoint(Path(profile.model))
-        with err.status(f"starting vLLM for {profile.name} ..."):
-            state = server.start(profile, host=host, port=port, api_key=api_key)
-        if not server.is_loopback(host):
-            err.print(f"listening on {host}:{state.port}; clients must send the API key")
+    server.check_exposure(host, api_key)  # fail before building or starting anything
+    state = ensure_local_server(get_profile(model), host=host, port=port, api_key=api_key)
+    if not server.is_loopback(state.host):
+        err.print(f"listening on {state.host}:{state.port}; clients must send the API key")
     out.print(f"serving {state.served_name} at {state.base_url} (pid {state.pid}, log {state.log})")
 
 

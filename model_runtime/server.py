@@ -148,6 +148,15 @@ def check_backend(profile: ModelProfile) -> None:
         )
 
 
+def check_exposure(host: str, api_key: str | None) -> None:
+    """Anything but loopback must require an API key."""
+    if not is_loopback(host) and not api_key:
+        raise ServeError(
+            f"refusing to listen on {host} without an API key: anyone on the network could use the model; "
+            "pass --api-key (or TILEPILOT_API_KEY) or keep the default 127.0.0.1"
+        )
+
+
 def free_port(preferred: int = DEFAULT_PORT) -> int:
     for port in (preferred, 0):
         with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
@@ -213,11 +222,7 @@ def start(
     on_wait: Callable[[float, str], None] | None = None,
 ) -> ServerState:
     """Start the server for ``profile`` (or return the running one) and wait until it serves."""
-    if not is_loopback(host) and not api_key:
-        raise ServeError(
-            f"refusing to listen on {host} without an API key: anyone on the network could use the model; "
-            "pass --api-key (or TILEPILOT_API_KEY) or keep the default 127.0.0.1"
-        )
+    check_exposure(host, api_key)
     check_backend(profile)
     with _lock(profile.name):
         state = read_state(profile.name)
