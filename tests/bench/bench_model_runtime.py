@@ -21,6 +21,7 @@ from model_runtime.client import ChatClient
 from model_runtime.payloads import AudioPart, ImagePart, Message, TextPart
 from model_runtime.profiles import IMAGE_BUDGETS, tiny_profile
 from model_runtime.server import peak_rss_kb
+from tests.gen.audio import tone_samples
 
 
 def _page() -> Image.Image:
@@ -29,8 +30,7 @@ def _page() -> Image.Image:
 
 
 def _tone(seconds: float) -> np.ndarray:
-    t = np.arange(round(seconds * 16_000)) / 16_000
-    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return tone_samples(seconds, 16_000, amplitude=0.3)[:, 0]
 
 
 def cases() -> list[tuple[str, list, int]]:

@@ -41,42 +41,37 @@ def _text(s: str, x: int = 72, y: int = 720, size: int = 12) -> bytes:
     return b"BT /F1 %d Tf %d %d Td (%s) Tj ET" % (size, x, y, s.encode("latin-1"))
 
 
+def _one_page(text: bytes, *, count: int = 1, box: bytes = b"0 0 612 792", extra: dict[int, bytes] | None = None,
+              kids: bytes = b"3 0 R") -> dict[int, bytes]:
+    """Catalog (1), page tree (2), one text page (3) with its content (4) and font (5), plus extras."""
+    return {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, count),
+        3: _text_page(2, 4, 5, box=box),
+        4: _stream(text),
+        5: _FONT,
+        **(extra or {}),
+    }
+
+
 def claims_million_pages(path: str | Path) -> Path:
     """The page tree's /Count says 1,000,000; one page exists."""
-    objs = {
-        1: b"<< /Type /Catalog /Pages 2 0 R >>",
-        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1000000 >>",
-        3: _text_page(2, 4, 5),
-        4: _stream(_text("The only real page of a document that claims a million.")),
-        5: _FONT,
-    }
+    objs = _one_page(_text("The only real page of a document that claims a million."), count=1_000_000)
     Path(path).write_bytes(_build(objs))
     return Path(path)
 
 
 def huge_page(path: str | Path) -> Path:
     """One 200 x 200 inch page (14400 pt, the largest a PDF allows) with a little text."""
-    objs = {
-        1: b"<< /Type /Catalog /Pages 2 0 R >>",
-        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        3: _text_page(2, 4, 5, box=b"0 0 14400 14400"),
-        4: _stream(_text("Governing law: a very large page.", 720, 13000, 200)),
-        5: _FONT,
-    }
+    objs = _one_page(_text("Governing law: a very large page.", 720, 13000, 200), box=b"0 0 14400 14400")
     Path(path).write_bytes(_build(objs))
     return Path(path)
 
 
 def looping_page_tree(path: str | Path) -> Path:
     """A Pages node that lists itself (and its parent) among its kids, beside one good page."""
-    objs = {
-        1: b"<< /Type /Catalog /Pages 2 0 R >>",
-        2: b"<< /Type /Pages /Kids [3 0 R 6 0 R] /Count 3 >>",
-        3: _text_page(2, 4, 5),
-        4: _stream(_text("A good page before the loop.")),
-        5: _FONT,
-        6: b"<< /Type /Pages /Parent 2 0 R /Kids [6 0 R 2 0 R] /Count 2 >>",
-    }
+    objs = _one_page(_text("A good page before the loop."), count=3, kids=b"3 0 R 6 0 R",
+                     extra={6: b"<< /Type /Pages /Parent 2 0 R /Kids [6 0 R 2 0 R] /Count 2 >>"})
     Path(path).write_bytes(_build(objs))
     return Path(path)
 
@@ -98,13 +93,7 @@ def deeply_nested_page_tree(path: str | Path, depth: int = 5000) -> Path:
 
 def broken_xref(path: str | Path) -> Path:
     """Every cross-reference offset is wrong; a reader must rebuild the table by scanning."""
-    objs = {
-        1: b"<< /Type /Catalog /Pages 2 0 R >>",
-        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        3: _text_page(2, 4, 5),
-        4: _stream(_text("Recovered despite a broken xref.")),
-        5: _FONT,
-    }
+    objs = _one_page(_text("Recovered despite a broken xref."))
     Path(path).write_bytes(_build(objs, xref_ok=False))
     return Path(path)
 
@@ -112,17 +101,13 @@ def broken_xref(path: str | Path) -> Path:
 def broken_font(path: str | Path) -> Path:
     """An embedded TrueType font whose program is garbage, used by the page's text."""
     junk = bytes((i * 37 + 11) % 256 for i in range(4096))
-    objs = {
-        1: b"<< /Type /Catalog /Pages 2 0 R >>",
-        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        3: _text_page(2, 4, 5),
-        4: _stream(_text("Text in a broken font.")),
+    objs = _one_page(_text("Text in a broken font."), extra={
         5: b"<< /Type /Font /Subtype /TrueType /BaseFont /Broken /FirstChar 32 /LastChar 126 "
            b"/Widths [%s] /FontDescriptor 6 0 R >>" % b" ".join([b"500"] * 95),
         6: b"<< /Type /FontDescriptor /FontName /Broken /Flags 32 /FontBBox [0 0 1000 1000] "
            b"/ItalicAngle 0 /Ascent 800 /Descent -200 /CapHeight 700 /StemV 80 /FontFile2 7 0 R >>",
         7: _stream(zlib.compress(junk), b"/Filter /FlateDecode /Length1 4096 "),
-    }
+    })
     Path(path).write_bytes(_build(objs))
     return Path(path)
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from model_runtime.budget import clip_lengths, image_grid
 from model_runtime.payloads import AudioPart, ImagePart, Message, TextPart
 from model_runtime.profiles import IMAGE_BUDGETS
+from tests.gen.audio import tone_samples
 from tests.conftest import tilepilot
 
 pytestmark = pytest.mark.integration
@@ -22,8 +23,7 @@ def _noise_image(w: int, h: int) -> Image.Image:
 
 
 def _tone(seconds: float, rate: int = 16_000) -> np.ndarray:
-    t = np.arange(round(seconds * rate)) / rate
-    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return tone_samples(seconds, rate, amplitude=0.3)[:, 0]
 
 
 def _ask(client, parts, budget=280, max_tokens=4):
