@@ -47,6 +47,7 @@ def _register() -> None:
     from agents.listen import cli as listen_cli; listen_cli.register(app)  # noqa: E702
     from agents.rules import cli as rules_cli; rules_cli.register(app)  # noqa: E702
     from agents.review import cli as review_cli; review_cli.register(app)  # noqa: E702
+    from agents.eval import cli as eval_cli; eval_cli.register(app)  # noqa: E702
 
 
 def main(argv: list[str] | None = None) -> None:
