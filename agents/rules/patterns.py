@@ -5,8 +5,9 @@ written ``/body/flags`` (flags from ``imsx``, e.g. ``/password/i``); anything el
 itself. Matching is *search* semantics: the pattern may match anywhere in the text.
 
 Rule files come from users and from AGENTS.md files that travel with documents, so a pattern is
-untrusted input: it is length-limited, probed against inputs that make backtracking patterns
-explode, and every match runs with a timeout (the ``regex`` package's ``timeout=``).
+untrusted input: it is length-limited, rejected at load time when its shape backtracks
+catastrophically (a static check in :mod:`agents.rules.redos`, the same on every machine), and
+every match runs with a timeout (the ``regex`` package's ``timeout=``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from functools import lru_cache
 
 import regex
 
+from agents.rules.redos import catastrophic_reason
+
 MAX_PATTERN_LENGTH = 300
 MATCH_TIMEOUT_S = 0.5
-# Load-time probe: a pattern that cannot scan these within the limit is catastrophic.
-_PROBE_TIMEOUT_S = 0.1
-_PROBES = ("a" * 3000 + "!", "1" * 3000 + "x", " " * 3000 + "x", "ab" * 1500 + "!", "a1 " * 1000 + "!")
 _FLAG_LETTERS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL, "x": regex.VERBOSE}
 
 
@@ -56,13 +56,9 @@ def compile_pattern(source: str) -> regex.Pattern[str]:
         compiled = regex.compile(body, flags)
     except regex.error as err:
         raise PatternError(f"invalid regular expression {source!r}: {err}") from None
-    for probe in _PROBES:
-        try:
-            compiled.search(probe, timeout=_PROBE_TIMEOUT_S)
-        except TimeoutError:
-            raise PatternError(
-                f"regular expression {source!r} backtracks catastrophically (nested repeats?): simplify it"
-            ) from None
+    reason = catastrophic_reason(body, flags)
+    if reason:
+        raise PatternError(f"regular expression {source!r} backtracks catastrophically ({reason}): simplify it")
     return compiled
 
 

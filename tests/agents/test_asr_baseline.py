@@ -12,7 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("faster_whisper", reason="ASR baseline needs the [asr] extra")
+from tests.requires import require_module
+
+require_module("faster_whisper", "asr")
 
 from agents.listen import baseline  # noqa: E402
 from agents.listen.wer import wer_details  # noqa: E402

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.conftest import REPO, tilepilot
+from tests.requires import require_module
 
 GUARD_DIR = Path(__file__).with_name("netguard")
 
@@ -68,7 +69,7 @@ def test_every_agent_path_stays_offline(tmp_path, server_env, xvfb):
 
 
 def test_asr_baseline_loads_its_weights_offline(tmp_path):
-    pytest.importorskip("faster_whisper")
+    require_module("faster_whisper", "asr")
     env, log = _guarded_env(tmp_path)
     code = ("import numpy as np\nfrom agents.listen.baseline import transcribe\n"
             "print(repr(transcribe(np.zeros(16000, dtype=np.float32))))\n")

