@@ -44,8 +44,10 @@ SERVED_NAME = "oracle"
 
 class OracleReply(BaseModel):
     key: str  # stable case id the request was identified as
-    right: dict  # the answer object (validated by the agent against the schema it requested)
-    wrong: dict  # a plausible but wrong answer (what oracle:p returns for the other cases)
+    # The answer object (validated by the agent against the schema it requested); a str is sent as
+    # is, for requests without a schema (transcripts, summaries).
+    right: dict | str
+    wrong: dict | str  # a plausible but wrong answer (what oracle:p returns for the other cases)
 
 
 Answerer = Callable[[dict], "OracleReply | None"]  # gets the raw /v1/chat/completions JSON body
@@ -246,11 +248,11 @@ class OracleServer:
             if reply is not None:
                 self.answered_right += right
                 self.answered_wrong += not right
-        answer: Any = (reply.right if right else reply.wrong) if reply else (minimal_instance(schema) if schema else {})
+        answer: Any = (reply.right if right else reply.wrong) if reply else (minimal_instance(schema) if schema else "")
         if schema:
             answer = clip_to_schema(answer, schema)
         counter = _counter()
-        content = json.dumps(answer, ensure_ascii=False)
+        content = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
         ids = counter.ids(content)
         finish = "stop"
         if len(ids) > max_tokens:  # a real server stops mid-answer; the client then sees broken JSON
