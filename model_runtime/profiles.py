@@ -65,6 +65,12 @@ class ModelProfile(BaseModel):
     kv_cache_bytes: int | None = None  # CPU: explicit, small; GPU: let vLLM size it
     max_num_seqs: int = 8
     dtype: str = "auto"
+    # Bounds of the review agent's answer schema. A real model must never be capped below what a
+    # careful reviewer reports (the eval's reference answerer measures it); the tiny random-weight
+    # model keeps tight bounds so that its noise terminates quickly.
+    max_findings_per_chunk: int = 40
+    max_quote_chars: int = 300
+    max_rationale_chars: int = 600
     image_placeholder: str = "<|image|>"
     audio_placeholder: str = "<|audio|>"
 
@@ -98,6 +104,9 @@ def tiny_profile(checkpoint: Path | None = None) -> ModelProfile:
         is_random_weights=True,
         kv_cache_bytes=256 * 1024 * 1024,
         dtype="bfloat16",
+        max_findings_per_chunk=4,
+        max_quote_chars=100,
+        max_rationale_chars=100,
     )
 
 

@@ -70,9 +70,10 @@ class SuiteResult(BaseModel):
 class EvalContext:
     """What a suite gets, per system."""
 
-    def __init__(self, system: SystemSpec, out_dir: Path, small: bool, dataset: Path | None = None):
+    def __init__(self, system: SystemSpec, out_dir: Path, small: bool, dataset: Path | None = None, root: Path | None = None):
         self.system = system
         self.out_dir = Path(out_dir)  # this suite+system's own folder (write images and runs here)
+        self.root = Path(root) if root else self.out_dir  # the eval folder: Miss.image paths are relative to it
         self.small = small  # True in the test run: a small variant of the suite
         self.dataset = dataset  # --dataset DIR, for suites that accept users' own data
         self.oracle: OracleServer | None = None  # started by the first connect() of an oracle system
@@ -95,6 +96,10 @@ class EvalContext:
         client = ChatClient([self.oracle.base_url], oracle_profile(), max_retries=1, backoff_s=0.1)
         client.check()
         return client
+
+    def relative(self, path: Path) -> str:
+        """``path`` (under out_dir) as Miss.image wants it: relative to the eval folder."""
+        return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
 
     def close(self) -> None:
         if self.oracle is not None:
@@ -173,7 +178,7 @@ def run_suite(name: str, systems: Sequence[SystemSpec], out_dir: Path, *, small:
     for system in systems:
         folder = Path(out_dir) / name / slug(system.label)
         folder.mkdir(parents=True, exist_ok=True)
-        ctx = EvalContext(system, folder, small, dataset)
+        ctx = EvalContext(system, folder, small, dataset, root=Path(out_dir))
         started = time.monotonic()
         try:
             result = module.run(ctx)

@@ -17,7 +17,8 @@ A :class:`Finding` is ``{id, rule, severity, page, quote, bbox, rationale, sourc
   same finding gets the same id in every run and duplicates collapse on it.
 - ``rule``: the check id for ``source="check"``; for ``source="model"`` a rule id the model cited
   when it names a known check, else ``"model"``.
-- ``page``: 1-based. ``bbox``: ``[x0, y0, x1, y1]`` in PDF points, origin top-left, when known.
+- ``page``: 1-based; null for a document-level model finding (a missing clause: no quote,
+  unverified). ``bbox``: ``[x0, y0, x1, y1]`` in PDF points, origin top-left, when known.
 - ``verified``: checks are always verified. A model finding is verified when its quote was found
   on its page's text layer (that search also gives its bbox). Model findings are validated before
   they are kept: a page outside the chunk the model was shown is dropped; a quote that is not on
@@ -46,7 +47,7 @@ class Finding(BaseModel):
     id: str
     rule: str
     severity: Severity
-    page: int = Field(ge=1)
+    page: int | None = Field(ge=1)  # None: a document-level finding (a missing clause)
     quote: str
     bbox: BBox | None = None
     rationale: str
@@ -119,9 +120,10 @@ class LenientJson(BaseModel):
 class ModelFinding(BaseModel):
     rule: str = Field(max_length=60, description="id of the rule this finding concerns, or 'model'")
     severity: Severity
-    page: int = Field(ge=1, le=100_000, description="page number as given in the page header")
-    quote: str = Field(max_length=200, description="exact words copied from that page")
-    rationale: str = Field(max_length=240)
+    # Length bounds live in the per-request answer schema (from the model profile), not here.
+    page: int | None = Field(ge=1, le=100_000, description="page number as given in the page header; null: the whole document")
+    quote: str = Field(description="exact words copied from that page")
+    rationale: str
 
 
 class SummaryAnswer(LenientJson):
@@ -135,12 +137,12 @@ def normalize_quote(quote: str) -> str:
     return re.sub(r"\s+", " ", quote).strip().lower()
 
 
-def model_finding_id(rule: str, page: int, quote: str) -> str:
+def model_finding_id(rule: str, page: int | None, quote: str) -> str:
     return hashlib.sha256(f"model\x1f{rule}\x1f{page}\x1f{normalize_quote(quote)}".encode()).hexdigest()[:16]
 
 
 def dedupe(findings: Iterable[Finding]) -> list[Finding]:
-    """Drop repeats (same id, or a model finding that repeats a check on the same words).
+    """Drop repeats (same id, a model finding that repeats a check on the same words, or a missing clause).
 
     Order: by page, then severity (most severe first), then id, so output is the same however
     chunks were scheduled.
@@ -149,5 +151,8 @@ def dedupe(findings: Iterable[Finding]) -> list[Finding]:
     for finding in findings:
         by_id.setdefault(finding.id, finding)
     check_quotes = {(f.page, normalize_quote(f.quote)) for f in by_id.values() if f.source == "check"}
-    kept = [f for f in by_id.values() if f.source == "check" or (f.page, normalize_quote(f.quote)) not in check_quotes]
-    return sorted(kept, key=lambda f: (f.page, SEVERITIES.index(f.severity), f.id))
+    # A check without a box reports a missing clause: a model's document-level finding of that rule repeats it.
+    missing = {f.rule for f in by_id.values() if f.source == "check" and f.bbox is None}
+    kept = [f for f in by_id.values() if f.source == "check" or
+            ((f.page, normalize_quote(f.quote)) not in check_quotes and not (f.page is None and f.rule in missing))]
+    return sorted(kept, key=lambda f: (f.page or 0, SEVERITIES.index(f.severity), f.id))

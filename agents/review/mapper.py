@@ -26,12 +26,11 @@ from model_runtime.budget import image_grid
 from model_runtime.client import ChatClient
 from model_runtime.errors import ContextOverflowError, InvalidOutputError, ServerError
 from model_runtime.payloads import ImagePart, Message, TextPart
+from model_runtime.profiles import ModelProfile, tiny_profile
 from tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError
 from tools.pdf import PageText
 from tools.pdf_worker import PageWorker
 
-MAX_FINDINGS_PER_CHUNK = 4
-ANSWER_MAX_TOKENS = 1024  # worst case of the capped answer schema; clipped to the profile's output reserve
 
 
 @dataclass
@@ -69,20 +68,25 @@ class ChunkOutcome:
         }
 
 
-def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool) -> type[BaseModel]:
-    """The chunk's answer model: pages and rule ids are enums, so the model can only cite what it was shown."""
+def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool, profile: ModelProfile | None = None) -> type[BaseModel]:
+    """The chunk's answer model: pages and rule ids are enums, so the model can only cite what it was shown.
+
+    ``page`` may be null: a document-level finding (a missing clause, a problem across pages). The
+    bounds come from the model profile (default: the tiny profile's tight ones).
+    """
+    bounds = profile or tiny_profile()
     page_type = Literal[tuple(pages)]  # type: ignore[valid-type]
     rule_type = Literal[tuple(dict.fromkeys([*rule_ids, "model"]))]  # type: ignore[valid-type]
     item = create_model(
         "Finding",
         rule=(rule_type, ...),
         severity=(Severity, ...),
-        page=(page_type, ...),
-        quote=(str, Field(max_length=100)),
-        rationale=(str, Field(max_length=100)),
+        page=(page_type | None, ...),  # type: ignore[valid-type]
+        quote=(str, Field(max_length=bounds.max_quote_chars)),
+        rationale=(str, Field(max_length=bounds.max_rationale_chars)),
         __base__=LenientJson,
     )
-    fields: dict = {"findings": (list[item], Field(max_length=MAX_FINDINGS_PER_CHUNK))}  # type: ignore[valid-type]
+    fields: dict = {"findings": (list[item], Field(max_length=bounds.max_findings_per_chunk))}  # type: ignore[valid-type]
     if with_notes:
         fields["notes"] = (str, Field(max_length=200))
     return create_model("ChunkAnswer", __base__=LenientJson, **fields)
@@ -123,9 +127,10 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
     message = chunk_message([(p.page, p.modality, texts[p.page].text if p.modality != "image" else None, images.get(p.page))
                              for p in pages], notes)
     del images  # the message holds the only references; dropped with it after the request
-    schema = answer_schema([p.page for p in pages], ctx.rule_ids, with_notes=notes is not None)
+    schema = answer_schema([p.page for p in pages], ctx.rule_ids, with_notes=notes is not None, profile=ctx.client.profile)
     try:
-        result = ctx.client.chat([Message.text("system", ctx.system), message], schema=schema, max_tokens=min(ANSWER_MAX_TOKENS, ctx.client.profile.output_reserve),
+        # The whole output reserve: a fixed smaller cap would cut a long, correct answer mid-JSON.
+        result = ctx.client.chat([Message.text("system", ctx.system), message], schema=schema, max_tokens=ctx.client.profile.output_reserve,
                                  image_budget=budget, estimate=False)
     except ContextOverflowError as err:
         _shrink(pages, budget, worker, texts, ctx, notes, outcome, f"server: {err}")
@@ -225,6 +230,11 @@ def locate_quote(text: PageText, quote: str) -> tuple[float, float, float, float
 
 
 def _accept(raw: ModelFinding, pages: set[int], texts: dict[int, PageText], ctx: ChunkContext, outcome: ChunkOutcome) -> None:
+    rule = raw.rule if raw.rule in ctx.rule_ids else "model"
+    if raw.page is None:  # document-level (a missing clause): no page to check a quote on, so unverified
+        outcome.findings.append(Finding(id=model_finding_id(rule, None, raw.quote), rule=rule, severity=raw.severity, page=None,
+                                        quote=raw.quote, bbox=None, rationale=raw.rationale, source="model", verified=False))
+        return
     reason = None
     if raw.page not in pages:
         reason = "page not in the chunk"
@@ -238,7 +248,6 @@ def _accept(raw: ModelFinding, pages: set[int], texts: dict[int, PageText], ctx:
         outcome.dropped += 1
         ctx.events.emit("model_finding_dropped", page=raw.page, quote=raw.quote[:80], reason=reason)
         return
-    rule = raw.rule if raw.rule in ctx.rule_ids else "model"
     outcome.findings.append(Finding(
         id=model_finding_id(rule, raw.page, raw.quote), rule=rule, severity=raw.severity, page=raw.page, quote=raw.quote,
         bbox=box if box else None, rationale=raw.rationale, source="model", verified=bool(box),

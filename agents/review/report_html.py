@@ -65,17 +65,19 @@ def _document_section(doc_result: DocumentResult, password: str | None) -> str:
     for failure in doc_result.failures:
         out.append(f"<p class=failed>page {failure.page} failed: {esc(failure.reason)}</p>")
     rows = []
-    for f in sorted(doc_result.findings, key=lambda f: (SEVERITIES.index(f.severity), f.page)):
+    for f in sorted(doc_result.findings, key=lambda f: (SEVERITIES.index(f.severity), f.page or 0)):
         src = f.source + ("" if f.verified else " (unverified)")
         rows.append(f"<tr data-sev='{f.severity}' data-rule='{esc(f.rule, quote=True)}'><td><span class='sev {f.severity}'>{f.severity}</span></td>"
-                    f"<td><a href='#{id(doc_result)}-p{f.page}'>{f.page}</a></td><td>{esc(f.rule)}</td><td>{src}</td>"
+                    + (f"<td><a href='#{id(doc_result)}-p{f.page}'>{f.page}</a></td>" if f.page else "<td>document</td>")
+                    + f"<td>{esc(f.rule)}</td><td>{src}</td>"
                     f"<td>{esc(f.quote)}</td><td>{esc(f.rationale)}</td></tr>")
     if rows:
         out.append("<table><tr><th>severity</th><th>page</th><th>rule</th><th>source</th><th>quote</th><th>rationale</th></tr>"
                    + "".join(rows) + "</table>")
     by_page: dict[int, list] = {}
     for f in doc_result.findings:
-        by_page.setdefault(f.page, []).append(f)
+        if f.page is not None:  # document-level findings have no page to show
+            by_page.setdefault(f.page, []).append(f)
     out.append("<div class=pages>")
     try:
         with open_pdf(doc_result.path, password) as doc:

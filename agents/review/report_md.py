@@ -35,7 +35,7 @@ def render_markdown(report: FindingsFile) -> str:
             lines += ["", "### Failed pages", ""] + [f"- page {f.page}: {_cell(f.reason, 300)}" for f in doc.failures]
         if doc.findings:
             lines += ["", "### Findings", "", "| severity | page | rule | source | quote | rationale |", "|---|---|---|---|---|---|"]
-            for f in sorted(doc.findings, key=lambda f: (SEVERITIES.index(f.severity), f.page)):
+            for f in sorted(doc.findings, key=lambda f: (SEVERITIES.index(f.severity), f.page or 0)):
                 source = f.source if f.verified else f"{f.source} (unverified)"
-                lines.append(f"| {f.severity} | {f.page} | {f.rule} | {source} | {_cell(f.quote)} | {_cell(f.rationale)} |")
+                lines.append(f"| {f.severity} | {f.page or 'document'} | {f.rule} | {source} | {_cell(f.quote)} | {_cell(f.rationale)} |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,156 @@
+"""``tilepilot eval review``: the review agent on labelled contracts (generated, or ``--dataset DIR``).
+
+The documents go through :func:`agents.review.runner.run_review`, the function behind
+``tilepilot review``: planner, budgets, requests, validation, quote check, dedupe. Findings are
+scored as a user receives them, deterministic checks and model findings together. A finding
+matches a label when document, rule and page agree (a label with page null matches that rule on
+any page); each label and each finding is used at most once, so a duplicate is a false positive.
+
+Metrics (overall, and per rule / per page kind in the breakdown): precision, recall, f1;
+``quotes_verified`` (matched page findings whose quote was found on the text layer);
+``boxes_iou50`` (matched labels with a box whose finding box has IoU >= 0.5 with it);
+``model_recall`` (labels the checks miss that model findings find). Overall only:
+``prompt_tokens_per_page`` and ``pages_per_second`` (end to end, checks and plan included).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console
+
+from agents.eval.core import EvalContext, Miss, SuiteResult, eval_cache_dir, iou, prf, share
+from agents.eval.dataset import Dataset, Label, load_dataset
+from agents.eval.review_data import suite_dir
+from agents.review.findings import Finding
+from tools.pdf import open_pdf
+
+NAME = "review"
+ACCEPTS_DATASET = True
+REQUEST_BUDGET = 4096  # prompt tokens per request: several chunks per document, so chunk boundaries are measured
+MISS_IMAGES = 60  # pages rendered for report.html per system; further misses are listed without one
+MISS_DPI = 60
+
+
+def run(ctx: EvalContext) -> SuiteResult:
+    from agents.review.runner import ReviewOptions, run_review
+    from agents.rules import build_policy
+
+    data = load_dataset(ctx.dataset) if ctx.dataset else load_dataset(suite_dir(eval_cache_dir(), ctx.small))
+    answerer = None
+    if ctx.system.oracle_p is not None:
+        from agents.eval.review_oracle import ReviewAnswerer
+
+        policy = build_policy("review", [str(data.rules)], target=str(data.root / next(iter(data.documents))))
+        answerer = ReviewAnswerer(data, [c.value.id for c in policy.checks])
+    options = ReviewOptions(paths=[str(data.root / name) for name in data.documents], rules=[str(data.rules)],
+                            budget_tokens=REQUEST_BUDGET, concurrency=2, model=ctx.system.model)
+    started = time.monotonic()
+    report = run_review(options, out=ctx.out_dir / "run", client_factory=lambda: ctx.connect(answerer),
+                        console=Console(file=io.StringIO(), stderr=False))
+    seconds = time.monotonic() - started
+    findings = {Path(d.path).name: list(d.findings) for d in report.documents}
+    pages = sum(d.pages for d in report.documents)
+    result = score(data, findings)
+    result.metrics["prompt_tokens_per_page"] = report.usage.prompt_tokens / max(pages, 1)
+    result.metrics["pages_per_second"] = pages / max(seconds, 1e-9)
+    result.metrics["failed_pages"] = float(sum(len(d.failed_pages) for d in report.documents))
+    result.misses = _with_images(ctx, data, result.misses)
+    return result
+
+
+# -- matching and scoring ---------------------------------------------------------------------
+
+
+class _Pair:
+    def __init__(self, label: Label | None, finding: Finding | None):
+        self.label, self.finding = label, finding
+
+
+def match(labels: list[Label], findings: list[Finding]) -> list[_Pair]:
+    """One-to-one: page labels first (same rule and page, best box first), then page-null labels."""
+    free = list(findings)
+    pairs: list[_Pair] = []
+    for label in sorted(labels, key=lambda lb: lb.page is None):
+        same = [f for f in free if f.rule == label.rule and (label.page is None or f.page == label.page)]
+        if label.page is None:
+            same.sort(key=lambda f: f.page is not None)  # a document-level finding first
+        elif label.bbox:
+            same.sort(key=lambda f: -iou(label.bbox, f.bbox) if f.bbox else 0.0)
+        chosen = same[0] if same else None
+        if chosen is not None:
+            free.remove(chosen)
+        pairs.append(_Pair(label, chosen))
+    return pairs + [_Pair(None, f) for f in free]
+
+
+def _metrics(pairs: list[_Pair]) -> dict[str, float]:
+    tp = sum(1 for p in pairs if p.label and p.finding)
+    fp = sum(1 for p in pairs if p.finding and not p.label)
+    fn = sum(1 for p in pairs if p.label and not p.finding)
+    matched = [p for p in pairs if p.label and p.finding]
+    unchecked = [p for p in pairs if p.label and not (p.finding and p.finding.source == "check")]
+    return {
+        **prf(tp, fp, fn),
+        "quotes_verified": share(p.finding.verified for p in matched if p.finding.page is not None),
+        "boxes_iou50": share(bool(p.finding and p.finding.bbox and iou(p.label.bbox, p.finding.bbox) >= 0.5)
+                             for p in pairs if p.label and p.label.bbox),
+        "model_recall": share(bool(p.finding) for p in unchecked),
+        "labels": float(tp + fn),
+        "findings": float(tp + fp),
+    }
+
+
+def score(data: Dataset, findings: dict[str, list[Finding]]) -> SuiteResult:
+    pairs: list[tuple[str, _Pair]] = []
+    for document in data.documents:
+        labels = [lb for lb in data.labels if lb.document == document]
+        pairs += [(document, p) for p in match(labels, findings.get(document, []))]
+    groups: dict[str, list[_Pair]] = defaultdict(list)
+    for document, pair in pairs:
+        rule = (pair.label or pair.finding).rule  # type: ignore[union-attr]
+        page = pair.label.page if pair.label else pair.finding.page  # type: ignore[union-attr]
+        kind = (pair.label.kind if pair.label and pair.label.kind else data.kind(document, page))
+        groups[f"rule={rule}"].append(pair)
+        groups[f"kind={kind}"].append(pair)
+    misses = [_miss(document, p) for document, p in pairs if not (p.label and p.finding)]
+    return SuiteResult(suite=NAME, system="", metrics=_metrics([p for _, p in pairs]),
+                       breakdown={g: _metrics(ps) for g, ps in sorted(groups.items())}, misses=misses)
+
+
+def _miss(document: str, pair: _Pair) -> Miss:
+    if pair.label:
+        lb = pair.label
+        where = f"p{lb.page}" if lb.page else "document"
+        return Miss(case=f"{document} {where} {lb.rule}", detail=f"missed: expected {lb.rule} on {where}: {lb.quote or '(missing clause)'}",
+                    expected_box=lb.bbox)
+    f = pair.finding
+    assert f is not None
+    where = f"p{f.page}" if f.page else "document"
+    return Miss(case=f"{document} {where} {f.rule}", detail=f"false positive ({f.source}): {f.rule} on {where}: {f.quote[:120]}",
+                predicted_box=f.bbox)
+
+
+def _with_images(ctx: EvalContext, data: Dataset, misses: list[Miss]) -> list[Miss]:
+    """Render the page of the first misses, with their boxes scaled from points to its pixels."""
+    folder = ctx.out_dir / "misses"
+    folder.mkdir(exist_ok=True)
+    out = []
+    for index, miss in enumerate(misses):
+        document, where = miss.case.split(" ")[:2]
+        if index >= MISS_IMAGES or where == "document":
+            out.append(miss)
+            continue
+        page = int(where[1:])
+        with open_pdf(data.root / document) as doc:
+            width_pt, height_pt = doc.page_size(page)
+            scale = MISS_DPI / 72
+            image = doc.render(page, max(1, round(width_pt * scale)), max(1, round(height_pt * scale)))
+        path = folder / f"{index:04d}-{Path(document).stem}-p{page}.png"
+        image.save(path)
+        scaled = {k: tuple(v * scale for v in box) if (box := getattr(miss, k)) else None for k in ("expected_box", "predicted_box")}
+        out.append(miss.model_copy(update={"image": ctx.relative(path), **scaled}))
+    return out
