@@ -9,6 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source .ci/setup-env.sh
 
-[ -f examples/review/contract.pdf ] || python examples/review/make_contract.py
+if [ ! -f examples/review/contract.pdf ]; then
+  echo "[demo] generating examples/review/contract.pdf"
+  python examples/review/make_contract.py >/dev/null
+fi
+echo "[demo] building the tiny random-weight checkpoint (cached after the first run)"
 tilepilot model build-tiny >/dev/null
+echo "[demo] reviewing examples/review/contract.pdf (starts the local vLLM server on first use: about a minute)"
 tilepilot review examples/review/contract.pdf --rules examples/review/contract-rules.md
