@@ -1,4 +1,4 @@
-"""Turn ``--model`` / ``--base-url`` into a ready ``ChatClient``.
+"""Turn ``--model`` / ``--base-url`` into a ready ``ChatClient``, and say when its words are noise.
 
 With ``--base-url`` (repeatable; env ``TILEPILOT_BASE_URL``), the given servers are used as they
 are. Without it, the managed local server for the profile is used, and for ``--model tiny`` it is
@@ -20,6 +20,14 @@ from model_runtime.errors import CheckpointBuildError
 from model_runtime.profiles import ModelProfile, get_profile
 
 _err = Console(stderr=True)
+
+# The one wording of the warning every agent shows when the tiny random-weight model answered.
+RANDOM_WEIGHTS_NOTE = "tiny random-weight model: its words are noise (a pipeline demo, not a real answer)"
+
+
+def random_weights_note(profile: ModelProfile) -> str | None:
+    """The note to show next to model output, or None for a real model."""
+    return RANDOM_WEIGHTS_NOTE if profile.is_random_weights else None
 
 
 def ensure_tiny_checkpoint(path: Path | None = None, seed: int = tiny.DEFAULT_SEED, force: bool = False) -> Path:
@@ -65,6 +73,7 @@ def base_urls_from(option: list[str] | None) -> list[str]:
 
 
 def connect(model: str, base_url: list[str] | None = None, api_key: str | None = None, quiet: bool = False) -> ChatClient:
+    """A checked client (one-line error if a server is down); close it, or use it as a context manager."""
     profile = get_profile(model)
     urls = base_urls_from(base_url)
     api_key = api_key or os.environ.get("TILEPILOT_API_KEY")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
-from agents.backend import connect, ensure_local_server, ensure_tiny_checkpoint
+from agents.backend import connect, ensure_local_server, ensure_tiny_checkpoint, random_weights_note
 from agents.errors import UsageError
 from model_runtime import server
 from model_runtime.budget import image_grid
@@ -22,10 +22,44 @@ err = Console(stderr=True)
 serve_app = typer.Typer(help="Run the managed local vLLM server.", no_args_is_help=True)
 model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
 
-ModelOpt = typer.Option("tiny", "--model", "-m", help="Profile (tiny, gemma-4-12b) or checkpoint folder.")
-BaseUrlOpt = typer.Option(
-    None, "--base-url", help="Use this server instead of the managed one; repeat for replicas. Env: TILEPILOT_BASE_URL."
-)
+MODEL_HELP = "Profile (tiny, gemma-4-12b) or checkpoint folder."
+BASE_URL_HELP = "Use this server instead of the managed one; repeat for replicas. Env: TILEPILOT_BASE_URL."
+
+# The options every agent shares, defined once (``name: ModelOption = "tiny"`` in a command).
+ModelOption = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
+BaseUrlOption = Annotated[Optional[list[str]], typer.Option("--base-url", help=BASE_URL_HELP)]
+RulesOption = Annotated[Optional[list[Path]], typer.Option("--rules", "-r", help="Rule file or folder; repeat to add more (later ones win).")]
+OutOption = Annotated[Optional[Path], typer.Option("--out", help="Run folder (default ./runs/<agent>-<UTC time>).")]
+ResumeOption = Annotated[Optional[Path], typer.Option(
+    "--resume", help="Continue a killed or stopped run from its folder, with the inputs and options it started with.")]
+MaxRuntimeOption = Annotated[Optional[float], typer.Option(
+    "--max-runtime", min=0.01, help="Stop after this many seconds (the rules' limits.max_runtime_s too: the smaller wins); "
+    "--resume continues.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (no progress display).")]
+
+# Default-style forms of the same two options, for commands written before the aliases.
+ModelOpt = typer.Option("tiny", "--model", "-m", help=MODEL_HELP)
+BaseUrlOpt = typer.Option(None, "--base-url", help=BASE_URL_HELP)
+
+
+def rules_paths(rules: Optional[list[Path]]) -> list[str]:
+    """``--rules`` as the strings ``build_policy`` and the run manifest take."""
+    return [str(p) for p in rules or ()]
+
+
+def check_resume(resume: Optional[Path], given: object, inputs: str, argument: str) -> None:
+    """``--resume`` takes its inputs from the run folder: refuse new ones, and require them without it."""
+    if resume is None and not given:
+        raise UsageError(f"pass {inputs} (or --resume RUN)")
+    if resume is not None and given:
+        raise UsageError(f"--resume continues a run with its own inputs; drop the {argument}")
+
+
+def progress_sink(as_json: bool, console: Console):
+    """Where a run's progress goes: nowhere with --json (stdout is the machine's), else ``console``."""
+    from agents.progress import ConsoleProgress
+
+    return None if as_json else ConsoleProgress(console)
 
 
 def check_budget(budget: int) -> int:
@@ -36,7 +70,7 @@ def check_budget(budget: int) -> int:
 
 @serve_app.command("start")
 def serve_start(
-    model: str = ModelOpt,
+    model: ModelOption = "tiny",
     host: str = typer.Option("127.0.0.1", help="Interface to bind. Anything but loopback needs --api-key."),
     port: Optional[int] = typer.Option(None, help="Port (default: 8765, or a free one)."),
     api_key: Optional[str] = typer.Option(None, envvar="TILEPILOT_API_KEY", help="Require this bearer key."),
@@ -50,14 +84,14 @@ def serve_start(
 
 
 @serve_app.command("stop")
-def serve_stop(model: str = ModelOpt) -> None:
+def serve_stop(model: ModelOption = "tiny") -> None:
     """Stop the managed server of a profile."""
     state = server.stop(get_profile(model).name)
     out.print(f"stopped pid {state.pid}" if state else "not running")
 
 
 @serve_app.command("status")
-def serve_status(model: str = ModelOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+def serve_status(model: ModelOption = "tiny", as_json: JsonOption = False) -> None:
     """Show whether the managed server runs and answers."""
     profile = get_profile(model)
     state = server.read_state(profile.name)
@@ -108,9 +142,9 @@ def ask(
     budget: int = typer.Option(280, help="Image budget in soft tokens: 70, 140, 280, 560 or 1120."),
     max_tokens: int = typer.Option(256, help="Longest answer, in tokens."),
     temperature: float = typer.Option(0.0),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    model: str = ModelOpt,
-    base_url: Optional[list[str]] = BaseUrlOpt,
+    as_json: JsonOption = False,
+    model: ModelOption = "tiny",
+    base_url: BaseUrlOption = None,
 ) -> None:
     """One-shot question, optionally about an image, a PDF page and/or an audio clip."""
     check_budget(budget)
@@ -147,7 +181,8 @@ def ask(
         }))
         return
     out.print(result.text, markup=False, highlight=False)
-    noise = " (tiny random-weight model: the words are noise)" if client.profile.is_random_weights else ""
+    note = random_weights_note(client.profile)
+    noise = f" ({note})" if note else ""
     err.print(f"[dim]prompt {result.usage.prompt_tokens} tokens (estimated {result.estimated_prompt_tokens}), "
               f"answer {result.usage.completion_tokens} tokens, {result.latency_s:.2f} s{noise}[/dim]")
 

@@ -1,9 +1,13 @@
-"""Run folders shared by every agent: where a run lives, how its files are written, its event log.
+"""One ``Run`` for every agent: its folder, options manifest, events, checkpoint, deadline, progress.
 
-A run folder (default ``./runs/<agent>-<UTC timestamp>``, or ``--out DIR``) holds
+A run folder (default ``./runs/<agent>-<UTC timestamp>``, or ``--out DIR``) holds ``run.json``
+(the agent and its options, so ``--resume RUN`` continues with exactly the same ones),
 ``checkpoint.sqlite`` (the LangGraph checkpoint), ``events.jsonl`` (one JSON object per line,
-appended and flushed so a killed run keeps everything up to the kill) and the outputs. Outputs are
-written atomically, so a reader -- or a run killed half-way -- never sees a half-written file.
+appended and flushed so a killed run keeps everything up to the kill) and the outputs. Outputs
+are written atomically, so a reader -- or a run killed half-way -- never sees a half-written file.
+
+Every agent's event log opens with ``run_started`` (or ``run_resumed``) and closes with
+``run_finished`` and a status (:data:`FINISH_STATUSES`); what lies between is the agent's own.
 """
 
 from __future__ import annotations
@@ -13,15 +17,31 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from agents.errors import RunError
 
+if TYPE_CHECKING:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
 CHECKPOINT_NAME = "checkpoint.sqlite"
 EVENTS_NAME = "events.jsonl"
+MANIFEST_NAME = "run.json"
 
+RUN_STARTED, RUN_RESUMED, RUN_FINISHED = "run_started", "run_resumed", "run_finished"
+FinishStatus = Literal["done", "fail", "max_steps", "denied", "stopped", "deadline", "interrupted", "error"]
+FINISH_STATUSES: tuple[str, ...] = FinishStatus.__args__  # type: ignore[attr-defined]
+
+O = TypeVar("O", bound=BaseModel)
+
+
+# -- files ---------------------------------------------------------------------------------------
 
 def new_run_dir(agent: str, out: Path | None = None) -> Path:
     """Create and return a fresh run folder.
@@ -51,12 +71,13 @@ def new_run_dir(agent: str, out: Path | None = None) -> Path:
 
 
 def existing_run_dir(run: Path) -> Path:
-    """Check that ``run`` is a run folder that can be resumed (it has an event log or a checkpoint)."""
+    """Check that ``run`` is a run folder that can be resumed (it has a manifest, a log or a checkpoint)."""
     run = Path(run)
     if not run.is_dir():
         raise RunError(f"--resume {run}: no such run folder; pass the folder a previous run printed")
-    if not (run / CHECKPOINT_NAME).exists() and not (run / EVENTS_NAME).exists():
-        raise RunError(f"--resume {run}: not a run folder (no {CHECKPOINT_NAME} or {EVENTS_NAME}); pass the folder a previous run printed")
+    if not any((run / name).exists() for name in (MANIFEST_NAME, CHECKPOINT_NAME, EVENTS_NAME)):
+        raise RunError(f"--resume {run}: not a run folder (no {MANIFEST_NAME}, {CHECKPOINT_NAME} or {EVENTS_NAME}); "
+                       "pass the folder a previous run printed")
     return run
 
 
@@ -86,26 +107,29 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 class EventLog:
     """Append-only JSON-lines log; each event is ``{"t": unix_time, "kind": ..., **fields}``.
 
-    Thread-safe (agents emit from worker threads); every line is flushed at once so an external
-    reader or a resumed run sees what happened before a kill. Values that JSON cannot encode are
-    written with ``str()``.
+    Each line goes out as one ``os.write`` on an ``O_APPEND`` descriptor, so writers in other
+    threads or processes never interleave, and a kill leaves at most the last line missing.
+    Values that JSON cannot encode are written with ``str()``. The run's events and the guard's
+    audit log (:class:`agents.rules.AuditLog`) both write through this class.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._handle = open(self.path, "a", encoding="utf-8")
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def emit(self, kind: str, **fields: Any) -> None:
         line = json.dumps({"t": round(time.time(), 3), "kind": kind, **fields}, default=str, ensure_ascii=False)
         with self._lock:
-            self._handle.write(line + "\n")
-            self._handle.flush()
+            if self._fd is None:
+                raise RunError(f"{self.path}: event log already closed")
+            os.write(self._fd, (line + "\n").encode("utf-8"))
 
     def close(self) -> None:
         with self._lock:
-            if not self._handle.closed:
-                self._handle.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> "EventLog":
         return self
@@ -127,3 +151,233 @@ def read_events(path: Path, kind: str | None = None) -> Iterator[dict[str, Any]]
                 continue
             if kind is None or event.get("kind") == kind:
                 yield event
+
+
+# -- manifest ------------------------------------------------------------------------------------
+
+class RunManifest(BaseModel):
+    """``run.json``: which agent wrote the folder and with which options."""
+
+    agent: str
+    created: str
+    options: dict[str, Any]
+
+
+def read_options(agent: str, run: Path, options_type: type[O]) -> O:
+    """The options a run folder was started with (for ``--resume``), as ``options_type``."""
+    run = existing_run_dir(run)
+    try:
+        manifest = RunManifest.model_validate_json((run / MANIFEST_NAME).read_text(encoding="utf-8"))
+        options = options_type.model_validate(manifest.options)
+    except (OSError, ValidationError, ValueError):
+        raise RunError(f"--resume {run}: {MANIFEST_NAME} is missing or unreadable; start a new run instead") from None
+    if manifest.agent != agent:
+        raise RunError(f"--resume {run}: that folder holds a {manifest.agent} run; resume it with `tilepilot {manifest.agent} --resume`")
+    return options
+
+
+# -- deadline ------------------------------------------------------------------------------------
+
+class DeadlineReached(RunError):
+    """The run's time limit passed; what was finished is checkpointed and ``--resume`` continues."""
+
+    exit_code = 6
+
+
+@dataclass
+class Deadline:
+    """The smaller of ``--max-runtime`` and the rules' ``limits.max_runtime_s``, from the run's start."""
+
+    limit_s: float | None = None
+    source: str = ""
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(default=0.0)
+    resume_hint: str = ""
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    @classmethod
+    def of(cls, max_runtime_s: float | None, rules_limit_s: float | None,
+           clock: Callable[[], float] = time.monotonic) -> "Deadline":
+        limits = [(v, s) for v, s in ((max_runtime_s, "--max-runtime"), (rules_limit_s, "limits.max_runtime_s in the rules"))
+                  if v is not None]
+        if not limits:
+            return cls(clock=clock)
+        limit, source = min(limits, key=lambda item: item[0])
+        return cls(float(limit), source, clock)
+
+    def expired(self) -> bool:
+        return self.limit_s is not None and self.clock() - self.started >= self.limit_s
+
+    def message(self) -> str:
+        hint = f"; {self.resume_hint}" if self.resume_hint else ""
+        return f"stopped at the {self.limit_s:g} s time limit ({self.source}){hint}"
+
+    def check(self) -> None:
+        """Raise :class:`DeadlineReached` once the limit has passed."""
+        if self.expired():
+            raise DeadlineReached(self.message())
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+class ProgressSink(Protocol):
+    """What the CLI renders (``agents.progress.ConsoleProgress``): a bar, or plain periodic lines."""
+
+    def start(self, label: str, total: float | None, unit: str) -> None: ...
+
+    def update(self, done: float) -> None: ...
+
+    def close(self, ok: bool = True) -> None:
+        """Take the display down; ``ok`` False (the run failed) adds no closing line to the error."""
+        ...
+
+
+class RunProgress:
+    """The progress an agent reports: ``start`` once, then ``advance`` by amounts or ``update`` to a total."""
+
+    def __init__(self, sink: ProgressSink | None = None) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+        self.done = 0.0
+        self.total: float | None = None
+
+    def start(self, label: str, total: float | None, unit: str) -> None:
+        self.total = total
+        if self._sink is not None:
+            self._sink.start(label, total, unit)
+
+    def advance(self, amount: float = 1) -> None:
+        with self._lock:
+            self.done += amount
+            done = self.done
+        if self._sink is not None:
+            self._sink.update(done)
+
+    def update(self, done: float) -> None:
+        with self._lock:
+            self.done = max(self.done, done)
+            done = self.done
+        if self._sink is not None:
+            self._sink.update(done)
+
+    def close(self, ok: bool = True) -> None:
+        if self._sink is not None:
+            self._sink.close(ok)
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+class Run:
+    """One agent run in its folder. Use :meth:`open`, then ``with run:``; see the module docstring."""
+
+    def __init__(self, agent: str, folder: Path, *, resumed: bool, deadline: Deadline, progress: ProgressSink | None) -> None:
+        self.agent = agent
+        self.dir = Path(folder)
+        self.resumed = resumed
+        self.deadline = deadline
+        self.deadline.resume_hint = f"continue with `tilepilot {agent} --resume {self.dir}`"
+        self.progress = RunProgress(progress)
+        self.events = EventLog(self.dir / EVENTS_NAME)
+        self.finished: str | None = None
+        self._started = time.monotonic()
+        self._saver: SqliteSaver | None = None
+
+    @classmethod
+    def open(cls, agent: str, options: BaseModel, *, out: Path | None = None, resume: Path | None = None,
+             deadline: Deadline | None = None, progress: ProgressSink | None = None, **fields: Any) -> "Run":
+        """Create a new run folder with its manifest (or reopen ``resume``) and log the start.
+
+        Call it only after every input has been checked: a bad input must leave no folder behind.
+        """
+        if resume is not None:
+            folder = existing_run_dir(resume)
+        else:
+            folder = new_run_dir(agent, out)
+            manifest = RunManifest(agent=agent, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                   options=options.model_dump(mode="json"))
+            write_atomic(folder / MANIFEST_NAME, manifest.model_dump_json(indent=2))
+        run = cls(agent, folder, resumed=resume is not None, deadline=deadline or Deadline(), progress=progress)
+        run.emit(RUN_RESUMED if resume is not None else RUN_STARTED, agent=agent, options=options.model_dump(mode="json"),
+                 max_runtime_s=run.deadline.limit_s, **fields)
+        return run
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        self.events.emit(kind, **fields)
+
+    # -- checkpoint ---------------------------------------------------------------------------
+
+    def checkpointer(self, serde: Any = None) -> "SqliteSaver":
+        """The run's SqliteSaver (one per run, closed with it)."""
+        if self._saver is None:
+            import sqlite3
+
+            from langgraph.checkpoint.sqlite import SqliteSaver
+
+            conn = sqlite3.connect(self.dir / CHECKPOINT_NAME, check_same_thread=False)
+            self._saver = SqliteSaver(conn, serde=serde) if serde is not None else SqliteSaver(conn)
+        return self._saver
+
+    def thread(self, thread_id: str, **extra: Any) -> dict[str, Any]:
+        """The graph config of one thread, after repairing a prune that a kill interrupted."""
+        from agents.checkpoints import recover_thread
+
+        recover_thread(self.checkpointer(), thread_id)
+        return {"configurable": {"thread_id": thread_id}, **extra}
+
+    def prune(self, thread_id: str) -> None:
+        """Keep only the newest checkpoint of ``thread_id`` (call between supersteps, never during one)."""
+        from agents.checkpoints import prune_thread
+
+        prune_thread(self.checkpointer(), thread_id)
+
+    def drive(self, app: Any, payload: Any, config: dict[str, Any], *, context: Any = None,
+              pause_after: Iterable[str] = (), on_update: Callable[[dict[str, Any]], None] | None = None) -> Any:
+        """Stream ``app`` until it ends or an ``interrupt()`` asks a question; returns the final snapshot.
+
+        Every superstep is saved before the next starts (``durability="sync"``), so a kill loses at
+        most the steps in flight. The graph pauses after the ``pause_after`` nodes, and at the end,
+        where the checkpoint is pruned to its newest entry: a long loop keeps a small file.
+        """
+        thread_id = config["configurable"]["thread_id"]
+        pause = list(pause_after)
+        while True:
+            for update in app.stream(payload, config, context=context, durability="sync", stream_mode="updates",
+                                     interrupt_after=pause or None):
+                if on_update is not None and not any(key.startswith("__") for key in update):
+                    on_update(update)
+            snapshot = app.get_state(config)
+            if snapshot.interrupts:
+                return snapshot
+            self.prune(thread_id)
+            if not snapshot.next:
+                return snapshot
+            payload = None
+
+    # -- end ----------------------------------------------------------------------------------
+
+    def finish(self, status: FinishStatus, reason: str = "", **fields: Any) -> None:
+        if self.finished is None:
+            self.finished = status
+            self.emit(RUN_FINISHED, status=status, reason=reason, seconds=round(time.monotonic() - self._started, 3), **fields)
+
+    def close(self, ok: bool = True) -> None:
+        self.progress.close(ok)
+        if self._saver is not None:
+            self._saver.conn.close()
+            self._saver = None
+        self.events.close()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and self.finished is None:
+            if isinstance(exc, DeadlineReached):
+                self.finish("deadline", str(exc))
+            elif isinstance(exc, KeyboardInterrupt):
+                self.finish("interrupted", "Ctrl-C")
+            else:
+                self.finish("error", " ".join(str(exc).split())[:300] or type(exc).__name__)
+        self.close(ok=exc is None)

@@ -6,18 +6,22 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 
-from agents.cli_model import BaseUrlOpt, ModelOpt, check_budget
+from agents.cli_model import (
+    BaseUrlOption, JsonOption, MaxRuntimeOption, ModelOption, OutOption, ResumeOption, RulesOption, check_budget,
+    check_resume, progress_sink, rules_paths,
+)
 from agents.desktop.state import ALL_KINDS, ConfirmRequest, DesktopOptions, StepRecord
 from agents.errors import UsageError
+from agents.runs import DeadlineReached
 
 err = Console(stderr=True)
 
-EXIT_CODES = {"done": 0, "fail": 1, "max_steps": 1, "denied": 1, "stopped": 1}
+EXIT_CODES = {"done": 0, "fail": 1, "max_steps": 1, "denied": 1, "stopped": 1, "deadline": DeadlineReached.exit_code}
 
 
 def _kinds(option: Optional[str]) -> tuple[str, ...]:
@@ -45,47 +49,59 @@ def _print_step(step: StepRecord) -> None:
 
 
 def desktop(
-    task: str = typer.Argument(..., help="What to do on the screen, in plain words."),
-    rules: List[Path] = typer.Option([], "--rules", "-r", help="Extra rule file or folder (repeatable, in order)."),
-    base_url: Optional[List[str]] = BaseUrlOpt,
-    model: str = ModelOpt,
+    task: Optional[str] = typer.Argument(None, help="What to do on the screen, in plain words (not with --resume)."),
+    rules: RulesOption = None,
+    base_url: BaseUrlOption = None,
+    model: ModelOption = "tiny",
     max_steps: int = typer.Option(30, "--max-steps", min=1, help="Stop after this many steps."),
-    max_runtime: float = typer.Option(900.0, "--max-runtime", min=1, help="Stop after this many seconds."),
+    max_runtime: MaxRuntimeOption = None,
     dry_run: bool = typer.Option(False, "--dry-run", help="Decide and guard, but execute nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Approve every action the rules want confirmed."),
     monitor: int = typer.Option(1, "--monitor", min=0, help="Monitor to watch and act on (1..n; 0 = all)."),
     budget: int = typer.Option(1120, "--budget", help="Screenshot budget in soft tokens (560 or 1120 for UIs)."),
     history: int = typer.Option(4, "--history", min=1, max=8, help="Screenshots kept in the prompt."),
     actions: Optional[str] = typer.Option(None, "--actions", help="Comma list of action kinds to offer (default: all)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/desktop-<UTC time>)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Operate the desktop by screenshot until the task is done, guarded by the rules and recorded."""
+    """Operate the desktop by screenshot until the task is done, guarded by the rules and recorded.
+
+    Without --max-runtime a run stops after 900 s (or the rules' limits.max_runtime_s if smaller).
+    """
     from agents.backend import connect
-    from agents.desktop.runner import run_desktop
+    from agents.desktop.runner import desktop_deadline, run_desktop
     from agents.rules import build_policy
-    from agents.runs import new_run_dir
+    from agents.runs import Run, read_options
     from tools.screen import require_display
 
-    check_budget(budget)
-    options = DesktopOptions(
-        task=task, max_steps=max_steps, max_runtime_s=max_runtime, budget=budget, monitor=monitor,
-        dry_run=dry_run, history_images=history, kinds=_kinds(actions),
-    )
+    check_resume(resume, task, "the TASK", "TASK argument")
+    if resume is not None:  # the run's own task and options; only the server, the time limit and --yes may change
+        options = read_options("desktop", resume, DesktopOptions)
+        if max_runtime is not None:
+            options = options.model_copy(update={"max_runtime_s": max_runtime})
+    else:
+        check_budget(budget)
+        options = DesktopOptions(
+            task=task, rules=tuple(rules_paths(rules)), model=model, max_steps=max_steps, budget=budget,
+            monitor=monitor, dry_run=dry_run, history_images=history, kinds=_kinds(actions),
+            **({"max_runtime_s": max_runtime} if max_runtime is not None else {}),
+        )
     display = require_display()
-    policy = build_policy("desktop", [str(p) for p in rules])
+    policy = build_policy("desktop", list(options.rules))
     approve = (lambda _request: True) if yes else (_ask if sys.stdin.isatty() and not as_json else None)
     # python-xlib prints connection warnings on stdout; keep stdout for the --json document.
-    with connect(model, base_url, quiet=as_json) as client, contextlib.redirect_stdout(sys.stderr):
-        run_dir = new_run_dir("desktop", out)
-        if not as_json:
-            err.print(f"run folder: {run_dir}")
-        result = run_desktop(options, client, policy, run_dir, display=display, approve=approve,
-                             on_step=None if as_json else _print_step)
+    with connect(options.model, base_url, quiet=as_json) as client, contextlib.redirect_stdout(sys.stderr):
+        with Run.open("desktop", options, out=out, resume=resume, deadline=desktop_deadline(options, policy),
+                      progress=progress_sink(as_json, err)) as run:
+            if not as_json:
+                err.print(f"run folder: {run.dir}" + (" (resumed)" if run.resumed else ""))
+            result = run_desktop(options, client, policy, run, display=display, approve=approve,
+                                 on_step=None if as_json else _print_step)
     if as_json:
         typer.echo(json.dumps(result.summary(), ensure_ascii=False))
     else:
-        err.print(f"{result.status}: {result.stop_reason or ''} ({len(result.steps)} steps; replay: tilepilot replay {run_dir})",
+        err.print(f"{result.status}: {result.stop_reason or ''} ({len(result.steps)} steps; replay: tilepilot replay {result.run})",
                   markup=False, highlight=False)
     raise typer.Exit(EXIT_CODES[result.status])
 

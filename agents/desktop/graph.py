@@ -10,6 +10,10 @@
 A denied or invalid action is not executed; ``record`` stores it and its reason becomes the
 outcome line the model reads next step. Confirmation is a LangGraph ``interrupt``: the runner
 resumes it with the human's answer (``--yes``, a TTY prompt, or False when nobody can answer).
+
+The nodes are module-level functions of the typed state (:class:`DesktopState`) and the run's
+context (:class:`DesktopContext`, never checkpointed), as in the review graph, so each can be
+imported and tested on its own.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from PIL import Image
 
@@ -31,25 +36,15 @@ from agents.desktop.state import (
 from agents.desktop.trajectory import TrajectoryWriter
 from agents.errors import UsageError
 from agents.rules import AuditLog, GuardContext, Policy, ScreenBounds, guard
+from agents.runs import Deadline
 from model_runtime.budget import image_grid
-from model_runtime.client import ChatResult
+from model_runtime.chat_model import ChatModel
 from model_runtime.errors import InvalidOutputError
 from model_runtime.payloads import Message
-from model_runtime.profiles import ModelProfile
 from tools.actions import Click, Done
 from tools.errors import FailSafeTriggered, UIActionError
 from tools.screen import Capture
 from tools.ui import ActionRecord
-
-
-class ChatModel(Protocol):
-    """What the graph needs from a model client (``ChatClient``, or a test double)."""
-
-    profile: ModelProfile
-
-    def count_prompt_tokens(self, messages: list[Message], image_budget: int | None = None) -> int: ...
-
-    def chat(self, messages: list[Message], **kwargs: Any) -> ChatResult: ...
 
 
 class CaptureSource(Protocol):
@@ -61,7 +56,7 @@ class ActionExecutor(Protocol):
 
 
 @dataclass
-class DesktopRuntime:
+class DesktopContext:
     """The live objects a run needs; never checkpointed."""
 
     client: ChatModel
@@ -73,13 +68,14 @@ class DesktopRuntime:
     writer: TrajectoryWriter
     audit: AuditLog
     max_steps: int
+    deadline: Deadline = field(default_factory=Deadline)
     images: dict[int, Image.Image] = field(default_factory=dict)
     sleep: Callable[[float], None] = time.sleep
 
     def image(self, step: int) -> Image.Image:
         """The screenshot of ``step`` as sent before (same pixels -> same bytes -> cache hit)."""
-        if step not in self.images:  # resumed run: reload from the run folder
-            with Image.open(self.writer.run_dir / f"steps/{step:04d}.jpg") as im:
+        if step not in self.images:  # a resumed run: earlier steps' screenshots come from the run folder
+            with Image.open(self.writer.run_dir / self.writer.screenshot_name(step)) as im:
                 self.images[step] = im.convert("RGB")
         return self.images[step]
 
@@ -96,163 +92,178 @@ def _with(record: StepRecord, **changes: Any) -> StepRecord:
     return record.model_copy(update=changes)
 
 
-def build_graph(rt: DesktopRuntime) -> StateGraph:
-    opts = rt.options
+def observe(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
+    ctx, opts = runtime.context, runtime.context.options
+    if ctx.deadline.expired():
+        return {"status": "deadline", "stop_reason": ctx.deadline.message()}
+    started = time.perf_counter()
+    capture = ctx.screen.capture_monitor(opts.monitor)
+    grid = image_grid(capture.image.width, capture.image.height, opts.budget, ctx.client.profile.vision)
+    capture = capture.resized_to(grid.width, grid.height)
+    ctx.images[state.step] = capture.image
+    ctx.forget_images_before(window_start(state.step + 1, opts.history_images, opts.history_block))
+    info = ctx.texts.read()
+    capture_ms = _ms(started)
+    name = ctx.writer.save_screenshot(state.step, capture.image)
+    current = StepRecord(
+        step=state.step, started_at=time.time(), screenshot=name, geometry=capture.geometry,
+        window_title=info.window_title, screen_texts=info.texts, timings=Timings(capture_ms=capture_ms),
+    )
+    return {"current": current}
 
-    def observe(state: DesktopState) -> dict:
-        if time.time() - state.started_at > opts.max_runtime_s:
-            return {"status": "stopped", "stop_reason": f"max runtime of {opts.max_runtime_s:g} s reached"}
-        started = time.perf_counter()
-        capture = rt.screen.capture_monitor(opts.monitor)
-        grid = image_grid(capture.image.width, capture.image.height, opts.budget, rt.client.profile.vision)
-        capture = capture.resized_to(grid.width, grid.height)
-        rt.images[state.step] = capture.image
-        rt.forget_images_before(window_start(state.step + 1, opts.history_images, opts.history_block))
-        info = rt.texts.read()
-        capture_ms = _ms(started)
-        name = rt.writer.save_screenshot(state.step, capture.image)
-        current = StepRecord(
-            step=state.step, started_at=time.time(), screenshot=name, geometry=capture.geometry,
-            window_title=info.window_title, screen_texts=info.texts, timings=Timings(capture_ms=capture_ms),
+
+def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
+    ctx, opts = runtime.context, runtime.context.options
+    cur = state.current
+    assert cur is not None
+    started = time.perf_counter()
+    geo, budget, profile = cur.geometry, opts.budget, ctx.client.profile
+    system = "\n\n".join(p for p in (ctx.policy.prompt.strip(), instructions(geo.image_width, geo.image_height, opts.kinds)) if p)
+
+    def build(start: int) -> list[Message]:
+        images = {s: ctx.image(s) for s in range(start, cur.step)}
+        return build_messages(system, state.task, state.steps, images, ctx.image(cur.step), start)
+
+    try:
+        messages, counted, start = fit_messages(
+            build, lambda m: ctx.client.count_prompt_tokens(m, image_budget=budget), cur.step + 1,
+            opts.history_images, opts.history_block, profile.input_budget,
         )
-        return {"current": current}
-
-    def decide(state: DesktopState) -> dict:
-        cur = state.current
-        assert cur is not None
-        started = time.perf_counter()
-        geo, budget, profile = cur.geometry, opts.budget, rt.client.profile
-        system = "\n\n".join(p for p in (rt.policy.prompt.strip(), instructions(geo.image_width, geo.image_height, opts.kinds)) if p)
-
-        def build(start: int) -> list[Message]:
-            images = {s: rt.image(s) for s in range(start, cur.step)}
-            return build_messages(system, state.task, state.steps, images, rt.image(cur.step), start)
-
-        try:
-            messages, counted, start = fit_messages(
-                build, lambda m: rt.client.count_prompt_tokens(m, image_budget=budget), cur.step + 1,
-                opts.history_images, opts.history_block, profile.input_budget,
-            )
-        except ValueError as err:
-            raise UsageError(str(err)) from None
-        schema = reply_schema(geo.image_width, geo.image_height, opts.kinds)
-        model_started = time.perf_counter()
-        try:
-            result = rt.client.chat(
-                messages, schema=schema, temperature=opts.temperature, max_tokens=opts.max_tokens,
-                image_budget=budget, estimate=False,
-            )
-        except InvalidOutputError as err:
-            timings = cur.timings.model_copy(update={"decide_ms": _ms(started), "model_ms": _ms(model_started)})
-            return {"current": _with(cur, invalid=f"the answer did not match the action schema ({err})", timings=timings)}
-        usage = Usage(
-            prompt_tokens=result.usage.prompt_tokens, completion_tokens=result.usage.completion_tokens,
-            counted_prompt_tokens=counted, input_budget=profile.input_budget,
-            images=cur.step + 1 - start, attempts=result.attempts,
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    schema = reply_schema(geo.image_width, geo.image_height, opts.kinds)
+    model_started = time.perf_counter()
+    try:
+        result = ctx.client.chat(
+            messages, schema=schema, temperature=opts.temperature, max_tokens=opts.max_tokens,
+            image_budget=budget, estimate=False,
         )
-        reply = result.parsed
-        action = reply.action
-        invalid = check_model_action(action, geo, opts.kinds)
-        update: dict[str, Any] = {
-            "thought": reply.thought, "raw_output": result.text, "action": action, "usage": usage,
-            "model_xy": action.points(), "invalid": invalid,
-        }
-        if invalid is None:
-            screen_action = to_screen(action, geo)
-            update.update(screen_action=screen_action, screen_xy=screen_action.points())
-        update["timings"] = cur.timings.model_copy(update={"decide_ms": _ms(started), "model_ms": _ms(model_started)})
-        return {"current": _with(cur, **update)}
+    except InvalidOutputError as err:
+        timings = cur.timings.model_copy(update={"decide_ms": _ms(started), "model_ms": _ms(model_started)})
+        return {"current": _with(cur, invalid=f"the answer did not match the action schema ({err})", timings=timings)}
+    usage = Usage(
+        prompt_tokens=result.usage.prompt_tokens, completion_tokens=result.usage.completion_tokens,
+        counted_prompt_tokens=counted, input_budget=profile.input_budget,
+        images=cur.step + 1 - start, attempts=result.attempts,
+    )
+    reply = result.parsed
+    action = reply.action
+    invalid = check_model_action(action, geo, opts.kinds)
+    update: dict[str, Any] = {
+        "thought": reply.thought, "raw_output": result.text, "action": action, "usage": usage,
+        "model_xy": action.points(), "invalid": invalid,
+    }
+    if invalid is None:
+        screen_action = to_screen(action, geo)
+        update.update(screen_action=screen_action, screen_xy=screen_action.points())
+    update["timings"] = cur.timings.model_copy(update={"decide_ms": _ms(started), "model_ms": _ms(model_started)})
+    return {"current": _with(cur, **update)}
 
-    def check(state: DesktopState) -> dict:
-        cur = state.current
-        assert cur is not None
-        if cur.invalid or cur.screen_action is None:
-            return {}
-        started = time.perf_counter()
-        geo = cur.geometry
-        context = GuardContext(
-            agent="desktop",
-            screen=ScreenBounds(left=geo.left, top=geo.top, width=geo.width, height=geo.height),
-            screen_texts=cur.screen_texts, window_title=cur.window_title,
-            focus_point=state.focus_point, step=cur.step,
-        )
-        decision = guard(cur.screen_action, context, rt.policy)
-        rt.audit.record(cur.screen_action, decision, cur.step)
-        record = GuardRecord(
-            verdict=decision.verdict, reason=decision.reason, rule_file=decision.rule_file,
-            rule_key=decision.rule_key, rule_line=decision.rule_line,
-        )
-        update: dict[str, Any] = {"current": _with(cur, guard=record, timings=cur.timings.model_copy(update={"guard_ms": _ms(started)}))}
-        if cur.screen_action.kind in ("done", "fail"):
-            reason = cur.screen_action.result if isinstance(cur.screen_action, Done) else cur.screen_action.reason
-            update.update(status=cur.screen_action.kind, stop_reason=reason)
-        return update
 
-    def confirm(state: DesktopState) -> dict:
-        cur = state.current
-        assert cur is not None and cur.guard is not None and cur.screen_action is not None
-        if opts.dry_run:  # nothing will execute, so there is nothing to approve
-            return {"current": _with(cur, guard=cur.guard.model_copy(update={"approved": None}))}
-        request = ConfirmRequest(
-            step=cur.step, action=cur.screen_action, model_action=cur.action, reason=cur.guard.reason,
-            rule_file=cur.guard.rule_file, screenshot=cur.screenshot,
-        )
-        approved = bool(interrupt(request.model_dump(mode="json")))
-        update: dict[str, Any] = {"current": _with(cur, guard=cur.guard.model_copy(update={"approved": approved}))}
-        if not approved:
-            update.update(status="denied", stop_reason=f"step {cur.step} needs confirmation ({cur.guard.reason}) and was not approved")
-        return update
+def check(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
+    """The guard node: the rules decide allow, confirm or deny, and the audit log says why."""
+    ctx = runtime.context
+    cur = state.current
+    assert cur is not None
+    if cur.invalid or cur.screen_action is None:
+        return {}
+    started = time.perf_counter()
+    geo = cur.geometry
+    context = GuardContext(
+        agent="desktop",
+        screen=ScreenBounds(left=geo.left, top=geo.top, width=geo.width, height=geo.height),
+        screen_texts=cur.screen_texts, window_title=cur.window_title,
+        focus_point=state.focus_point, step=cur.step,
+    )
+    decision = guard(cur.screen_action, context, ctx.policy)
+    ctx.audit.record(cur.screen_action, decision, cur.step)
+    record = GuardRecord(
+        verdict=decision.verdict, reason=decision.reason, rule_file=decision.rule_file,
+        rule_key=decision.rule_key, rule_line=decision.rule_line,
+    )
+    update: dict[str, Any] = {"current": _with(cur, guard=record, timings=cur.timings.model_copy(update={"guard_ms": _ms(started)}))}
+    if cur.screen_action.kind in ("done", "fail"):
+        reason = cur.screen_action.result if isinstance(cur.screen_action, Done) else cur.screen_action.reason
+        update.update(status=cur.screen_action.kind, stop_reason=reason)
+    return update
 
-    def act(state: DesktopState) -> dict:
-        cur = state.current
-        assert cur is not None and cur.screen_action is not None
-        started = time.perf_counter()
-        update: dict[str, Any] = {}
-        try:
-            done = rt.executor.execute(cur.screen_action)
-            executed, result = not done.dry_run, done.detail
-        except FailSafeTriggered as err:
-            executed, result = False, str(err)
-            update.update(status="stopped", stop_reason=str(err))
-        except UIActionError as err:
-            executed, result = False, f"error: {err}"
-        if executed and opts.settle_ms:
-            rt.sleep(opts.settle_ms / 1000)
-        if isinstance(cur.screen_action, Click) and not update.get("status"):
-            update["focus_point"] = (cur.screen_action.x, cur.screen_action.y)
-        timings = cur.timings.model_copy(update={"act_ms": _ms(started)})
-        update["current"] = _with(cur, executed=executed, result=result, timings=timings)
-        return update
 
-    def record(state: DesktopState) -> dict:
-        cur = state.current
-        assert cur is not None
-        total = round((time.time() - cur.started_at) * 1000, 2)
-        cur = _with(cur, timings=cur.timings.model_copy(update={"total_ms": total}))
-        rt.writer.add_step(cur)
-        update: dict[str, Any] = {"steps": [*state.steps, cur], "current": None, "step": cur.step + 1}
-        if state.status is None and cur.step + 1 >= rt.max_steps:
-            update.update(status="max_steps", stop_reason=f"reached the step limit ({rt.max_steps})")
-        return update
+def confirm(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
+    cur = state.current
+    assert cur is not None and cur.guard is not None and cur.screen_action is not None
+    if runtime.context.options.dry_run:  # nothing will execute, so there is nothing to approve
+        return {"current": _with(cur, guard=cur.guard.model_copy(update={"approved": None}))}
+    request = ConfirmRequest(
+        step=cur.step, action=cur.screen_action, model_action=cur.action, reason=cur.guard.reason,
+        rule_file=cur.guard.rule_file, screenshot=cur.screenshot,
+    )
+    approved = bool(interrupt(request.model_dump(mode="json")))
+    update: dict[str, Any] = {"current": _with(cur, guard=cur.guard.model_copy(update={"approved": approved}))}
+    if not approved:
+        update.update(status="denied", stop_reason=f"step {cur.step} needs confirmation ({cur.guard.reason}) and was not approved")
+    return update
 
-    def after_observe(state: DesktopState) -> str:
-        return END if state.status else "decide"
 
-    def after_guard(state: DesktopState) -> str:
-        cur = state.current
-        if cur is None or cur.guard is None or state.status:
-            return "record"
-        return {"allow": "act", "confirm": "confirm", "deny": "record"}[cur.guard.verdict]
+def act(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
+    ctx = runtime.context
+    cur = state.current
+    assert cur is not None and cur.screen_action is not None
+    started = time.perf_counter()
+    update: dict[str, Any] = {}
+    try:
+        done = ctx.executor.execute(cur.screen_action)
+        executed, result = not done.dry_run, done.detail
+    except FailSafeTriggered as err:
+        executed, result = False, str(err)
+        update.update(status="stopped", stop_reason=str(err))
+    except UIActionError as err:
+        executed, result = False, f"error: {err}"
+    if executed and ctx.options.settle_ms:
+        ctx.sleep(ctx.options.settle_ms / 1000)
+    if isinstance(cur.screen_action, Click) and not update.get("status"):
+        update["focus_point"] = (cur.screen_action.x, cur.screen_action.y)
+    timings = cur.timings.model_copy(update={"act_ms": _ms(started)})
+    update["current"] = _with(cur, executed=executed, result=result, timings=timings)
+    return update
 
-    def after_confirm(state: DesktopState) -> str:
-        return "record" if state.status else "act"
 
-    def after_record(state: DesktopState) -> str:
-        return END if state.status else "observe"
+def record(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
+    ctx = runtime.context
+    cur = state.current
+    assert cur is not None
+    total = round((time.time() - cur.started_at) * 1000, 2)
+    cur = _with(cur, timings=cur.timings.model_copy(update={"total_ms": total}))
+    ctx.writer.add_step(cur)
+    update: dict[str, Any] = {"steps": [*state.steps, cur], "current": None, "step": cur.step + 1}
+    if state.status is None and cur.step + 1 >= ctx.max_steps:
+        update.update(status="max_steps", stop_reason=f"reached the step limit ({ctx.max_steps})")
+    return update
 
-    graph = StateGraph(DesktopState)
-    for name, fn in (("observe", observe), ("decide", decide), ("guard", check), ("confirm", confirm), ("act", act), ("record", record)):
-        graph.add_node(name, fn)
+
+def after_observe(state: DesktopState) -> str:
+    return END if state.status else "decide"
+
+
+def after_guard(state: DesktopState) -> str:
+    cur = state.current
+    if cur is None or cur.guard is None or state.status:
+        return "record"
+    return {"allow": "act", "confirm": "confirm", "deny": "record"}[cur.guard.verdict]
+
+
+def after_confirm(state: DesktopState) -> str:
+    return "record" if state.status else "act"
+
+
+def after_record(state: DesktopState) -> str:
+    return END if state.status else "observe"
+
+
+def build_graph() -> StateGraph:
+    graph = StateGraph(DesktopState, context_schema=DesktopContext)
+    for name, node in (("observe", observe), ("decide", decide), ("guard", check), ("confirm", confirm), ("act", act),
+                       ("record", record)):
+        graph.add_node(name, node)
     graph.add_edge(START, "observe")
     graph.add_conditional_edges("observe", after_observe, ["decide", END])
     graph.add_edge("decide", "guard")

@@ -15,7 +15,7 @@ from agents.rules import ScreenText
 from tools.actions import Action, ActionKind
 from tools.screen import Geometry
 
-RunStatus = Literal["done", "fail", "max_steps", "stopped", "denied"]
+RunStatus = Literal["done", "fail", "max_steps", "stopped", "denied", "deadline"]
 Verdict = Literal["allow", "deny", "confirm"]
 
 ALL_KINDS: tuple[str, ...] = tuple(k.value for k in ActionKind)
@@ -27,8 +27,10 @@ class DesktopOptions(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     task: str = Field(min_length=1)
+    rules: tuple[str, ...] = ()  # --rules, in order (the manifest keeps them for --resume)
+    model: str = "tiny"
     max_steps: int = Field(30, ge=1, le=10_000)
-    max_runtime_s: float = Field(900.0, gt=0)
+    max_runtime_s: float = Field(900.0, gt=0)  # with the rules' limits.max_runtime_s: the smaller wins
     budget: int = 1120  # image soft tokens; one of the profile's budgets
     monitor: int = Field(1, ge=0)
     dry_run: bool = False
@@ -108,7 +110,7 @@ class DesktopState(BaseModel):
     """The LangGraph state. ``current`` is the step being built; ``steps`` the finished ones."""
 
     task: str
-    started_at: float
+    started_at: float  # wall clock of the first start (the deadline counts from each start or resume)
     step: int = 0
     steps: list[StepRecord] = []
     current: Optional[StepRecord] = None

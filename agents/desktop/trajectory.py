@@ -3,8 +3,9 @@
 ::
 
     RUN/
-      checkpoint.sqlite     LangGraph checkpoint (agents.runs convention)
-      events.jsonl          one event per line: run_started, step, confirm, run_finished
+      run.json              the agent and its options (agents.runs.Run; read by --resume)
+      checkpoint.sqlite     LangGraph checkpoint (newest step only)
+      events.jsonl          run_started / run_resumed, step, confirm, run_finished
       audit.jsonl           one guard decision per line (agents.rules.AuditLog)
       steps/0000.jpg ...    the screenshot each step's model saw (its coordinates refer to it)
       trajectory.json       options + every finished step (StepRecord) + status; rewritten
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 
 from agents.desktop.state import DesktopOptions, RunStatus, StepRecord
 from agents.errors import RunError
-from agents.runs import EVENTS_NAME, EventLog, write_atomic
+from agents.runs import Run, write_atomic
 from model_runtime.payloads import image_bytes
 
 TRAJECTORY_NAME = "trajectory.json"
@@ -45,30 +46,38 @@ class Trajectory(BaseModel):
 
 
 class TrajectoryWriter:
-    """Writes one run's files; every file is complete whenever a reader looks."""
+    """Writes one run's files; every file is complete whenever a reader looks.
 
-    def __init__(self, run_dir: Path, options: DesktopOptions, model: str, input_budget: int) -> None:
-        self.run_dir = Path(run_dir)
+    The run's events go to ``run.events``; the lifecycle events (start, resume, finish) are the
+    Run's own. On a resumed run the trajectory written so far is read back and continued.
+    """
+
+    def __init__(self, run: Run, options: DesktopOptions, model: str, input_budget: int) -> None:
+        self.run_dir = run.dir
+        self.events = run.events
         (self.run_dir / STEPS_DIR).mkdir(parents=True, exist_ok=True)
-        self.events = EventLog(self.run_dir / EVENTS_NAME)
-        self.data = Trajectory(
-            task=options.task, options=options, model=model, input_budget=input_budget, started_at=time.time()
-        )
-        self.events.emit("run_started", task=options.task, options=options.model_dump(mode="json"), model=model)
+        previous = load_trajectory(self.run_dir) if run.resumed and (self.run_dir / TRAJECTORY_NAME).is_file() else None
+        self.data = previous.model_copy(update={"status": None, "stop_reason": "", "finished_at": None}) if previous else \
+            Trajectory(task=options.task, options=options, model=model, input_budget=input_budget, started_at=time.time())
         self._flush()
 
     @property
     def audit_path(self) -> Path:
         return self.run_dir / AUDIT_NAME
 
+    @staticmethod
+    def screenshot_name(step: int) -> str:
+        return f"{STEPS_DIR}/{step:04d}.jpg"
+
     def save_screenshot(self, step: int, image: Image.Image) -> str:
-        name = f"{STEPS_DIR}/{step:04d}.jpg"
+        name = self.screenshot_name(step)
         # The very bytes sent to the model (encoded once, cached per image by the payload layer).
         write_atomic(self.run_dir / name, image_bytes(image, "jpeg", JPEG_QUALITY))
         return name
 
     def add_step(self, record: StepRecord) -> None:
-        self.data.steps = [s for s in self.data.steps if s.step != record.step] + [record]
+        # A step re-done after a resume replaces the record a kill left in the trajectory.
+        self.data.steps = sorted([s for s in self.data.steps if s.step != record.step] + [record], key=lambda s: s.step)
         self.events.emit("step", **record.model_dump(mode="json", exclude={"raw_output"}))
         self._flush()
 
@@ -80,8 +89,6 @@ class TrajectoryWriter:
             self.data.steps = list(steps)
         self.data.status, self.data.stop_reason, self.data.finished_at = status, stop_reason, time.time()
         self._flush()
-        self.events.emit("run_finished", status=status, stop_reason=stop_reason, steps=len(self.data.steps))
-        self.events.close()
         return self.data
 
     def _flush(self) -> None:

@@ -7,20 +7,19 @@ the server in parallel, a bounded number in flight; their transcripts are joined
 said once (:mod:`agents.listen.merge`). Summaries and answers are one more text request over the
 transcript, or a map-reduce over parts of it when it does not fit the prompt budget.
 
-The steps run as a small LangGraph graph (transcribe -> merge -> condense) checkpointed into the
-run folder, like every tilepilot agent.
+The steps run as a LangGraph graph (:mod:`agents.listen.graph`) checkpointed into the run folder
+(:class:`agents.runs.Run`), like every tilepilot agent: a killed run resumes without sending any
+finished clip again.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -29,8 +28,8 @@ from agents.errors import RunError, UsageError
 from agents.listen.merge import merge_transcripts
 from agents.listen.stream import plan_clips
 from agents.rules import Policy
-from agents.runs import CHECKPOINT_NAME, EventLog
-from model_runtime.client import ChatClient
+from agents.runs import Deadline, EventLog, Run
+from model_runtime.chat_model import ChatModel
 from model_runtime.payloads import AudioPart, Message, TextPart
 from tools.audio import SAMPLE_RATE, Clip, iter_blocks
 
@@ -77,23 +76,14 @@ class ListenResult(BaseModel):
     condense_requests: int = 0  # text requests for summary/answer (1 unless it went hierarchical)
 
 
-class _State(TypedDict, total=False):
-    source: str
-    clips: list[dict]
-    duration_s: float
-    text: str
-    output: str | None
-    condense_requests: int
-
-
 ProgressFn = Callable[[float], None]  # called with the seconds of audio transcribed so far
 
 
 class ListenAgent:
     """Transcribes, summarises or answers questions about audio files with one model server."""
 
-    def __init__(self, client: ChatClient, policy: Policy, *, workers: int = DEFAULT_WORKERS,
-                 overlap_s: float = OVERLAP_S, events: EventLog | None = None) -> None:
+    def __init__(self, client: ChatModel, policy: Policy, *, workers: int = DEFAULT_WORKERS,
+                 overlap_s: float = OVERLAP_S, events: EventLog | None = None, deadline: Deadline | None = None) -> None:
         if workers < 1:
             raise UsageError(f"--workers must be at least 1, got {workers}")
         self.client = client
@@ -106,49 +96,50 @@ class ListenAgent:
         limit = policy.limit("max_prompt_tokens")
         # The prompt budget of text requests; audio clips cost a fixed ~780 tokens at most.
         self.text_budget = int(min(client.profile.input_budget, limit or client.profile.input_budget))
-        runtime = policy.limit("max_runtime_s")
-        self._deadline = time.monotonic() + runtime if runtime else None
-        self._runtime_limit = runtime
+        self.deadline = deadline or Deadline.of(None, policy.limit("max_runtime_s"))
 
     # -- public ---------------------------------------------------------------------------------
 
-    def run(self, source: Path, run_dir: Path, task: Task = "transcribe", question: str | None = None,
+    def run(self, source: Path, run: Run | Path, task: Task = "transcribe", question: str | None = None,
             on_progress: ProgressFn | None = None, thread_id: str = "0") -> ListenResult:
-        """Transcribe ``source`` (and summarise or answer) as a checkpointed LangGraph run in ``run_dir``."""
-        from langgraph.checkpoint.sqlite import SqliteSaver
-        from langgraph.graph import END, START, StateGraph
+        """Transcribe ``source`` (and summarise or answer) as a checkpointed LangGraph run.
+
+        ``run`` is the :class:`Run` (whose deadline then applies), or a folder to checkpoint into.
+        A thread that a killed run left unfinished is continued, never restarted.
+        """
+        from agents.listen.graph import ClipFeed, ListenContext, build_graph, duration_s
 
         if task not in TASKS:
             raise UsageError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
         if (task == "ask") != bool(question):
             raise UsageError("--task ask needs a question (--question TEXT), and only ask takes one")
-
-        def transcribe_node(state: _State) -> _State:
-            clips, total = self.transcribe_blocks(iter_blocks(state["source"]), on_progress)
-            return {"clips": [c.model_dump() for c in clips], "duration_s": total / SAMPLE_RATE}
-
-        def merge_node(state: _State) -> _State:
-            return {"text": merge_transcripts([c["text"] for c in state["clips"]])}
-
-        def condense_node(state: _State) -> _State:
-            output, requests = self.condense(state["text"], task, question)
-            return {"output": output, "condense_requests": requests}
-
-        graph = StateGraph(_State)
-        graph.add_node("transcribe", transcribe_node)
-        graph.add_node("merge", merge_node)
-        graph.add_node("condense", condense_node)
-        graph.add_edge(START, "transcribe")
-        graph.add_edge("transcribe", "merge")
-        graph.add_conditional_edges("merge", lambda _: "condense" if task != "transcribe" else END, ["condense", END])
-        graph.add_edge("condense", END)
-        with closing(sqlite3.connect(run_dir / CHECKPOINT_NAME, check_same_thread=False)) as conn:
-            app = graph.compile(checkpointer=SqliteSaver(conn))
-            final = app.invoke({"source": str(source)}, config={"configurable": {"thread_id": thread_id}})
+        own = not isinstance(run, Run)
+        if own:  # a bare folder: a run with no manifest and no lifecycle events of its own
+            run = Run("listen", Path(run), resumed=False, deadline=self.deadline, progress=None)
+        events = self.events
+        self.events = events or run.events
+        try:
+            app = build_graph(run.checkpointer())
+            config = run.thread(thread_id, max_concurrency=2 * self.workers + 4)
+            feed = ClipFeed.of_file(str(source), self.max_clip_samples, self.overlap_samples)
+            snapshot = app.get_state(config)
+            if snapshot.values:  # resumed: cut the unfinished clips of the batch in flight again
+                finished = {c["index"] for c in snapshot.values.get("clips", [])}
+                feed.hold(span["index"] for span in snapshot.values.get("batch", []) if span["index"] not in finished)
+            ctx = ListenContext(agent=self, feed=feed, task=task, question=question, batch_size=2 * self.workers,
+                                deadline=run.deadline, on_progress=on_progress or (lambda seconds: None),
+                                slots=threading.BoundedSemaphore(self.workers))
+            final = run.drive(app, None if snapshot.values else {"source": str(source)}, config, context=ctx,
+                              pause_after=["plan_batch"]).values
+        finally:
+            self.events = events
+            if own:
+                run.close()
         output = final.get("output")
+        clips = sorted((ClipTranscript(**c) for c in final.get("clips", [])), key=lambda c: c.index)
         return ListenResult(
-            source=source, task=task, question=question, duration_s=final["duration_s"],
-            clips=[ClipTranscript(**c) for c in final["clips"]], text=final["text"],
+            source=source, task=task, question=question, duration_s=duration_s(final), clips=clips,
+            text=final.get("text", ""),
             summary=output if task == "summarize" else None, answer=output if task == "ask" else None,
             condense_requests=final.get("condense_requests", 0),
         )
@@ -173,7 +164,7 @@ class ListenAgent:
             try:
                 for clip in plan_clips(blocks, max_clip_samples=self.max_clip_samples,
                                        overlap_samples=self.overlap_samples):
-                    self._check_deadline()
+                    self.deadline.check()
                     total = clip.end_sample
                     pending.append(pool.submit(self.transcribe_clip, clip))
                     while len(pending) >= 2 * self.workers:
@@ -207,7 +198,7 @@ class ListenAgent:
         """
         requests = 0
         for level in range(MAX_REDUCE_LEVELS + 1):
-            self._check_deadline()
+            self.deadline.check()
             final = self._text_request(task, question, transcript)
             tokens = self.client.count_prompt_tokens(final)
             if tokens <= self.text_budget:
@@ -264,11 +255,6 @@ class ListenAgent:
     def _with_system(self, parts: list) -> list[Message]:
         user = Message(role="user", parts=parts)
         return [Message.text("system", self.policy.prompt), user] if self.policy.prompt.strip() else [user]
-
-    def _check_deadline(self) -> None:
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            raise RunError(f"the run exceeded max_runtime_s={self._runtime_limit:g} from the rules; "
-                           "raise the limit or pass a shorter recording")
 
     def _emit(self, kind: str, **fields: object) -> None:
         if self.events is not None:

@@ -8,7 +8,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from agents.cli_model import BaseUrlOpt, ModelOpt
+from agents.cli_model import (
+    BaseUrlOption, JsonOption, MaxRuntimeOption, ModelOption, OutOption, ResumeOption, RulesOption, check_resume,
+    progress_sink, rules_paths,
+)
 from agents.errors import UsageError
 
 err = Console(stderr=True)
@@ -16,39 +19,43 @@ err = Console(stderr=True)
 
 def review(
     paths: Optional[list[str]] = typer.Argument(None, help="PDF files or folders of PDFs (not needed with --resume)."),
-    rules: Optional[list[str]] = typer.Option(None, "--rules", help="Rule file or folder; repeat to add more."),
+    rules: RulesOption = None,
     budget_tokens: Optional[int] = typer.Option(None, "--budget-tokens", help="Prompt tokens per request (default: the model's input budget)."),
     concurrency: int = typer.Option(2, "--concurrency", min=1, max=64, help="Chunks in flight at once (map-reduce mode)."),
     mode: str = typer.Option("map-reduce", "--mode", help="map-reduce (parallel chunks) or rolling (in order, carrying notes)."),
     pages: Optional[str] = typer.Option(None, "--pages", help="Page range, e.g. 1-50,60."),
     password: Optional[str] = typer.Option(None, "--password", help="Password of encrypted PDFs."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default ./runs/review-<UTC time>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a killed run from its folder."),
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    max_runtime: MaxRuntimeOption = None,
     no_model: bool = typer.Option(False, "--no-model", help="Only the deterministic checks: no server, fast, offline."),
-    as_json: bool = typer.Option(False, "--json", help="Print the machine output as JSON."),
-    model: str = ModelOpt,
-    base_url: Optional[list[str]] = BaseUrlOpt,
+    as_json: JsonOption = False,
+    model: ModelOption = "tiny",
+    base_url: BaseUrlOption = None,
 ) -> None:
     """Review PDFs: deterministic rule checks on the text layer, plus the model on budgeted page chunks."""
     from agents.review.runner import ReviewOptions, machine_output, run_review
+    from agents.runs import read_options
 
     if mode not in ("map-reduce", "rolling"):
         raise UsageError(f"--mode must be map-reduce or rolling, got {mode!r}")
-    if resume is None and not paths:
-        raise UsageError("pass one or more PDF files or folders (or --resume RUN)")
-    if resume is not None and paths:
-        raise UsageError("--resume continues a run with its own inputs; drop the PATH arguments")
+    check_resume(resume, paths, "one or more PDF files or folders", "PATH arguments")
     if budget_tokens is not None and budget_tokens < 1:
         raise UsageError(f"--budget-tokens must be positive, got {budget_tokens}")
-    options = ReviewOptions(paths=list(paths or []), rules=list(rules or []), budget_tokens=budget_tokens,
-                            concurrency=concurrency, mode=mode, pages=pages, no_model=no_model, model=model)
+    if resume is not None:  # the run's own options, model included; only the server and the time limit may change
+        options = read_options("review", resume, ReviewOptions)
+    else:
+        options = ReviewOptions(paths=list(paths or []), rules=rules_paths(rules), budget_tokens=budget_tokens,
+                                concurrency=concurrency, mode=mode, pages=pages, no_model=no_model, model=model,
+                                max_runtime_s=max_runtime)
 
     def client_factory():
         from agents.backend import connect
 
-        return connect(model, base_url, quiet=as_json)
+        return connect(options.model, base_url, quiet=as_json)
 
-    report = run_review(options, out=out, resume=resume, password=password, client_factory=client_factory, console=err)
+    report = run_review(options, out=out, resume=resume, password=password, client_factory=client_factory, console=err,
+                        max_runtime_s=max_runtime, progress=progress_sink(as_json, err))
     if as_json:
         typer.echo(machine_output(report))
         return

@@ -4,8 +4,9 @@ State holds only small, JSON-shaped values (page plans, findings, usage), never 
 images, so every checkpoint stays small: pages are re-read inside the chunk step. The checkpointer
 is a SqliteSaver in the run folder. In map-reduce mode every chunk is one ``Send`` task of a single
 superstep; LangGraph stores each finished task's writes at once, so a killed run resumes with only
-the unfinished chunks. In rolling mode each chunk is a superstep; :func:`prune_checkpoints` keeps
-only the newest checkpoint of a thread, so the file does not grow with the number of chunks.
+the unfinished chunks. In rolling mode each chunk is a superstep; the runner pauses after each
+(``Run.drive``) and keeps only the newest checkpoint, so the file does not grow with the chunks.
+A chunk starts only before the run's deadline; past it the run stops, resumable.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Iterator, TypedDict
 
-from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -25,6 +26,7 @@ from agents.review.mapper import ChunkContext, review_chunk
 from agents.review.planner import ChunkPlan, PagePlan, TextTokenCounter, pack_chunks, plan_page
 from agents.review.prompts import page_text_block, summary_messages
 from agents.rules import CheckPage, CheckWord, Policy, run_checks
+from agents.runs import Deadline
 from model_runtime.errors import InvalidOutputError, ServerError
 from model_runtime.payloads import Message
 from tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError
@@ -65,6 +67,7 @@ class ReviewContext:
     # pool that saves each finished task's writes, which then queue behind the running chunks
     # and are lost on a kill (see run_document).
     slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
+    deadline: Deadline = field(default_factory=Deadline)
 
 
 def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
@@ -119,6 +122,7 @@ def _map_chunk(payload: dict, runtime: Runtime[ReviewContext]) -> dict:
     ctx = runtime.context
     chunk = ChunkPlan.model_validate(payload["chunk"])
     with ctx.slots:
+        ctx.deadline.check()  # unfinished chunks stay pending in the checkpoint for --resume
         outcome = review_chunk(chunk, ctx.chunk)
     ctx.chunk.events.emit("chunk_done", chunk=chunk.id, pages=chunk.page_numbers, findings=len(outcome.findings))
     return {"results": [outcome.to_state()]}
@@ -128,6 +132,7 @@ def _roll(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     ctx = runtime.context
     index = state.get("next_index", 0)
     chunk = ChunkPlan.model_validate(state["chunks"][index])
+    ctx.deadline.check()
     outcome = review_chunk(chunk, ctx.chunk, notes=state.get("notes") or "(none yet)")
     ctx.chunk.events.emit("chunk_done", chunk=chunk.id, pages=chunk.page_numbers, findings=len(outcome.findings))
     return {"results": [outcome.to_state()], "notes": outcome.notes[:200], "next_index": index + 1}
@@ -186,7 +191,7 @@ def summarise(findings: list[Finding], ctx: ReviewContext) -> tuple[str | None, 
         lines, partial = [f"- {s}" for s in outputs], True
 
 
-def build_graph(checkpointer: SqliteSaver):
+def build_graph(checkpointer: BaseCheckpointSaver):
     graph = StateGraph(ReviewState, context_schema=ReviewContext)
     graph.add_node("plan", _plan)
     graph.add_node("map_chunk", _map_chunk)
@@ -199,14 +204,3 @@ def build_graph(checkpointer: SqliteSaver):
     graph.add_edge("reduce", END)
     return graph.compile(checkpointer=checkpointer)
 
-
-def prune_checkpoints(saver: SqliteSaver, thread_id: str) -> None:
-    """Keep only the newest checkpoint (and its pending writes) of ``thread_id``."""
-    with saver.lock, saver.conn:
-        row = saver.conn.execute(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
-            (thread_id,)).fetchone()
-        if row is None:
-            return
-        saver.conn.execute("DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id < ?", (thread_id, row[0]))
-        saver.conn.execute("DELETE FROM writes WHERE thread_id = ? AND checkpoint_id < ?", (thread_id, row[0]))

@@ -2,42 +2,36 @@
 
 Every input is opened and its page range checked before the run folder exists, so a bad input
 (not a PDF, corrupt, encrypted without a password) leaves nothing behind but its one-line error.
-The options of a run are stored in ``run.json``; ``--resume RUN`` reads them back, so a resumed
-run plans the same chunks and finishes with the same findings.
+The options of a run are stored in its manifest (``agents.runs.Run``); ``--resume RUN`` reads them
+back, so a resumed run plans the same chunks and finishes with the same findings.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
-import time
-from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Literal
 
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
+from agents.backend import random_weights_note
 from agents.errors import UsageError
+from agents.progress import ConsoleProgress
 from agents.review.findings import DocumentResult, FindingsFile, ModelInfo, PageFailure, UsageTotals, Finding
-from agents.review.graph import NOTES_TOKENS, ReviewContext, build_graph, prune_checkpoints
+from agents.review.graph import NOTES_TOKENS, ReviewContext, build_graph
 from agents.review.mapper import ChunkContext
 from agents.review.planner import PAGE_HEADER_TOKENS, image_tokens
 from agents.review.prompts import chunk_message, system_prompt
 from agents.review.report_html import render_html
 from agents.review.report_md import render_markdown
-from agents.rules import build_policy
-from agents.runs import CHECKPOINT_NAME, EVENTS_NAME, EventLog, existing_run_dir, new_run_dir, write_atomic
-from model_runtime.client import ChatClient
+from agents.rules import Policy, build_policy
+from agents.runs import Deadline, ProgressSink, Run, read_options, write_atomic
+from model_runtime.chat_model import ChatModel
 from model_runtime.payloads import Message
 from tools.pdf import open_pdf
-
-RUN_FILE = "run.json"
-RANDOM_WEIGHTS_NOTE = "model findings come from the offline tiny random-weight model: their words are noise (pipeline demo only)"
 
 
 class ReviewOptions(BaseModel):
@@ -49,6 +43,7 @@ class ReviewOptions(BaseModel):
     pages: str | None = None
     no_model: bool = False
     model: str = "tiny"
+    max_runtime_s: float | None = None
 
 
 def expand_inputs(paths: list[str]) -> list[Path]:
@@ -80,15 +75,21 @@ def check_inputs(paths: list[Path], page_spec: str | None, password: str | None,
 
 
 def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path | None = None, password: str | None = None,
-               client_factory: Callable[[], ChatClient] | None = None, console: Console | None = None,
-               deadline_s: float | None = None) -> FindingsFile:
+               client_factory: Callable[[], ChatModel] | None = None, console: Console | None = None,
+               deadline_s: float | None = None, max_runtime_s: float | None = None,
+               progress: ProgressSink | None | Literal["console"] = "console") -> FindingsFile:
+    """Review ``options.paths`` in a new run folder (``out``), or continue the run in ``resume``.
+
+    ``deadline_s`` bounds each page read/render (a spinning page fails alone); ``max_runtime_s``
+    (or ``options.max_runtime_s``, with the rules' ``limits.max_runtime_s``) bounds the whole run:
+    past it no new chunk starts and :class:`agents.runs.DeadlineReached` is raised, resumable.
+    ``progress`` defaults to a bar on ``console`` when it is a terminal.
+    """
     console = console or Console(stderr=True)
     if resume is not None:
-        run_dir = existing_run_dir(resume)
-        try:
-            options = ReviewOptions.model_validate_json((run_dir / RUN_FILE).read_text())
-        except (OSError, ValueError):
-            raise UsageError(f"--resume {resume}: {RUN_FILE} is missing or unreadable; start a new run instead") from None
+        options = read_options("review", resume, ReviewOptions)
+    if max_runtime_s is not None:
+        options = options.model_copy(update={"max_runtime_s": max_runtime_s})
     paths = expand_inputs(options.paths)
     first = str(paths[0])
     policy = build_policy("review", options.rules, target=first)
@@ -96,59 +97,62 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
     client = None if options.no_model else (client_factory() if client_factory else None)
     if not options.no_model and client is None:
         raise UsageError("a model client is needed unless --no-model is given")
-    system = system_prompt(policy)
-    budget = capacity = None
-    if client is not None:
-        budget, capacity = _budget(client, options, policy, system)
-    if resume is None:
-        run_dir = new_run_dir("review", out)
-        options = options.model_copy(update={"paths": [str(p.resolve()) for p in paths]})
-        write_atomic(run_dir / RUN_FILE, options.model_dump_json(indent=2))
-    events = EventLog(run_dir / EVENTS_NAME)
-    events.emit("run_resumed" if resume else "run_started", options=options.model_dump(), budget_tokens=budget, capacity=capacity)
-    conn = sqlite3.connect(run_dir / CHECKPOINT_NAME, check_same_thread=False)
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    saver = SqliteSaver(conn)
-    graph = build_graph(saver)
-    results: list[DocumentResult] = []
-    usage = UsageTotals(budget_tokens=budget)
-    total_pages = sum(len(pages) for _, _, pages in docs)
-    progress = _progress(console)
-    started = time.monotonic()
     try:
-        with progress or nullcontext():
-            task = progress.add_task("review", total=total_pages) if progress else None
-            advance = (lambda n: progress.advance(task, n)) if progress else (lambda n: None)
-            for index, (path, page_count, pages) in enumerate(docs):
-                chunk_ctx = None if client is None else ChunkContext(
-                    client=client, path=str(path), password=password, system=system, budget_tokens=budget,
-                    rule_ids=[c.value.id for c in policy.checks], events=events, deadline_s=deadline_s,
-                    on_pages_done=advance)
-                ctx = ReviewContext(chunk=chunk_ctx, policy=policy, path=str(path), password=password, mode=options.mode,
-                                    capacity=capacity or 0, deadline_s=deadline_s,
-                                    on_planned=advance if client is None else (lambda n: None),
-                                    slots=threading.BoundedSemaphore(max(1, options.concurrency)))
-                state = _run_document(graph, saver, f"doc{index}", ctx, pages, options.concurrency)
-                results.append(_document_result(str(path), page_count, pages, state, usage))
-        events.emit("run_done", seconds=round(time.monotonic() - started, 3), pages=total_pages, usage=usage.model_dump())
+        system = system_prompt(policy)
+        budget = capacity = None
+        if client is not None:
+            budget, capacity = _budget(client, options, policy, system)
+        if resume is None:
+            options = options.model_copy(update={"paths": [str(p.resolve()) for p in paths]})
+        sink = (ConsoleProgress(console) if console.is_terminal else None) if progress == "console" else progress
+        deadline = Deadline.of(options.max_runtime_s, policy.limit("max_runtime_s"))
+        with Run.open("review", options, out=out, resume=resume, deadline=deadline, progress=sink,
+                      budget_tokens=budget, capacity=capacity) as run:
+            results, usage = _review_documents(run, options, docs, policy, client, system, budget, capacity, password,
+                                               deadline_s)
+            report = _write_outputs(run, options, client, budget, results, usage, password)
+            run.finish("done", pages=sum(len(pages) for _, _, pages in docs), usage=usage.model_dump())
     finally:
-        events.close()
-        conn.close()
         if client is not None:
             client.close()
-    model = None if client is None else ModelInfo(
-        name=client.profile.name, served_name=client.profile.served_name, random_weights=client.profile.is_random_weights,
-        note=RANDOM_WEIGHTS_NOTE if client.profile.is_random_weights else None)
-    report = FindingsFile(run=str(run_dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=model,
-                          mode="no-model" if options.no_model else options.mode, budget_tokens=budget, documents=results, usage=usage)
-    write_atomic(run_dir / "findings.json", report.model_dump_json(indent=2, by_alias=True))
-    write_atomic(run_dir / "report.md", render_markdown(report))
-    write_atomic(run_dir / "report.html", render_html(report, password))
     return report
 
 
-def _budget(client: ChatClient, options: ReviewOptions, policy, system: str) -> tuple[int, int]:
+def _review_documents(run: Run, options: ReviewOptions, docs: list[tuple[Path, int, list[int]]], policy: Policy,
+                      client: ChatModel | None, system: str, budget: int | None, capacity: int | None,
+                      password: str | None, deadline_s: float | None) -> tuple[list[DocumentResult], UsageTotals]:
+    graph = build_graph(run.checkpointer())
+    results: list[DocumentResult] = []
+    usage = UsageTotals(budget_tokens=budget)
+    run.progress.start("review", sum(len(pages) for _, _, pages in docs), "pages")
+    for index, (path, page_count, pages) in enumerate(docs):
+        chunk_ctx = None if client is None else ChunkContext(
+            client=client, path=str(path), password=password, system=system, budget_tokens=budget,
+            rule_ids=[c.value.id for c in policy.checks], events=run.events, deadline_s=deadline_s,
+            on_pages_done=run.progress.advance)
+        ctx = ReviewContext(chunk=chunk_ctx, policy=policy, path=str(path), password=password, mode=options.mode,
+                            capacity=capacity or 0, deadline_s=deadline_s,
+                            on_planned=run.progress.advance if client is None else (lambda n: None),
+                            slots=threading.BoundedSemaphore(max(1, options.concurrency)), deadline=run.deadline)
+        state = _run_document(run, graph, f"doc{index}", ctx, pages)
+        results.append(_document_result(str(path), page_count, pages, state, usage))
+    return results, usage
+
+
+def _write_outputs(run: Run, options: ReviewOptions, client: ChatModel | None, budget: int | None,
+                   results: list[DocumentResult], usage: UsageTotals, password: str | None) -> FindingsFile:
+    model = None if client is None else ModelInfo(
+        name=client.profile.name, served_name=client.profile.served_name, random_weights=client.profile.is_random_weights,
+        note=random_weights_note(client.profile))
+    report = FindingsFile(run=str(run.dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=model,
+                          mode="no-model" if options.no_model else options.mode, budget_tokens=budget, documents=results, usage=usage)
+    write_atomic(run.dir / "findings.json", report.model_dump_json(indent=2, by_alias=True))
+    write_atomic(run.dir / "report.md", render_markdown(report))
+    write_atomic(run.dir / "report.html", render_html(report, password))
+    return report
+
+
+def _budget(client: ChatModel, options: ReviewOptions, policy, system: str) -> tuple[int, int]:
     """The per-request budget and the room it leaves for pages (exact overhead from /tokenize)."""
     profile = client.profile
     budget = options.budget_tokens or profile.input_budget
@@ -168,10 +172,10 @@ def _budget(client: ChatClient, options: ReviewOptions, policy, system: str) -> 
     return budget, capacity
 
 
-def _run_document(graph, saver, thread_id: str, ctx: ReviewContext, pages: list[int], concurrency: int) -> dict:
+def _run_document(run: Run, graph, thread_id: str, ctx: ReviewContext, pages: list[int]) -> dict:
     # One pool thread per chunk task (at most one chunk per page), idle ones blocked on ctx.slots,
     # so LangGraph's saves of finished chunks never wait behind unfinished chunks.
-    config = {"configurable": {"thread_id": thread_id}, "max_concurrency": len(pages) + 4}
+    config = run.thread(thread_id, max_concurrency=len(pages) + 4)
     snapshot = graph.get_state(config)
     if snapshot.values.get("done"):  # finished before a kill: nothing left to do for this document
         (ctx.on_planned if ctx.chunk is None else ctx.chunk.on_pages_done)(len(pages))
@@ -180,9 +184,8 @@ def _run_document(graph, saver, thread_id: str, ctx: ReviewContext, pages: list[
     if start is None and ctx.chunk is not None:
         finished = {r["chunk"] for r in snapshot.values.get("results", [])}
         ctx.chunk.on_pages_done(sum(len(c["pages"]) for c in snapshot.values.get("chunks", []) if c["id"] in finished))
-    for _ in graph.stream(start, config, context=ctx, durability="sync", stream_mode="updates"):
-        prune_checkpoints(saver, thread_id)
-    return graph.get_state(config).values
+    # Rolling mode is one superstep per chunk: pause after each to keep only the newest checkpoint.
+    return run.drive(graph, start, config, context=ctx, pause_after=["roll"] if ctx.mode == "rolling" else []).values
 
 
 def _document_result(path: str, page_count: int, pages: list[int], state: dict, usage: UsageTotals) -> DocumentResult:
@@ -205,18 +208,6 @@ def _document_result(path: str, page_count: int, pages: list[int], state: dict, 
         plan=state.get("plan_counts", {}), dropped_model_findings=dropped, summary=state.get("summary"),
         findings=[Finding.model_validate(f) for f in state.get("final_findings", [])],
     )
-
-
-def _progress(console: Console) -> Progress | None:
-    if not console.is_terminal:
-        return None
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
-                    _RateColumn(), TimeElapsedColumn(), console=console, transient=True)
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed or 0:.1f} pages/s")
 
 
 def machine_output(report: FindingsFile) -> str:

@@ -1,21 +1,23 @@
 """An append-only JSON-lines log of guard decisions, one line per decision.
 
 Each line names the action, the verdict, the reason and the rule file and key that decided it,
-so "why was this blocked?" is answered from the log alone. Lines are written whole and flushed,
-so a crash leaves at most the last line missing, never a half line before a good one.
+so "why was this blocked?" is answered from the log alone. Lines go through the run's event
+writer (:class:`agents.runs.EventLog`, kind ``guard``): written whole and at once, so a crash
+leaves at most the last line missing, never a half line before a good one.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from agents.rules.guard import Decision, ToolCall
+from agents.runs import EventLog, read_events
 from tools.actions import Action
+
+AUDIT_KIND = "guard"
 
 
 class AuditEntry(BaseModel):
@@ -49,16 +51,10 @@ class AuditLog:
             rule_key=decision.rule_key,
             rule_line=decision.rule_line,
         )
-        line = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False, default=str) + "\n"
-        # One os.write of the whole line on an O_APPEND descriptor: concurrent writers never interleave.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
+        # Opened per decision: decisions are rare next to model calls, and nothing stays open.
+        with EventLog(self.path) as log:
+            log.emit(AUDIT_KIND, **entry.model_dump(mode="json"))
         return entry
 
     def entries(self) -> list[AuditEntry]:
-        if not self.path.exists():
-            return []
-        return [AuditEntry.model_validate_json(line) for line in self.path.read_text("utf-8").splitlines() if line.strip()]
+        return [AuditEntry.model_validate(event) for event in read_events(self.path, AUDIT_KIND)]

@@ -1,4 +1,4 @@
-"""A scripted stand-in for ChatClient: deterministic answers, real prompt sizes, recorded requests.
+"""A scripted stand-in for ChatClient (a ChatModel): deterministic answers, real prompt sizes, recorded requests.
 
 Each script entry turns the geometry of the screenshot it is shown (image size, screen area)
 into one action, so a test can aim at a widget's *screen* rectangle and the double answers in
@@ -71,6 +71,9 @@ class ScriptedChat:
                             estimated_prompt_tokens=None, latency_s=0.0, base_url="scripted")
         result.parsed = schema.model_validate_json(text) if schema is not None else None
         return result
+
+    def close(self) -> None:
+        """Nothing to release (the ChatModel protocol asks for it)."""
 
     def images_per_request(self) -> list[int]:
         return [sum(isinstance(p, ImagePart) for m in msgs for p in m.parts) for msgs in self.requests]

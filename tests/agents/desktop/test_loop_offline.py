@@ -127,7 +127,7 @@ def test_step_and_time_limits(tmp_path: Path) -> None:
     limited, _, _ = _run(tmp_path / "policy", [fixed(Wait(ms=0))], "limits:\n  max_steps: 2\n", max_steps=9)
     assert limited.status == "max_steps" and len(limited.steps) == 2
     slow, _, _ = _run(tmp_path / "time", [fixed(Wait(ms=0))], max_steps=50, max_runtime_s=0.001)
-    assert slow.status == "stopped" and "max runtime" in slow.stop_reason
+    assert slow.status == "deadline" and "0.001 s time limit (--max-runtime)" in slow.stop_reason
 
 
 def test_history_keeps_k_images_and_evicts_in_blocks_with_a_stable_prefix(tmp_path: Path) -> None:
