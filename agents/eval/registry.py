@@ -7,4 +7,6 @@ imports (X server helpers, ASR baseline) never slow the others. Add a suite with
 
 SUITES: dict[str, str] = {
     "review": "agents.eval.review_suite",
+    "legibility": "agents.eval.legibility",
+    "listen": "agents.eval.listen_suite",
 }

@@ -12,13 +12,15 @@ rate, channel count and container (wav, flac, ogg, mp3, chosen by suffix). None 
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+# The espeak-ng/sox calls are shared with the eval suite's speech generator (package code cannot import tests).
+from agents.eval.speech import espeak_wav, require_tools, sox_convert  # noqa: F401  (re-exported)
+from agents.eval.speech import loud_span as _loud_span
 
 VOICE = "en"
 WORDS_PER_MINUTE = 130
@@ -44,8 +46,6 @@ _TALK = (
     "Please open the quarterly report and read the summary.",
 )
 
-_SPEECH_LEVEL = 1e-3  # |sample| above this counts as speech when measuring speech spans
-
 
 @dataclass(frozen=True)
 class Talk:
@@ -62,28 +62,6 @@ class Talk:
         return tuple((a[1], b[0]) for a, b in zip(self.speech_spans, self.speech_spans[1:]))
 
 
-def require_tools() -> None:
-    missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
-    if missing:
-        raise RuntimeError(f"audio test generator needs {', '.join(missing)} on PATH (apt-get install espeak-ng sox)")
-
-
-def _run(cmd: list[str]) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
-
-
-def espeak_wav(text: str, out: Path, *, voice: str = VOICE, wpm: int = WORDS_PER_MINUTE) -> Path:
-    """espeak-ng's own output: 22.05 kHz mono 16-bit WAV."""
-    _run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out), text])
-    return out
-
-
-def sox_convert(src: Path, out: Path, *, rate: int, channels: int) -> Path:
-    """Resample/remix ``src`` into ``out``; the container follows ``out``'s suffix."""
-    _run(["sox", str(src), "-r", str(rate), "-c", str(channels), str(out)])
-    return out
-
-
 def tone_samples(seconds: float, rate: int, channels: int = 1, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
     """(frames, channels) float32 sine; channel k is shifted by k*90 degrees so a downmix is not trivial."""
     t = np.arange(round(seconds * rate)) / rate
@@ -98,8 +76,7 @@ def noise_samples(seconds: float, rate: int, channels: int = 1, amplitude: float
 
 def loud_span(mono: np.ndarray, rate: int, offset: int = 0) -> tuple[int, int]:
     """First and last sample above the speech level, shifted by ``offset``."""
-    loud = np.flatnonzero(np.abs(mono) > _SPEECH_LEVEL)
-    return offset + int(loud[0]), offset + int(loud[-1]) + 1
+    return _loud_span(mono, offset)
 
 
 class AudioFactory:
