@@ -256,7 +256,11 @@ class PdfDocument:
         except Exception as err:
             raise CorruptPdfError(f"page {page} of {self.name} has an unreadable text layer ({_one_line(err)})") from None
         rect = fz_page.rect
-        words = [Word(text=w[4], bbox=(w[0], w[1], w[2], w[3]), block=w[5], line=w[6]) for w in raw_words]
+        # MuPDF reports text in the unrotated page's frame; a page with /Rotate is read, rendered and
+        # shown turned, so its boxes are turned the same way (else they land beside their words).
+        turn = fz_page.rotation_matrix if fz_page.rotation else None
+        words = [Word(text=w[4], bbox=_turned(w[:4], turn), block=w[5], line=w[6]) for w in raw_words]
+        image_boxes = [_turned(box, turn) for box in image_boxes]
         return PageText(
             page=page,
             width=rect.width,
@@ -276,7 +280,8 @@ class PdfDocument:
             hits = self._page(page).search_for(needle)
         except Exception as err:
             raise CorruptPdfError(f"page {page} of {self.name} cannot be searched ({_one_line(err)})") from None
-        return [(r.x0, r.y0, r.x1, r.y1) for r in hits]
+        turn = self._page(page).rotation_matrix if self._page(page).rotation else None
+        return [_turned((r.x0, r.y0, r.x1, r.y1), turn) for r in hits]
 
     def _page(self, page: int) -> pymupdf.Page:
         if not 1 <= page <= self.page_count:
@@ -285,6 +290,14 @@ class PdfDocument:
             return self._doc.load_page(page - 1)
         except Exception as err:
             raise CorruptPdfError(f"page {page} of {self.name} is corrupt ({_one_line(err)})") from None
+
+
+def _turned(box: Sequence[float], turn: pymupdf.Matrix | None) -> BBox:
+    """``box`` from the unrotated page's frame into the displayed (rotated) one."""
+    if turn is None:
+        return (box[0], box[1], box[2], box[3])
+    r = pymupdf.Rect(box) * turn
+    return (r.x0, r.y0, r.x1, r.y1)
 
 
 def _clip_rect(page_rect: pymupdf.Rect, clip: Sequence[float] | None, page: int) -> pymupdf.Rect:

@@ -12,10 +12,14 @@ quote check and counts as a false positive).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import re
 import threading
 from pathlib import Path
+
+from PIL import Image
 
 from agents.eval.dataset import Dataset, Label
 from agents.eval.oracle import OracleReply
@@ -57,18 +61,29 @@ class ReviewAnswerer:
             name = Path(summary.group(1).strip()).name
             answer = {"summary": f"Review of {name}: see the findings."}
             return OracleReply(key=f"summary:{name}", right=answer, wrong=answer)
-        pages, document = self._pages_and_document(parts)
+        pages, document, sizes = self._pages_and_document(parts)
         if not pages or document is None:
             return None
         key = f"{document}:{pages[0]}-{pages[-1]}"
         last = max(self.data.documents[document], 1)
         labels = [lb for lb in self.data.labels if lb.document == document and
                   (lb.page in pages or (lb.page is None and last in pages))]
-        right = {"findings": [_finding(lb.rule, lb.page, lb.quote or "", f"planted {lb.rule} problem") for lb in labels]}
+        right = {"findings": [_finding(lb.rule, lb.page, lb.quote or "", f"planted {lb.rule} problem",
+                                       self._pixels(document, lb, sizes)) for lb in labels]}
         return OracleReply(key=key, right=right, wrong={"findings": self._wrong(document, pages, labels)})
 
-    def _pages_and_document(self, parts: list[dict]) -> tuple[list[int], str | None]:
+    def _pixels(self, document: str, label: Label, sizes: dict[int, tuple[int, int]]) -> list[float] | None:
+        """The label's box in the pixels of the page image the request showed (None: no image, no box)."""
+        if label.page not in sizes or label.bbox is None:
+            return None
+        width, height = self.sizes[(document, label.page)]
+        sx, sy = sizes[label.page][0] / width, sizes[label.page][1] / height
+        x0, y0, x1, y1 = label.bbox
+        return [round(x0 * sx, 1), round(y0 * sy, 1), round(x1 * sx, 1), round(y1 * sy, 1)]
+
+    def _pages_and_document(self, parts: list[dict]) -> tuple[list[int], str | None, dict[int, tuple[int, int]]]:
         pages: list[int] = []
+        sizes: dict[int, tuple[int, int]] = {}
         document: str | None = None
         first_image: tuple[int, str] | None = None
         current = None
@@ -80,20 +95,16 @@ class ReviewAnswerer:
                     pages.append(current)
                 elif current is not None and document is None:
                     document = self.by_text.get(_digest(part["text"]))
-            elif part.get("type") == "image_url" and current is not None and first_image is None:
-                first_image = (current, part["image_url"]["url"])
+            elif part.get("type") == "image_url" and current is not None:
+                sizes[current] = _image_size(part["image_url"]["url"])
+                first_image = first_image or (current, part["image_url"]["url"])
         if document is None and first_image is not None:
             document = self._by_pixels(*first_image)
-        return pages, document
+        return pages, document, sizes
 
     def _by_pixels(self, page: int, url: str) -> str | None:
         """Render each candidate page at the received size and compare the encoded bytes."""
-        import base64
-        import io
-
-        from PIL import Image
-
-        width, height = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).size
+        width, height = _image_size(url)
         candidates = sorted((name for name in self.data.documents if (name, page) in self.sizes),
                             key=lambda name: self.data.kind(name, page) != "scan")
         with self._render_lock:
@@ -120,8 +131,13 @@ class ReviewAnswerer:
         return wrong
 
 
-def _finding(rule: str, page: int | None, quote: str, rationale: str) -> dict:
-    return {"rule": rule, "severity": "high", "page": page, "quote": quote, "rationale": rationale}
+def _finding(rule: str, page: int | None, quote: str, rationale: str, box: list[float] | None = None) -> dict:
+    return {"rule": rule, "severity": "high", "page": page, "quote": quote, "rationale": rationale, "box": box}
+
+
+def _image_size(url: str) -> tuple[int, int]:
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as image:
+        return image.size
 
 
 def _user_parts(body: dict) -> list[dict]:

@@ -23,7 +23,8 @@ A :class:`Finding` is ``{id, rule, severity, page, quote, bbox, rationale, sourc
   on its page's text layer (that search also gives its bbox). Model findings are validated before
   they are kept: a page outside the chunk the model was shown is dropped; a quote that is not on
   a page that HAS a text layer is dropped as hallucinated; on a page without a text layer (a
-  scan) it cannot be checked, so it is kept with ``verified: false`` and no bbox. Dropped
+  scan) it cannot be checked, so it is kept with ``verified: false``; its bbox is the box the model drew in
+  the page image (``box``, pixels), mapped to points, when it gave one. Dropped
   findings are counted in ``dropped_model_findings`` and logged in ``events.jsonl``.
 """
 
@@ -124,6 +125,7 @@ class ModelFinding(BaseModel):
     page: int | None = Field(ge=1, le=100_000, description="page number as given in the page header; null: the whole document")
     quote: str = Field(description="exact words copied from that page")
     rationale: str
+    box: list[float] | None = None  # [x0, y0, x1, y1] in the pixels of the page image the model was shown
 
 
 class SummaryAnswer(LenientJson):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 from pydantic import BaseModel, Field, create_model
 
@@ -84,6 +84,8 @@ def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool, profi
         page=(page_type | None, ...),  # type: ignore[valid-type]
         quote=(str, Field(max_length=bounds.max_quote_chars)),
         rationale=(str, Field(max_length=bounds.max_rationale_chars)),
+        box=(Annotated[list[float], Field(min_length=4, max_length=4)] | None,
+             Field(None, description="for a page shown as an image: [x0, y0, x1, y1] of the quote in that image's pixels")),
         __base__=LenientJson,
     )
     fields: dict = {"findings": (list[item], Field(max_length=bounds.max_findings_per_chunk))}  # type: ignore[valid-type]
@@ -126,6 +128,7 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
         return
     message = chunk_message([(p.page, p.modality, texts[p.page].text if p.modality != "image" else None, images.get(p.page))
                              for p in pages], notes)
+    sizes = {page: image.size for page, image in images.items()}  # pixels the model saw, for its boxes
     del images  # the message holds the only references; dropped with it after the request
     schema = answer_schema([p.page for p in pages], ctx.rule_ids, with_notes=notes is not None, profile=ctx.client.profile)
     try:
@@ -148,7 +151,7 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
     if notes is not None:
         outcome.notes = getattr(answer, "notes", "") or ""
     for raw in answer.findings:
-        _accept(ModelFinding(**raw.model_dump()), {p.page for p in pages}, texts, ctx, outcome)
+        _accept(ModelFinding(**raw.model_dump()), {p.page for p in pages}, texts, ctx, outcome, sizes)
 
 
 def _count(pages: list[PagePlan], budget: int | None, texts: dict[int, PageText], ctx: ChunkContext, notes: str | None) -> int:
@@ -229,7 +232,18 @@ def locate_quote(text: PageText, quote: str) -> tuple[float, float, float, float
     return joined.bbox(start, start + len(needle))
 
 
-def _accept(raw: ModelFinding, pages: set[int], texts: dict[int, PageText], ctx: ChunkContext, outcome: ChunkOutcome) -> None:
+def image_box_to_points(box: list[float] | None, size: tuple[int, int] | None, text: PageText) -> tuple[float, float, float, float] | None:
+    """A box the model drew in the page image it was shown (pixels) as PDF points on the displayed page."""
+    if not box or size is None:
+        return None
+    sx, sy = text.width / size[0], text.height / size[1]
+    x0, x1 = sorted((min(max(box[0] * sx, 0.0), text.width), min(max(box[2] * sx, 0.0), text.width)))
+    y0, y1 = sorted((min(max(box[1] * sy, 0.0), text.height), min(max(box[3] * sy, 0.0), text.height)))
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _accept(raw: ModelFinding, pages: set[int], texts: dict[int, PageText], ctx: ChunkContext, outcome: ChunkOutcome,
+            sizes: dict[int, tuple[int, int]] | None = None) -> None:
     rule = raw.rule if raw.rule in ctx.rule_ids else "model"
     if raw.page is None:  # document-level (a missing clause): no page to check a quote on, so unverified
         outcome.findings.append(Finding(id=model_finding_id(rule, None, raw.quote), rule=rule, severity=raw.severity, page=None,
@@ -241,7 +255,8 @@ def _accept(raw: ModelFinding, pages: set[int], texts: dict[int, PageText], ctx:
     else:
         text = texts[raw.page]
         has_text_layer = text.char_count >= 20
-        box = locate_quote(text, raw.quote) if has_text_layer else None
+        # The text layer gives exact boxes; a page without one (a scan) has only the model's own box in its image.
+        box = locate_quote(text, raw.quote) if has_text_layer else image_box_to_points(raw.box, (sizes or {}).get(raw.page), text)
         if box is False or (has_text_layer and box is None):
             reason = "quote not found on the page's text layer"
     if reason:
@@ -250,5 +265,5 @@ def _accept(raw: ModelFinding, pages: set[int], texts: dict[int, PageText], ctx:
         return
     outcome.findings.append(Finding(
         id=model_finding_id(rule, raw.page, raw.quote), rule=rule, severity=raw.severity, page=raw.page, quote=raw.quote,
-        bbox=box if box else None, rationale=raw.rationale, source="model", verified=bool(box),
+        bbox=box if box else None, rationale=raw.rationale, source="model", verified=has_text_layer and bool(box),
     ))

@@ -40,6 +40,9 @@ def test_oracle_scores_one_on_every_rule_and_page_kind(oracle_run):
     for group, values in breakdown.items():
         assert (values["precision"], values["recall"]) == (1.0, 1.0), group
     assert breakdown["kind=scan"]["model_recall"] == 1.0  # only the model can read a scan
+    # boxes: the text layer's on rotated pages (turned with the page), the model's own on scans
+    assert metrics["boxes_iou50"] == 1.0 and breakdown["kind=rotated"]["boxes_iou50"] == 1.0
+    assert breakdown["kind=scan"]["quotes_verified"] == 0.0  # inherent: a scan has no text layer to check a quote on
     assert metrics["prompt_tokens_per_page"] > 0 and metrics["pages_per_second"] > 0
 
 
