@@ -27,6 +27,8 @@ APT_PACKAGES=(
   xserver-xorg-core xserver-xorg-video-dummy              # two-monitor tests (Xorg dummy driver)
   espeak-ng sox libsox-fmt-mp3                            # spoken test audio, mp3/ogg conversion
   python3-tk python3-venv tk                              # Tk test app; venv for system Pythons
+  dbus dbus-x11 at-spi2-core libatk-adaptor               # accessibility bus for the desktop guard
+  python3-gi gir1.2-gtk-3.0 mousepad                      # GTK 3 test form and a Debian GTK app
   chromium                                                # looking at the HTML reports in tests
 )
 

@@ -1,10 +1,14 @@
-"""What the guard knows about the screen's texts: window titles and their rectangles.
+"""What the guard knows about the screen's texts: window titles and the widgets inside windows.
 
 The model is encoder-free and there is no OCR in the loop, so the texts the guard matches its
-``deny_text`` patterns against come from the window system: the active window's title and the
-title and frame of every top-level window (EWMH ``_NET_CLIENT_LIST``), read with python-xlib.
-Anything else that knows where labels are (an accessibility tree, a test app's own layout) plugs
-in as another :class:`ScreenTextProvider` and is merged with :class:`CombinedTexts`.
+``deny_text`` and ``near_label`` patterns against come from two providers, merged with
+:class:`CombinedTexts`:
+
+* :class:`X11WindowTitles`: the active window's title and the title and frame of every top-level
+  window, bottom to top (EWMH ``_NET_CLIENT_LIST_STACKING``), read with python-xlib;
+* :class:`AccessibilityTexts`: every showing widget of every app on the accessibility bus
+  (AT-SPI), with its name, role, states and box. Apps without accessibility support (Tk, bare X)
+  are absent from it, and the guard reports their points as "no accessibility information".
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Protocol, Sequence
 from pydantic import BaseModel
 
 from agents.rules import ScreenText
+from tools.accessibility import AccessibilityTree
 from tools.errors import DisplayUnavailableError
 from tools.ui_unicode import xauthority_fallback
 
@@ -65,7 +70,9 @@ class X11WindowTitles:
         self._root = self._display.screen().root
         atom = self._display.intern_atom
         self._active = atom("_NET_ACTIVE_WINDOW")
-        self._clients = atom("_NET_CLIENT_LIST")
+        # Bottom to top, so the guard can tell which window is in front at a point.
+        self._clients = atom("_NET_CLIENT_LIST_STACKING")
+        self._unstacked_clients = atom("_NET_CLIENT_LIST")
         self._net_name = atom("_NET_WM_NAME")
         self._utf8 = atom("UTF8_STRING")
 
@@ -77,7 +84,7 @@ class X11WindowTitles:
         from Xlib.error import XError
 
         texts: list[ScreenText] = []
-        for wid in self._window_ids(self._clients):
+        for wid in self._window_ids(self._clients) or self._window_ids(self._unstacked_clients):
             try:
                 window = self._display.create_resource_object("window", wid)
                 title = self._title(window)
@@ -87,7 +94,7 @@ class X11WindowTitles:
                 pos = window.translate_coords(self._root, 0, 0)
                 # translate_coords gives the root origin in the window's frame: negate it.
                 x0, y0 = -pos.x, -pos.y
-                texts.append(ScreenText(text=title, bbox=(x0, y0, x0 + geo.width - 1, y0 + geo.height - 1)))
+                texts.append(ScreenText(text=title, bbox=(x0, y0, x0 + geo.width - 1, y0 + geo.height - 1), source="window"))
             except XError:
                 continue  # the window closed between listing and reading: skip it
         active = self._window_ids(self._active)
@@ -117,3 +124,30 @@ class X11WindowTitles:
             value = name.value
             return value.decode("latin-1") if isinstance(value, bytes) else str(value)
         return None
+
+
+class AccessibilityTexts:
+    """Widgets from the accessibility tree; reads nothing when the session has no accessibility bus."""
+
+    def __init__(self, display: str | None = None) -> None:
+        self._tree = AccessibilityTree.connect(display)
+
+    @property
+    def available(self) -> bool:
+        return self._tree is not None
+
+    def close(self) -> None:
+        if self._tree is not None:
+            self._tree.close()
+
+    def read(self) -> ScreenInfo:
+        if self._tree is None:
+            return ScreenInfo()
+        return ScreenInfo(texts=[ScreenText(text=w.name, bbox=w.bbox, source="accessibility", role=w.role, states=w.states,
+                                                    window=w.window)
+                                 for w in self._tree.widgets()])
+
+
+def desktop_texts(display: str) -> CombinedTexts:
+    """The providers the desktop agent uses: window titles plus the accessibility tree."""
+    return CombinedTexts(X11WindowTitles(display), AccessibilityTexts(display))

@@ -134,6 +134,7 @@ def _policy_lines(policy: Policy) -> list[str]:
     lines += row("actions.deny_regions", policy.deny_regions, lambda r: f"x={r.x} y={r.y} w={r.w} h={r.h}" + (f" ({r.name})" if r.name else ""))
     lines += row("actions.deny_text", policy.deny_text, str)
     lines += row("actions.allowed_windows (must match each list)", policy.allowed_windows, lambda v: ", ".join(v))
+    lines += row("actions.require_accessibility", [policy.require_accessibility] if policy.require_accessibility else [], str)
     lines += row("limits", [Sourced(value=f"{name} = {item.value:g}", source=item.source) for name, item in policy.limits.items()], str)
     lines += row("checks", policy.checks, lambda c: f"{c.id} [{c.type}, {c.severity}, pages {c.pages}]" + (f" {c.pattern}" if c.pattern else "") + (f" detectors {', '.join(c.detectors)}" if c.detectors else ""))
     lines += row("output.fields", policy.output_fields, str)

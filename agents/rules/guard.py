@@ -45,11 +45,26 @@ class ScreenBounds(BaseModel):
 
 
 class ScreenText(BaseModel):
-    """A text seen on screen (OCR, accessibility tree, ...) and its box ``(x0, y0, x1, y1)`` in screen px."""
+    """A text seen on screen and its box ``(x0, y0, x1, y1)`` in screen px.
+
+    ``source`` says who reported it: the window manager (a window title; the box is the window),
+    the accessibility tree (a widget: ``text`` is its accessible name, with its ``role`` and
+    ``states``), or the caller. Patterns match the name and, for widgets, the role too, so
+    ``/password/i`` finds a password field whatever its label says.
+    """
 
     model_config = ConfigDict(frozen=True)
     text: str
     bbox: Box
+    source: Literal["window", "accessibility", "given"] = "given"
+    role: str | None = None
+    states: tuple[str, ...] = ()
+    window: str | None = None  # for a widget: the title of the top-level window it is in
+
+    def describe(self) -> str:
+        if self.source != "accessibility":
+            return repr(self.text)
+        return f"{self.role} {self.text!r}" if self.text else f"{self.role}"
 
 
 class GuardContext(BaseModel):
@@ -73,6 +88,9 @@ class ToolCall(BaseModel):
 class _Decision(BaseModel):
     model_config = ConfigDict(frozen=True)
     reason: str
+    # The widget under the action's point, from the accessibility tree; "unknown (no
+    # accessibility information)" where none exists; None for actions without a point.
+    widget: str | None = None
     rule_file: str | None = None  # None only for the default allow
     rule_key: str | None = None
     rule_line: int | None = None
@@ -106,10 +124,33 @@ def guard(action: Action | ToolCall, context: GuardContext, policy: Policy) -> D
         return Allow(reason="terminal actions always pass")
     if (decision := _check_tool(f"ui.{action.kind}", context, policy)) is not None:
         return decision
-    for check_action in (_check_denied_kinds, _check_windows, _check_regions, _check_labels, _check_confirm):
-        if (decision := check_action(action, context, policy)) is not None:
-            return decision
-    return Allow(reason="allowed: no rule restricts this action (default allow)")
+    decision = Allow(reason="allowed: no rule restricts this action (default allow)")
+    for check_action in (_check_denied_kinds, _check_windows, _check_regions, _check_accessibility, _check_labels, _check_confirm):
+        if (found := check_action(action, context, policy)) is not None:
+            decision = found
+            break
+    return decision.model_copy(update={"widget": widget_under(action, context)})
+
+
+def widget_under(action: Action, context: GuardContext) -> str | None:
+    """The innermost accessible widget at the action's first point, described for the record."""
+    segments = _touched_segments(action, context, focus_for_keys=True)
+    if not segments:
+        return None
+    point = segments[0][0]
+    widget = _innermost_widget(point, context.screen_texts)
+    return widget.describe() if widget else "unknown (no accessibility information)"
+
+
+def _innermost_widget(point: Point, texts: list[ScreenText]) -> ScreenText | None:
+    # The tree knows no stacking: keep the widgets of the window in front at the point (window
+    # texts come bottom to top), so a Tk window over a GTK one is not taken for the GTK form.
+    windows = [t for t in texts if t.source == "window" and _distance(point, t.bbox) == 0]
+    front = windows[-1].text if windows else None
+    inside = [t for t in texts if t.source == "accessibility" and _distance(point, t.bbox) == 0
+              and (front is None or t.window == front)]
+    # The smallest box wins; on a tie the later one, since the tree lists parents first.
+    return min(reversed(inside), key=lambda t: (t.bbox[2] - t.bbox[0]) * (t.bbox[3] - t.bbox[1]), default=None)
 
 
 def _check_tool(tool: str, context: GuardContext, policy: Policy) -> Decision | None:
@@ -161,6 +202,19 @@ def _check_regions(action: Action, context: GuardContext, policy: Policy) -> Dec
     return None
 
 
+def _check_accessibility(action: Action, context: GuardContext, policy: Policy) -> Decision | None:
+    required = policy.require_accessibility
+    if required is None or action.kind not in POINTER_KINDS | {"type"}:
+        return None
+    segments = _touched_segments(action, context)
+    points = [p for segment in segments or [] for p in segment]
+    if segments is None or any(_innermost_widget(p, context.screen_texts) is None for p in points):
+        where = "where typing goes (no focus known)" if segments is None else "at its point"
+        return Deny.by(required.source, f"{_describe(action)}: no accessibility information {where}, and the rules "
+                                        "require it: deny_text and near_label cannot see inside this window")
+    return None
+
+
 def _check_labels(action: Action, context: GuardContext, policy: Policy) -> Decision | None:
     if not policy.deny_text or action.kind not in POINTER_KINDS | {"type"}:
         return None
@@ -170,7 +224,7 @@ def _check_labels(action: Action, context: GuardContext, policy: Policy) -> Deci
     for pattern in policy.deny_text:
         for seen in context.screen_texts:
             if _safe_match(pattern.value, seen.text) and any(_segment_hits_rect(a, b, seen.bbox) for a, b in segments):
-                return Deny.by(pattern.source, f"{_describe(action)} hits the on-screen text {seen.text!r}, which is denied by {pattern.value!r}")
+                return Deny.by(pattern.source, f"{_describe(action)} hits the on-screen {seen.describe()}, which is denied by {pattern.value!r}")
     return None
 
 
@@ -205,12 +259,22 @@ def _rule_matches(rule: ActionRule, action: Action, context: GuardContext) -> bo
             return False
     if rule.near_label is not None:
         segments = _touched_segments(action, context, focus_for_keys=True)
-        if segments is not None:
-            labels = [t.bbox for t in context.screen_texts if _safe_match(rule.near_label, t.text)]
-            points = [p for segment in segments for p in segment]
-            if not any(_distance(p, box) <= rule.near_px for p in points for box in labels):
-                return False
+        if segments is not None and not any(_near_label(rule, p, context) for segment in segments for p in segment):
+            return False
     return True
+
+
+def _near_label(rule: ActionRule, point: Point, context: GuardContext) -> bool:
+    # A named widget from the accessibility tree is exact: its own name (a field's name is its
+    # label) or role decides. Elsewhere only texts' boxes are known, so nearness decides.
+    widget = _innermost_widget(point, context.screen_texts)
+    if widget is not None and widget.text:
+        return _text_or_role_matches(rule.near_label, widget)
+    return any(_distance(point, t.bbox) <= rule.near_px for t in context.screen_texts if _text_or_role_matches(rule.near_label, t))
+
+
+def _text_or_role_matches(pattern: str, seen: ScreenText) -> bool:
+    return _safe_match(pattern, seen.text) or (seen.role is not None and _safe_match(pattern, seen.role))
 
 
 def normalize_combo(combo: str | Iterable[str]) -> str:

@@ -6,7 +6,8 @@ Files merge in discovery order (later overrides earlier):
 element                               merge
 ====================================  ===============================================================
 tools.deny, actions.deny,             union: anything any file denies stays denied
-actions.deny_regions, deny_text
+actions.deny_regions, deny_text,
+actions.require_accessibility         (true if any file sets it)
 actions.confirm                       union: anything any file wants confirmed is confirmed
 tools.allow, actions.allowed_windows  intersection: a name must match every file's list (absent = no
                                       restriction from that file), so a later file can only narrow
@@ -70,6 +71,7 @@ class Policy(BaseModel):
     deny_regions: list[Sourced[Region]] = []
     deny_text: list[Sourced[str]] = []
     allowed_windows: list[Sourced[list[str]]] = []
+    require_accessibility: Sourced[bool] | None = None
     limits: dict[str, Sourced[int | float]] = {}
     checks: list[Sourced[Check]] = []
     output_fields: list[Sourced[str]] = []
@@ -140,6 +142,8 @@ def merge_files(agent: str, rules: Sequence[RuleFile]) -> Policy:
         policy.deny_actions += [Sourced(value=r, source=src(f"actions.deny[{i}]")) for i, r in enumerate(acts.deny)]
         policy.deny_regions += [Sourced(value=r, source=src(f"actions.deny_regions[{i}]")) for i, r in enumerate(acts.deny_regions)]
         policy.deny_text += [Sourced(value=p, source=src(f"actions.deny_text[{i}]")) for i, p in enumerate(acts.deny_text)]
+        if acts.require_accessibility and policy.require_accessibility is None:
+            policy.require_accessibility = Sourced(value=True, source=src("actions.require_accessibility"))
         if acts.allowed_windows is not None:
             policy.allowed_windows.append(Sourced(value=list(acts.allowed_windows), source=src("actions.allowed_windows")))
         for name in LIMIT_NAMES:

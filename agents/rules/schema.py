@@ -111,6 +111,9 @@ class ActionsPolicy(_Strict):
     deny_regions: list[Region] = []
     deny_text: list[RulePattern] = []
     allowed_windows: list[RulePattern] | None = None
+    # Deny pointer and typing actions at points where no accessibility tree says what the widget
+    # is (Tk and bare X apps), since deny_text and near_label cannot see inside such windows.
+    require_accessibility: bool = False
 
 
 class Limits(_Strict):

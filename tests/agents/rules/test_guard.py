@@ -166,3 +166,43 @@ def test_audit_entries_name_the_deciding_file(policy, tmp_path):
     assert lines[2]["rule_file"] is None and "default allow" in lines[2]["reason"]
     assert lines[3]["action"] == {"tool": "ui.move", "args": {"x": 1}} and lines[3]["rule_key"] == "tools.deny[0]"
     assert [e.verdict for e in log.entries()] == ["deny", "confirm", "allow", "deny"]
+
+
+# Widgets as the accessibility tree reports them, in a window titled "Form" at (100, 100).
+FORM_WINDOW = ScreenText(text="Form", bbox=(100, 100, 600, 500), source="window")
+FORM_WIDGETS = [
+    ScreenText(text="Form", bbox=(100, 100, 600, 500), source="accessibility", role="frame", window="Form"),
+    ScreenText(text="Name:", bbox=(300, 300, 500, 330), source="accessibility", role="text", window="Form"),
+    ScreenText(text="", bbox=(300, 340, 500, 370), source="accessibility", role="password text", window="Form"),
+    ScreenText(text="Remove", bbox=(300, 400, 380, 430), source="accessibility", role="push button", window="Form"),
+]
+
+
+def _ctx(*texts: ScreenText, focus=None) -> GuardContext:
+    return GuardContext(agent="desktop", screen=SCREEN, screen_texts=list(texts), focus_point=focus)
+
+
+def test_widget_role_matches_near_label_and_a_named_widget_is_exact(policy):
+    # An unnamed password field still asks for confirmation (its role says "password"); the
+    # named Name field 40 px away does not, although it is within near_px of the password field.
+    decision = guard(Type(text="x"), _ctx(FORM_WINDOW, *FORM_WIDGETS, focus=(400, 355)), policy)
+    assert isinstance(decision, Confirm) and decision.widget == "password text"
+    decision = guard(Type(text="x"), _ctx(FORM_WINDOW, *FORM_WIDGETS, focus=(400, 315)), policy)
+    assert isinstance(decision, Allow) and decision.widget == "text 'Name:'"
+
+
+def test_widgets_of_a_window_behind_another_are_not_the_widget_under_the_point(write_rule):
+    strict = merge_files("desktop", [load_rule_file(write_rule("---\nactions:\n  require_accessibility: true\n---\n", "a.md"))])
+    front = ScreenText(text="Tk app", bbox=(250, 250, 700, 700), source="window")  # no tree: a Tk window
+    covered = guard(Click(x=340, y=415), _ctx(FORM_WINDOW, front, *FORM_WIDGETS), strict)
+    assert isinstance(covered, Deny) and covered.rule_key == "actions.require_accessibility"
+    assert covered.widget == "unknown (no accessibility information)"
+    visible = guard(Click(x=340, y=415), _ctx(FORM_WINDOW, *FORM_WIDGETS), strict)
+    assert isinstance(visible, Allow) and visible.widget == "push button 'Remove'"
+
+
+def test_require_accessibility_denies_typing_with_no_known_focus(write_rule):
+    strict = merge_files("desktop", [load_rule_file(write_rule("---\nactions:\n  require_accessibility: true\n---\n", "a.md"))])
+    decision = guard(Type(text="x"), _ctx(FORM_WINDOW, *FORM_WIDGETS), strict)
+    assert isinstance(decision, Deny) and "no focus known" in decision.reason
+    assert isinstance(guard(Key(key="enter"), _ctx(), strict), Allow)  # keys have no point: not this rule's business

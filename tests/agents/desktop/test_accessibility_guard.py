@@ -1,0 +1,104 @@
+"""The guard sees inside windows through the accessibility tree: real GTK apps under Xvfb, with
+their accessibility bus started by the test; a Tk window, which has none, is reported as such."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agents.desktop.screen_texts import AccessibilityTexts, desktop_texts
+from agents.rules import Allow, Confirm, Deny, GuardContext, ScreenBounds, guard
+from agents.rules.loader import load_rule_file
+from agents.rules.merge import merge_files
+from tests.requires import skip_missing
+from tests.x11.a11y import A11ySession, launch_gtk_form, start_a11y_session
+from tools.actions import Click, Type
+
+pytestmark = pytest.mark.x11
+
+RULES = """---
+actions:
+  deny_text: ['/delete/i']
+  confirm:
+    - action: type
+      near_label: /password/i
+---
+"""
+
+
+@pytest.fixture(scope="module")
+def a11y(xvfb) -> A11ySession:
+    session = start_a11y_session(xvfb)
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="module")
+def gtk_form(a11y: A11ySession, tmp_path_factory) -> dict[str, tuple[int, int]]:
+    boxes = launch_gtk_form(a11y, tmp_path_factory.mktemp("gtk") / "events.jsonl")
+    return {name: (x + w // 2, y + h // 2) for name, (x, y, w, h) in boxes.items()}
+
+
+def _policy(tmp_path: Path, text: str = RULES):
+    path = tmp_path / "rules.md"
+    path.write_text(text)
+    return merge_files("desktop", [load_rule_file(path)])
+
+
+def _context(display: str, focus=None) -> GuardContext:
+    texts = desktop_texts(display).read()
+    return GuardContext(agent="desktop", screen=ScreenBounds(width=1280, height=800), screen_texts=texts.texts,
+                        window_title=texts.window_title, focus_point=focus)
+
+
+def test_tree_lists_the_forms_widgets_with_roles_names_and_boxes(xvfb, gtk_form):
+    texts = AccessibilityTexts(xvfb.display)
+    widgets = [t for t in texts.read().texts if t.source == "accessibility"]
+    texts.close()
+    by_name = {(t.role, t.text): t for t in widgets}
+    assert ("push button", "Delete") in by_name and ("frame", "Account form") in by_name
+    password = by_name[("password text", "Password:")]  # named by its label (labelled-by relation)
+    x, y = gtk_form["password"]
+    assert password.bbox[0] <= x <= password.bbox[2] and password.bbox[1] <= y <= password.bbox[3]
+
+
+def test_click_on_a_denied_button_inside_a_window_is_denied_naming_the_rule(xvfb, gtk_form, tmp_path):
+    policy = _policy(tmp_path)
+    decision = guard(Click(x=gtk_form["delete"][0], y=gtk_form["delete"][1]), _context(xvfb.display), policy)
+    assert isinstance(decision, Deny), decision
+    assert decision.rule_key == "actions.deny_text[0]" and "push button 'Delete'" in decision.reason
+    assert decision.widget == "push button 'Delete'"
+    allowed = guard(Click(x=gtk_form["save"][0], y=gtk_form["save"][1]), _context(xvfb.display), policy)
+    assert isinstance(allowed, Allow) and allowed.widget == "push button 'Save'"
+
+
+def test_typing_into_the_password_field_asks_for_confirmation(xvfb, gtk_form, tmp_path):
+    policy = _policy(tmp_path)
+    decision = guard(Type(text="hunter2"), _context(xvfb.display, focus=gtk_form["password"]), policy)
+    assert isinstance(decision, Confirm) and decision.rule_key == "actions.confirm[0]", decision
+    assert decision.widget == "password text 'Password:'"
+    name = guard(Type(text="Ada"), _context(xvfb.display, focus=gtk_form["name"]), policy)
+    assert isinstance(name, Allow) and name.widget == "text 'Name:'"
+
+
+def test_a_tk_window_has_no_accessibility_and_require_accessibility_fails_closed(xvfb, a11y, tk_app, tmp_path):
+    x, y = tk_app.widget(".delete").center
+    loose = guard(Click(x=x, y=y), _context(xvfb.display), _policy(tmp_path))
+    assert isinstance(loose, Allow) and loose.widget == "unknown (no accessibility information)"
+    strict = _policy(tmp_path, "---\nactions:\n  require_accessibility: true\n---\n")
+    decision = guard(Click(x=x, y=y), _context(xvfb.display), strict)
+    assert isinstance(decision, Deny) and decision.rule_key == "actions.require_accessibility", decision
+    assert "no accessibility information" in decision.reason
+
+
+def test_a_debian_gtk_app_mousepad_exposes_its_menus(xvfb, a11y, tmp_path):
+    if shutil.which("mousepad") is None:
+        skip_missing("mousepad", "apt-get install mousepad")
+    a11y.launch("mousepad", "--disable-server")
+    widgets = a11y.wait_for_widgets("mousepad", lambda ws: any(w.role == "menu" and w.name == "File" for w in ws))
+    file_menu = next(w for w in widgets if w.role == "menu" and w.name == "File")
+    x, y = (file_menu.bbox[0] + file_menu.bbox[2]) // 2, (file_menu.bbox[1] + file_menu.bbox[3]) // 2
+    decision = guard(Click(x=x, y=y), _context(xvfb.display), _policy(tmp_path, "---\nactions:\n  deny_text: ['/^file$/i']\n---\n"))
+    assert isinstance(decision, Deny) and decision.widget == "menu 'File'", decision
