@@ -15,12 +15,9 @@ Metrics (overall, and per rule / per page kind in the breakdown): precision, rec
 
 from __future__ import annotations
 
-import io
 import time
 from collections import defaultdict
 from pathlib import Path
-
-from rich.console import Console
 
 from agents.eval.core import EvalContext, Miss, SuiteResult, eval_cache_dir, iou, prf, share
 from agents.eval.dataset import Dataset, Label, load_dataset
@@ -49,8 +46,7 @@ def run(ctx: EvalContext) -> SuiteResult:
     options = ReviewOptions(paths=[str(data.root / name) for name in data.documents], rules=[str(data.rules)],
                             budget_tokens=REQUEST_BUDGET, concurrency=2, model=ctx.system.model)
     started = time.monotonic()
-    report = run_review(options, out=ctx.out_dir / "run", client_factory=lambda: ctx.connect(answerer),
-                        console=Console(file=io.StringIO(), stderr=False))
+    report = run_review(options, out=ctx.out_dir / "run", client_factory=lambda: ctx.connect(answerer), progress=None)
     seconds = time.monotonic() - started
     findings = {Path(d.path).name: list(d.findings) for d in report.documents}
     pages = sum(d.pages for d in report.documents)
