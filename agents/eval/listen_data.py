@@ -4,7 +4,7 @@ Three scripts, each spoken by espeak-ng (:mod:`agents.eval.speech`): a voice mem
 pace, a status update at about 220 words per minute, and a passage dense with numbers. Each
 sentence carries the key facts a summary must keep. The full variant speaks every script whole
 (each longer than one 30 s model clip, so clip cutting, the per-clip output cap and the transcript
-merge are all on the path) plus the numbers again at 220 wpm; the small variant speaks short
+merge are all on the path) plus the numbers again at 220 wpm and a rapid 260 wpm mix; the small variant speaks short
 two-sentence pieces of them (one clip each).
 
 The answerer finds where a request's audio clip sits in the known recordings by matching its
@@ -116,9 +116,11 @@ def cases(small: bool) -> list[Case]:
     scripts = (MEMO, FAST, NUMBERS)
     if small:
         return [_recording(s, s.sentences[i : i + 2], f"{s.name}-{i // 2 + 1}") for s in scripts for i in (0, 2)]
-    # The numbers again, fast and in reverse order (so its transcript still tells it apart).
+    # The numbers again, fast and in reverse order (so its transcript still tells it apart), and
+    # rapid speech (260 wpm, words and numbers) whose 30 s clip says more than 200 tokens' worth.
     return [_recording(s, s.sentences, s.name) for s in scripts] + [
-        _recording(NUMBERS, NUMBERS.sentences[::-1], "numbers-fast", wpm=220)]
+        _recording(NUMBERS, NUMBERS.sentences[::-1], "numbers-fast", wpm=220),
+        _recording(FAST, FAST.sentences + NUMBERS.sentences[:4], "rapid", wpm=260)]
 
 
 # -- the reference answerer ------------------------------------------------------------------

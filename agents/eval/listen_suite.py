@@ -100,8 +100,8 @@ def run(ctx: EvalContext) -> SuiteResult:
         breakdown[f"recording={case.name}"] = row
         if wer > 0:
             misses.append(Miss(case=f"{case.name}/transcript",
-                               detail=f"wer {wer:.3f} over {len(result.clips)} clips; "
-                                      + first_difference(case.recording.reference, result.text)))
+                               detail=f"wer {wer:.3f}; {first_difference(case.recording.reference, result.text)}; "
+                                      f"clips' completion tokens {[c.completion_tokens for c in result.clips]}"))
         missing = [f for f in case.facts if f not in found]
         if missing:
             misses.append(Miss(case=f"{case.name}/summary",

@@ -106,10 +106,16 @@ def test_recordings_are_deterministic_and_timed(tmp_path, small_cases):
     assert starts == sorted(starts) and again.words[-1].end_s < again.duration_s
 
 
-@pytest.mark.xfail(strict=True, reason="ceiling: agents/listen/merge.py compares 24 words at each seam, so a chance "
-                   "two-word repeat ('so please') beats the one word the 1 s overlap really shares")
-def test_oracle_transcribes_fast_speech_across_a_clip_seam(tmp_path):
-    [case] = [c for c in cases(small=False) if c.name == "fast"]
+MERGE_CEILING = ("agents/listen/merge.py compares 24 words at each seam, so a chance two-word repeat ('so please') "
+                 "beats the one word the 1 s overlap really shares")
+CAP_CEILING = ("agents/listen/agent.py caps a clip's answer at 6 tokens per second + 32: at 260 wpm a 30 s clip's "
+               "transcript needs more (counted with the tiny checkpoint's tokenizer)")
+
+
+@pytest.mark.parametrize("name", [pytest.param("fast", marks=pytest.mark.xfail(strict=True, reason=MERGE_CEILING)),
+                                  pytest.param("rapid", marks=pytest.mark.xfail(strict=True, reason=CAP_CEILING))])
+def test_oracle_transcribes_fast_speech_across_a_clip_seam(tmp_path, name):
+    [case] = [c for c in cases(small=False) if c.name == name]
     ctx = EvalContext(SystemSpec(label="oracle", model="oracle"), tmp_path, small=True)
     try:
         result = listen_to(ctx.connect(ListenAnswerer([case])), case, tmp_path)
