@@ -213,6 +213,24 @@ def test_words_have_page_coordinates_that_point_at_ink(digital) -> None:
     assert text.char_count == sum(len(word.text) for word in text.words)
 
 
+def test_words_and_search_boxes_on_a_rotated_page_point_at_its_ink(tmp_path: Path) -> None:
+    """/Rotate 90: boxes are in the displayed page's frame, the one render() and its clips use."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=792, height=612)
+    page.insert_text((72, 90), "Turned words here", fontsize=14, fontname="helv")
+    page.set_rotation(90)
+    doc.save(str(tmp_path / "rotated.pdf"))
+    with open_pdf(tmp_path / "rotated.pdf") as pdf:
+        [word] = [w for w in pdf.text(1).words if w.text == "Turned"]
+        [found] = pdf.search(1, "Turned")
+        full = np.asarray(pdf.render(1, 612, 792).convert("L"))
+    for x0, y0, x1, y1 in (word.bbox, found):
+        assert x1 - x0 < y1 - y0  # the line runs down the displayed page
+        assert (full[round(y0):round(y1), round(x0):round(x1)] < 100).mean() > 0.05
+
+
 def test_table_cells_land_in_their_grid_cells(corpus) -> None:
     with open_pdf(corpus["table"]) as doc:
         words = {word.text: word.bbox for word in doc.text(1).words}
