@@ -46,7 +46,10 @@ def metrics_table(results: Sequence[SuiteResult]) -> Table:
     return table
 
 
-def breakdown_table(results: Sequence[SuiteResult], keys: Sequence[str] = ("precision", "recall", "f1")) -> Table | None:
+BREAKDOWN_KEYS = ("precision", "recall", "f1", "hit_rate", "success_rate", "cer", "wer", "key_fact_recall", "baseline_wer")
+
+
+def breakdown_table(results: Sequence[SuiteResult], keys: Sequence[str] = BREAKDOWN_KEYS) -> Table | None:
     """One row per breakdown group and metric (e.g. ``rule=pii f1``), systems as columns."""
     groups: list[str] = []
     for result in results:

@@ -1,0 +1,1 @@
+"""Small real Tk apps the grounding and desktop suites drive under Xvfb (shipped: users run the suites too)."""

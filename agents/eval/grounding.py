@@ -1,0 +1,250 @@
+"""``tilepilot eval grounding``: does a click land on the widget it was asked for, per image budget and screen size?
+
+Real Tk widgets (:mod:`agents.eval.apps.grounding_app`) fill the screen of an Xvfb at three sizes;
+the toolkit reports where each widget is (``winfo_root*``, list rows' ``bbox``). For every target
+and image budget the real desktop agent runs one step of ``click <the target>``: capture, budget
+resize, request, schema validation, image -> screen mapping, guard and a real pyautogui click.
+A *hit* is an executed click whose screen point lies inside the widget's box and which the app
+itself saw land on that widget.
+
+Metrics: ``hit_rate`` overall, per budget, per screen size, and both (``breakdown``).
+One Xvfb per screen size, driven by one worker process (pyautogui binds to one display per process).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from agents.eval.apps.client import AppProcess, Target
+from agents.eval.core import EvalContext, Miss, SuiteResult, share
+from agents.eval.oracle import OracleReply
+from agents.eval.screen_oracle import SAME_SCREEN, ScreenRegistry, distance, fingerprint, read_request, reply, to_image_frame
+from agents.eval.xserver import POINTER_PARK, ClientSpec, run_worker, worker_main, xvfb
+from tools.actions import Click, Move
+
+NAME = "grounding"
+APP = "agents.eval.apps.grounding_app"
+BUDGETS = (70, 140, 280, 560, 1120)
+# (screen size, scenes): about 110 targets in all.
+FULL = (((1024, 768), (0, 1)), ((1280, 800), (2,)), ((1920, 1080), (3,)))
+SMALL = (((1024, 768), (0,)), ((1920, 1080), (3,)))
+SMALL_BUDGETS = (70, 1120)
+SMALL_TARGETS_PER_SCREEN = 6
+
+
+class ScreenLabels(BaseModel):
+    """One captured screen: its fingerprint and the toolkit's box of every target (by instruction)."""
+
+    key: str
+    width: int
+    height: int
+    fingerprint: list[int]
+    targets: dict[str, Target]  # instruction ("click the Save button") -> box; Target.text = target name
+
+
+class GroundingJob(BaseModel):
+    display: str
+    width: int
+    height: int
+    scenes: list[int]
+    max_targets: int | None
+    budgets: list[int]
+    out_dir: str
+    labels_dir: str
+    client: ClientSpec
+
+
+class Outcome(BaseModel):
+    case: str  # scene/target
+    screen: str  # "1280x800"
+    budget: int
+    hit: bool
+    detail: str
+    image: str | None = None  # screenshot the model saw, relative to the job's out_dir
+    image_size: tuple[int, int] | None = None
+    box: tuple[float, float, float, float]  # the target in screen pixels
+    model_point: tuple[int, int] | None = None
+
+
+class WorkerResult(BaseModel):
+    outcomes: list[Outcome]
+
+
+def instruction(target: Target) -> str:
+    return f"click {target.text}"
+
+
+# -- the reference answerer (runs in the suite's process, inside the oracle server) -------------
+
+
+class GroundingAnswerer:
+    """Recognises the screen by its fingerprint and the target by the task line; clicks its centre."""
+
+    def __init__(self, labels_dir: Path) -> None:
+        self.registry = ScreenRegistry(labels_dir, ScreenLabels)
+        self._lock = threading.Lock()
+
+    def _screen(self, print_: list[int], task: str) -> ScreenLabels | None:
+        for attempt in range(2):
+            candidates = [(distance(e.fingerprint, print_), e) for e in self.registry.entries.values()
+                          if isinstance(e, ScreenLabels) and task in e.targets]
+            best = min(candidates, key=lambda c: c[0], default=None)
+            if best is not None and best[0] <= SAME_SCREEN:
+                return best[1]
+            if attempt == 0:
+                self.registry.reload()
+        return None
+
+    def __call__(self, body: dict) -> OracleReply | None:
+        request = read_request(body)
+        if request is None:
+            return None
+        with self._lock:
+            labels = self._screen(request.fingerprint, request.task)
+        if labels is None:
+            return None
+        screen, image = (labels.width, labels.height), (request.image_width, request.image_height)
+        target = labels.targets[request.task]
+        others = sorted((t for t in labels.targets.values() if t is not target), key=lambda t: t.text)
+        decoy = min(others, key=lambda t: abs(t.center[0] - target.center[0]) + abs(t.center[1] - target.center[1]))
+        right = Click(**dict(zip("xy", to_image_frame(*target.center, screen, image))))
+        wrong = Click(**dict(zip("xy", to_image_frame(*decoy.center, screen, image))))
+        key = f"{labels.key}/{target.text}@{request.budget}"
+        return OracleReply(key=key, right=reply(right, f"the target is at {right.x},{right.y}"),
+                           wrong=reply(wrong, f"the target is at {wrong.x},{wrong.y}"))
+
+
+# -- the suite (parent process) ---------------------------------------------------------------
+
+
+def run(ctx: EvalContext) -> SuiteResult:
+    plan, budgets = (SMALL, SMALL_BUDGETS) if ctx.small else (FULL, BUDGETS)
+    labels_dir = ctx.out_dir / "labels"
+    client = ctx.connect(GroundingAnswerer(labels_dir))
+    spec = ClientSpec.of(client)
+    client.close()
+    outcomes: list[Outcome] = []
+    for (width, height), scenes in plan:
+        folder = ctx.out_dir / f"{width}x{height}"
+        with xvfb(width, height) as display:
+            job = GroundingJob(display=display, width=width, height=height, scenes=list(scenes),
+                               max_targets=SMALL_TARGETS_PER_SCREEN if ctx.small else None, budgets=list(budgets),
+                               out_dir=str(folder), labels_dir=str(labels_dir), client=spec)
+            path = run_worker(__name__, job, folder)
+        for outcome in WorkerResult.model_validate_json(path.read_text(encoding="utf-8")).outcomes:
+            if outcome.image:
+                outcome.image = str((folder / outcome.image).relative_to(ctx.out_dir.parents[1]))
+            outcomes.append(outcome)
+    return score(outcomes)
+
+
+def score(outcomes: list[Outcome]) -> SuiteResult:
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for o in outcomes:
+        for key in (f"budget={o.budget}", f"screen={o.screen}", f"budget={o.budget},screen={o.screen}"):
+            groups[key].append(o.hit)
+    misses = []
+    for o in outcomes:
+        if o.hit:
+            continue
+        expected = predicted = None
+        if o.image_size:
+            sx, sy = o.image_size[0] / int(o.screen.split("x")[0]), o.image_size[1] / int(o.screen.split("x")[1])
+            expected = (o.box[0] * sx, o.box[1] * sy, o.box[2] * sx, o.box[3] * sy)
+            if o.model_point:
+                predicted = (float(o.model_point[0]), float(o.model_point[1])) * 2
+        misses.append(Miss(case=f"{o.screen}/{o.case}@{o.budget}", detail=o.detail, image=o.image,
+                           expected_box=expected, predicted_box=predicted))  # type: ignore[arg-type]
+    metrics = {"hit_rate": share(o.hit for o in outcomes), "targets": float(len({(o.screen, o.case) for o in outcomes})),
+               "cases": float(len(outcomes))}
+    metrics.update({f"hit_rate@{k}": share(v) for k, v in groups.items() if "," not in k})
+    breakdown = {k: {"hit_rate": share(v), "cases": float(len(v))} for k, v in groups.items()}
+    return SuiteResult(suite=NAME, system="", metrics=metrics, breakdown=breakdown, misses=misses)
+
+
+# -- the worker (one process per screen size) -------------------------------------------------
+
+
+def pick_targets(targets: dict[str, Target], width: int, height: int, limit: int | None) -> list[tuple[str, Target]]:
+    """Targets wholly on screen; with a limit, a spread over the widget kinds (round robin)."""
+    inside = [(n, t) for n, t in targets.items() if t.x >= 0 and t.y >= 0 and t.x + t.width <= width and t.y + t.height <= height]
+    if limit is None:
+        return inside
+    by_kind: dict[str, list[tuple[str, Target]]] = defaultdict(list)
+    for name, target in inside:
+        by_kind[name.split(":")[0]].append((name, target))
+    picked: list[tuple[str, Target]] = []
+    while len(picked) < min(limit, len(inside)):
+        for kind in sorted(by_kind):
+            if by_kind[kind] and len(picked) < limit:
+                picked.append(by_kind[kind].pop(0))
+    return picked
+
+
+def worker(job: GroundingJob) -> WorkerResult:
+    from agents.desktop.runner import run_desktop
+    from agents.desktop.state import DesktopOptions
+    from agents.rules import build_policy
+    from tools.screen import Screen
+    from tools.ui import UIExecutor
+
+    out = Path(job.out_dir)
+    registry = ScreenRegistry(Path(job.labels_dir), ScreenLabels)
+    policy = build_policy("desktop", [])
+    client = job.client.connect()
+    park = UIExecutor(job.display)
+    outcomes: list[Outcome] = []
+    screen_name = f"{job.width}x{job.height}"
+    with client, Screen(job.display) as screen:
+        for scene in job.scenes:
+            with AppProcess(APP, ["--scene", str(scene), "--screen", screen_name], job.display, out) as app:
+                assert app.ready is not None
+                chosen = pick_targets(app.ready.targets, job.width, job.height, job.max_targets)
+                park.execute(Move(x=POINTER_PARK[0], y=POINTER_PARK[1]))
+                key = f"{screen_name}-scene{scene}"
+                labels = ScreenLabels(
+                    key=key, width=job.width, height=job.height, fingerprint=fingerprint(screen.capture_monitor(1).image),
+                    targets={instruction(t): t.model_copy(update={"text": n}) for n, t in chosen},
+                )
+                registry.add(key, labels)
+                for name, target in chosen:
+                    for budget in job.budgets:
+                        outcomes.append(_one_case(run_desktop, DesktopOptions, policy, client, app, job, scene,
+                                                  name, target, budget, out))
+    return WorkerResult(outcomes=outcomes)
+
+
+def _one_case(run_desktop, options_type, policy, client, app: AppProcess, job: GroundingJob, scene: int,
+              name: str, target: Target, budget: int, out: Path) -> Outcome:
+    case = f"scene{scene}/{name}"
+    run_dir = out / "runs" / f"scene{scene}-{name.replace(':', '-')}-{budget}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    before = len(app.layout().state["presses"])
+    # One step: the click is the whole task (settle time is for the next observation, which never comes).
+    options = options_type(task=instruction(target), max_steps=1, budget=budget, settle_ms=0)
+    result = run_desktop(options, client, policy, run_dir, display=job.display)
+    time.sleep(0.05)
+    presses = app.layout().state["presses"][before:]
+    common = dict(case=case, screen=f"{job.width}x{job.height}", budget=budget, box=target.box())
+    step = result.steps[0] if result.steps else None
+    if step is None or not step.screen_xy:
+        why = (step.invalid or step.outcome()) if step is not None else f"no step ({result.stop_reason})"
+        return Outcome(hit=False, detail=f"no click: {why}", **common)
+    x, y = step.screen_xy[0]
+    seen = presses[-1]["target"] if presses else None
+    hit = bool(step.executed and target.contains(x, y) and seen == name)
+    detail = f"expected {name} in {target.x},{target.y} {target.width}x{target.height}; clicked screen ({x}, {y}), app saw {seen}"
+    image = Path(step.screenshot)
+    return Outcome(hit=hit, detail=detail, image=str((run_dir / image).relative_to(out)),
+                   image_size=(step.geometry.image_width, step.geometry.image_height),
+                   model_point=step.model_xy[0] if step.model_xy else None, **common)
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv, GroundingJob, worker))

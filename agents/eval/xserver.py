@@ -1,0 +1,152 @@
+"""The X servers of the grounding and desktop suites, and the worker process that drives each one.
+
+A suite starts one Xvfb per screen size (:func:`xvfb`) and reuses it for every app and case of
+that size. The desktop agent clicks through pyautogui, which binds to one display per process,
+so each screen size is driven by its own worker process (:func:`run_worker`): the suite's module
+run as ``python -m MODULE --worker JOB.json``; the worker writes its result file and exits.
+The model server (the oracle or a real one) stays in the parent; the worker gets its URL.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from agents.errors import RunError
+from tools.errors import DisplayUnavailableError
+
+START_TIMEOUT_S = 20.0
+
+
+def require_xvfb() -> str:
+    """Path of Xvfb, or a one-line error naming the package."""
+    path = shutil.which("Xvfb")
+    if path is None:
+        raise DisplayUnavailableError(
+            "Xvfb is not installed; the grounding and desktop suites start their own virtual screens: "
+            "apt-get install xvfb xdotool"
+        )
+    return path
+
+
+@contextmanager
+def xvfb(width: int, height: int) -> Iterator[str]:
+    """A fresh Xvfb of ``width``x``height`` (no window manager); yields its display name (":N")."""
+    binary = require_xvfb()
+    workdir = Path(tempfile.mkdtemp(prefix="tilepilot-eval-x-"))
+    log_path = workdir / "xvfb.log"
+    read_fd, write_fd = os.pipe()
+    with open(log_path, "wb") as log:
+        # -displayfd: the server picks a free display number itself, so parallel runs never collide.
+        proc = subprocess.Popen(
+            [binary, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp", "-noreset", "-displayfd", str(write_fd)],
+            pass_fds=(write_fd,), stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    os.close(write_fd)
+    try:
+        number = _read_display_number(read_fd, START_TIMEOUT_S)
+        if not number:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise DisplayUnavailableError(f"Xvfb {width}x{height} did not start: {tail[0]}")
+        yield f":{number}"
+    finally:
+        os.close(read_fd)
+        _terminate(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _read_display_number(fd: int, timeout_s: float) -> str:
+    # The server writes the number and the newline in two writes: read up to the newline.
+    received, deadline = b"", time.monotonic() + timeout_s
+    while not received.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 64) if ready else b""
+        if not chunk:
+            return ""
+        received += chunk
+    return received.decode().strip()
+
+
+def _terminate(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace_s)
+
+
+class ClientSpec(BaseModel):
+    """How a worker reaches the parent's model server (the API key travels in the environment)."""
+
+    base_urls: list[str]
+    profile_json: str  # ModelProfile.model_dump_json()
+    max_retries: int = 3
+
+    @classmethod
+    def of(cls, client) -> "ClientSpec":
+        return cls(base_urls=list(client.base_urls), profile_json=client.profile.model_dump_json(),
+                   max_retries=client.max_retries)
+
+    def connect(self):
+        from model_runtime.client import ChatClient
+        from model_runtime.profiles import ModelProfile
+
+        profile = ModelProfile.model_validate_json(self.profile_json)
+        return ChatClient(self.base_urls, profile, max_retries=self.max_retries, backoff_s=0.1,
+                          api_key=os.environ.get("TILEPILOT_API_KEY"))
+
+
+def run_worker(module: str, job: BaseModel, job_dir: Path, timeout_s: float = 900.0) -> Path:
+    """Run ``python -m module --worker job.json``; returns the result file it wrote.
+
+    A worker that fails leaves its last stderr line in a one-line RunError.
+    """
+    job_dir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path = job_dir / "job.json", job_dir / "result.json"
+    job_path.write_text(job.model_dump_json(), encoding="utf-8")
+    result_path.unlink(missing_ok=True)
+    stderr_path = job_dir / "worker.stderr"
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", module, "--worker", str(job_path), str(result_path)],
+                                stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            _terminate(proc)
+            raise RunError(f"{module} worker ran past {timeout_s:.0f} s; see {stderr_path}") from None
+        except BaseException:
+            _terminate(proc)
+            raise
+    if proc.returncode != 0 or not result_path.is_file():
+        lines = stderr_path.read_text(errors="replace").strip().splitlines() or ["no output"]
+        raise RunError(f"{module} worker failed (exit {proc.returncode}): {lines[-1]}; see {stderr_path}")
+    return result_path
+
+
+POINTER_PARK = (3, 400)  # where the pointer waits before a case: bare background, never a fail-safe corner
+
+
+def worker_main(argv: list[str], job_type: type[BaseModel], work) -> int:
+    """``python -m SUITE --worker JOB.json RESULT.json``: run ``work(job)`` and write its result atomically."""
+    if len(argv) != 4 or argv[1] != "--worker":
+        print(f"usage: python -m {job_type.__module__} --worker JOB.json RESULT.json", file=sys.stderr)
+        return 2
+    from agents.runs import write_atomic
+
+    job = job_type.model_validate_json(Path(argv[2]).read_text(encoding="utf-8"))
+    write_atomic(Path(argv[3]), work(job).model_dump_json())
+    return 0
