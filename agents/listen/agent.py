@@ -115,6 +115,7 @@ class ListenAgent:
             raise UsageError("--task ask needs a question (--question TEXT), and only ask takes one")
         own = not isinstance(run, Run)
         if own:  # a bare folder: a run with no manifest and no lifecycle events of its own
+            Path(run).mkdir(parents=True, exist_ok=True)
             run = Run("listen", Path(run), resumed=False, deadline=self.deadline, progress=None)
         events = self.events
         self.events = events or run.events
