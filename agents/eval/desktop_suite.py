@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +27,9 @@ from pydantic import BaseModel
 from agents.eval.apps.client import AppProcess, Layout
 from agents.eval.core import EvalContext, Miss, SuiteResult, share
 from agents.eval.oracle import OracleReply
-from agents.eval.screen_oracle import SAME_SCREEN, ScreenRegistry, action_in_image, distance, fingerprint, read_request, reply
+from agents.eval.screen_oracle import (
+    SAME_SCREEN, DesktopRequest, RegistryAnswerer, ScreenRegistry, action_in_image, distance, fingerprint, reply,
+)
 from agents.eval.xserver import POINTER_PARK, ClientSpec, run_worker, worker_main, xvfb
 from agents.errors import RunError
 from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Move, Scroll, Type
@@ -147,28 +148,18 @@ class WorkerResult(BaseModel):
 # -- the reference answerer ------------------------------------------------------------------
 
 
-class DesktopAnswerer:
+class DesktopAnswerer(RegistryAnswerer):
     """Knows each task's steps from the rehearsal; finds the task by its line and the step by its caption."""
 
     def __init__(self, labels_dir: Path) -> None:
-        self.registry = ScreenRegistry(labels_dir, TaskLabels)
-        self._lock = threading.Lock()
+        super().__init__(labels_dir, TaskLabels)
 
-    def _labels(self, task: str) -> TaskLabels | None:
-        for attempt in range(2):
-            found = next((e for e in self.registry.entries.values() if isinstance(e, TaskLabels) and e.task == task), None)
-            if found is not None or attempt:
-                return found
-            self.registry.reload()
-        return None
+    def find(self, request: DesktopRequest) -> TaskLabels | None:
+        return next((e for e in self.registry.entries.values() if isinstance(e, TaskLabels) and e.task == request.task), None)
 
-    def __call__(self, body: dict) -> OracleReply | None:
-        request = read_request(body)
-        if request is None:
-            return None
-        with self._lock:
-            labels = self._labels(request.task)
-        if labels is None or request.step >= len(labels.steps):
+    def answer(self, request: DesktopRequest, labels: BaseModel) -> OracleReply | None:
+        assert isinstance(labels, TaskLabels)
+        if request.step >= len(labels.steps):
             return None
         step = labels.steps[request.step]
         if distance(step.fingerprint, request.fingerprint) > SAME_SCREEN:
@@ -187,9 +178,7 @@ class DesktopAnswerer:
 def run(ctx: EvalContext) -> SuiteResult:
     tasks = [t for t in TASKS if not ctx.small or t.id in SMALL_TASKS]
     labels_dir = ctx.out_dir / "labels"
-    client = ctx.connect(DesktopAnswerer(labels_dir))
-    spec = ClientSpec.of(client)
-    client.close()
+    spec = ClientSpec.of_context(ctx, DesktopAnswerer(labels_dir))
     with xvfb(*SCREEN) as display:
         job = DesktopJob(display=display, tasks=tasks, out_dir=str(ctx.out_dir), labels_dir=str(labels_dir), client=spec)
         path = run_worker(__name__, job, ctx.out_dir)

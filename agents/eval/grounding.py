@@ -14,7 +14,6 @@ One Xvfb per screen size, driven by one worker process (pyautogui binds to one d
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -24,7 +23,9 @@ from pydantic import BaseModel
 from agents.eval.apps.client import AppProcess, Target
 from agents.eval.core import EvalContext, Miss, SuiteResult, share
 from agents.eval.oracle import OracleReply
-from agents.eval.screen_oracle import SAME_SCREEN, ScreenRegistry, distance, fingerprint, read_request, reply, to_image_frame
+from agents.eval.screen_oracle import (
+    SAME_SCREEN, DesktopRequest, RegistryAnswerer, ScreenRegistry, distance, fingerprint, reply, to_image_frame,
+)
 from agents.eval.xserver import POINTER_PARK, ClientSpec, run_worker, worker_main, xvfb
 from tools.actions import Click, Move
 
@@ -83,32 +84,20 @@ def instruction(target: Target) -> str:
 # -- the reference answerer (runs in the suite's process, inside the oracle server) -------------
 
 
-class GroundingAnswerer:
+class GroundingAnswerer(RegistryAnswerer):
     """Recognises the screen by its fingerprint and the target by the task line; clicks its centre."""
 
     def __init__(self, labels_dir: Path) -> None:
-        self.registry = ScreenRegistry(labels_dir, ScreenLabels)
-        self._lock = threading.Lock()
+        super().__init__(labels_dir, ScreenLabels)
 
-    def _screen(self, print_: list[int], task: str) -> ScreenLabels | None:
-        for attempt in range(2):
-            candidates = [(distance(e.fingerprint, print_), e) for e in self.registry.entries.values()
-                          if isinstance(e, ScreenLabels) and task in e.targets]
-            best = min(candidates, key=lambda c: c[0], default=None)
-            if best is not None and best[0] <= SAME_SCREEN:
-                return best[1]
-            if attempt == 0:
-                self.registry.reload()
-        return None
+    def find(self, request: DesktopRequest) -> ScreenLabels | None:
+        candidates = [(distance(e.fingerprint, request.fingerprint), e) for e in self.registry.entries.values()
+                      if isinstance(e, ScreenLabels) and request.task in e.targets]
+        best = min(candidates, key=lambda c: c[0], default=None)
+        return best[1] if best is not None and best[0] <= SAME_SCREEN else None
 
-    def __call__(self, body: dict) -> OracleReply | None:
-        request = read_request(body)
-        if request is None:
-            return None
-        with self._lock:
-            labels = self._screen(request.fingerprint, request.task)
-        if labels is None:
-            return None
+    def answer(self, request: DesktopRequest, labels: BaseModel) -> OracleReply:
+        assert isinstance(labels, ScreenLabels)
         screen, image = (labels.width, labels.height), (request.image_width, request.image_height)
         target = labels.targets[request.task]
         others = sorted((t for t in labels.targets.values() if t is not target), key=lambda t: t.text)
@@ -126,9 +115,7 @@ class GroundingAnswerer:
 def run(ctx: EvalContext) -> SuiteResult:
     plan, budgets = (SMALL, SMALL_BUDGETS) if ctx.small else (FULL, BUDGETS)
     labels_dir = ctx.out_dir / "labels"
-    client = ctx.connect(GroundingAnswerer(labels_dir))
-    spec = ClientSpec.of(client)
-    client.close()
+    spec = ClientSpec.of_context(ctx, GroundingAnswerer(labels_dir))
     outcomes: list[Outcome] = []
     for (width, height), scenes in plan:
         folder = ctx.out_dir / f"{width}x{height}"

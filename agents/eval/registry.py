@@ -9,4 +9,6 @@ SUITES: dict[str, str] = {
     "review": "agents.eval.review_suite",
     "legibility": "agents.eval.legibility",
     "listen": "agents.eval.listen_suite",
+    "grounding": "agents.eval.grounding",
+    "desktop": "agents.eval.desktop_suite",
 }

@@ -15,11 +15,13 @@ import base64
 import io
 import math
 import re
+import threading
 from pathlib import Path
 
 from PIL import Image
 from pydantic import BaseModel
 
+from agents.eval.oracle import OracleReply
 from tools.actions import Action
 
 FINGERPRINT_SIZE = (48, 30)
@@ -116,3 +118,29 @@ class ScreenRegistry:
         for path in sorted(self.folder.glob("*.json")):
             if path.stem not in self.entries:
                 self.entries[path.stem] = self.model.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+class RegistryAnswerer:
+    """An answerer over a :class:`ScreenRegistry`: read the request, find its labels (rereading the folder
+    once when they are unknown: the suite's worker adds screens as it captures them), answer."""
+
+    def __init__(self, folder: Path, model: type[BaseModel]) -> None:
+        self.registry = ScreenRegistry(folder, model)
+        self._lock = threading.Lock()
+
+    def find(self, request: DesktopRequest) -> BaseModel | None:
+        raise NotImplementedError
+
+    def answer(self, request: DesktopRequest, labels: BaseModel) -> OracleReply | None:
+        raise NotImplementedError
+
+    def __call__(self, body: dict) -> OracleReply | None:
+        request = read_request(body)
+        if request is None:
+            return None
+        with self._lock:
+            labels = self.find(request)
+            if labels is None:
+                self.registry.reload()
+                labels = self.find(request)
+        return None if labels is None else self.answer(request, labels)

@@ -61,7 +61,7 @@ def xvfb(width: int, height: int) -> Iterator[str]:
         yield f":{number}"
     finally:
         os.close(read_fd)
-        _terminate(proc)
+        terminate_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -77,7 +77,7 @@ def _read_display_number(fd: int, timeout_s: float) -> str:
     return received.decode().strip()
 
 
-def _terminate(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
+def terminate_process(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
     if proc.poll() is not None:
         return
     proc.terminate()
@@ -96,9 +96,11 @@ class ClientSpec(BaseModel):
     max_retries: int = 3
 
     @classmethod
-    def of(cls, client) -> "ClientSpec":
-        return cls(base_urls=list(client.base_urls), profile_json=client.profile.model_dump_json(),
-                   max_retries=client.max_retries)
+    def of_context(cls, ctx, answerer) -> "ClientSpec":
+        """Connect the eval context's system (starting the oracle with ``answerer``) and describe it."""
+        with ctx.connect(answerer) as client:
+            return cls(base_urls=list(client.base_urls), profile_json=client.profile.model_dump_json(),
+                       max_retries=client.max_retries)
 
     def connect(self):
         from model_runtime.client import ChatClient
@@ -126,10 +128,10 @@ def run_worker(module: str, job: BaseModel, job_dir: Path, timeout_s: float = 90
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            _terminate(proc)
+            terminate_process(proc)
             raise RunError(f"{module} worker ran past {timeout_s:.0f} s; see {stderr_path}") from None
         except BaseException:
-            _terminate(proc)
+            terminate_process(proc)
             raise
     if proc.returncode != 0 or not result_path.is_file():
         lines = stderr_path.read_text(errors="replace").strip().splitlines() or ["no output"]

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from agents.eval.xserver import terminate_process
+
 
 class Head(BaseModel):
     """One monitor of a multi-head X server, in screen pixels."""
@@ -75,17 +77,6 @@ class XServer:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-
-
-def terminate_process(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(grace_s)
 
 
 def _launch_with_displayfd(cmd: list[str], log_path: Path, timeout_s: float) -> tuple[str, subprocess.Popen]:

@@ -15,21 +15,20 @@ from PIL import Image
 from agents.eval.apps.client import Layout, Target
 from agents.eval.desktop_suite import SMALL_TASKS, TASKS, DesktopAnswerer, PlanStep, StepLabel, TaskLabels, concrete, matches
 from agents.eval.screen_oracle import ScreenRegistry, fingerprint
-from tests.conftest import tilepilot
+from tests.agents.eval.eval_cli import oracle_run_fixture
 from tests.requires import require_binary
 
 
 @pytest.fixture(scope="module")
-def desktop_run(tmp_path_factory):
+def x_tools() -> None:
     require_binary("Xvfb", "xvfb")
     require_binary("xdotool")
-    out = tmp_path_factory.mktemp("eval") / "out"
-    proc = tilepilot("eval", "desktop", "--model", "oracle", "--model", "oracle:0.5", "--small", "--json", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, {r["system"]: r for r in json.loads(proc.stdout)["results"]}
 
 
-def test_oracle_completes_every_task_by_the_apps_state(desktop_run):
+desktop_run = oracle_run_fixture("desktop")
+
+
+def test_oracle_completes_every_task_by_the_apps_state(x_tools, desktop_run):
     _, results = desktop_run
     metrics, breakdown = results["oracle"]["metrics"], results["oracle"]["breakdown"]
     assert metrics["success_rate"] == 1.0 and metrics["oracle_unidentified"] == 0, (metrics, breakdown)
@@ -39,7 +38,7 @@ def test_oracle_completes_every_task_by_the_apps_state(desktop_run):
     assert {f"task={t}" for t in SMALL_TASKS} == set(breakdown)
 
 
-def test_half_oracle_scores_about_half_and_a_claimed_done_is_not_success(desktop_run):
+def test_half_oracle_scores_about_half_and_a_claimed_done_is_not_success(x_tools, desktop_run):
     out, results = desktop_run
     assert 0.3 <= results["oracle:0.5"]["metrics"]["success_rate"] <= 0.7, results["oracle:0.5"]
     stored = {r["system"]: r for r in json.loads((out / "results.json").read_text())}

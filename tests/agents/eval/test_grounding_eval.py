@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import random
 
 import pytest
@@ -16,22 +15,21 @@ from agents.eval.apps.client import Target
 from agents.eval.grounding import GroundingAnswerer, ScreenLabels, pick_targets
 from agents.eval.screen_oracle import ScreenRegistry, fingerprint, to_image_frame
 from agents.eval.xserver import require_xvfb
-from tests.conftest import tilepilot
+from tests.agents.eval.eval_cli import oracle_run_fixture
 from tests.requires import require_binary
 from tools.errors import DisplayUnavailableError
 from tools.screen import Geometry
 
 
 @pytest.fixture(scope="module")
-def grounding_run(tmp_path_factory):
+def x_tools() -> None:
     require_binary("Xvfb", "xvfb")
-    out = tmp_path_factory.mktemp("eval") / "out"
-    proc = tilepilot("eval", "grounding", "--model", "oracle", "--model", "oracle:0.5", "--small", "--json", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, {r["system"]: r for r in json.loads(proc.stdout)["results"]}
 
 
-def test_oracle_hits_every_widget_at_every_budget_and_screen(grounding_run):
+grounding_run = oracle_run_fixture("grounding")
+
+
+def test_oracle_hits_every_widget_at_every_budget_and_screen(x_tools, grounding_run):
     _, results = grounding_run
     metrics, breakdown = results["oracle"]["metrics"], results["oracle"]["breakdown"]
     assert metrics["hit_rate"] == 1.0 and metrics["oracle_unidentified"] == 0, metrics
@@ -40,7 +38,7 @@ def test_oracle_hits_every_widget_at_every_budget_and_screen(grounding_run):
     assert all(group["hit_rate"] == 1.0 for group in breakdown.values()), breakdown
 
 
-def test_half_oracle_hits_about_half_and_misses_are_drawn(grounding_run):
+def test_half_oracle_hits_about_half_and_misses_are_drawn(x_tools, grounding_run):
     out, results = grounding_run
     metrics = results["oracle:0.5"]["metrics"]
     assert 0.3 <= metrics["hit_rate"] <= 0.7, metrics
