@@ -1,0 +1,85 @@
+"""Review's loop logic offline, with the WordChat double: split on overflow, shrink, the deadline and resume.
+
+Real PDFs (generated), the real planner, mapper and graph; only the model is a double whose
+"server" rejects prompts over a context limit, as vLLM does with HTTP 400.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agents.review.runner import ReviewOptions, run_review
+from agents.runs import EVENTS_NAME, RUN_FINISHED, DeadlineReached, read_events
+from tests.agents.doubles import WordChat
+from tests.gen.pdfs import mixed_corpus
+
+PAGES = 8
+BUDGET = 4000
+
+
+@pytest.fixture(scope="module")
+def pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("loops") / "doc.pdf"
+    mixed_corpus(path, PAGES)  # dense, sparse, scanned and table pages, twice
+    return path
+
+
+def _review(pdf: Path, out: Path, chat: WordChat, **options) -> tuple[list[dict], list[int]]:
+    report = run_review(ReviewOptions(paths=[str(pdf)], concurrency=1, **{"budget_tokens": BUDGET, **options}), out=out,
+                        client_factory=lambda: chat, progress=None)
+    return list(read_events(out / EVENTS_NAME)), report.documents[0].failed_pages
+
+
+def _reviewed(events: list[dict]) -> Counter:
+    return Counter(p for e in events if e["kind"] == "request" and e["chunk"] != "summary" for p in e["pages"])
+
+
+def test_one_request_when_everything_fits(pdf: Path, tmp_path: Path) -> None:
+    events, failed = _review(pdf, tmp_path / "run", WordChat())
+    assert _reviewed(events) == Counter(range(1, PAGES + 1)) and failed == []
+    assert not [e for e in events if e["kind"] in ("chunk_split", "budget_lowered")]
+
+
+@pytest.mark.parametrize("limit, lowered", [(1500, False), (800, True)])
+def test_server_overflow_splits_chunks_then_lowers_image_budgets(pdf: Path, tmp_path: Path, limit: int, lowered: bool) -> None:
+    chat = WordChat(context_limit=limit)
+    events, failed = _review(pdf, tmp_path / "run", chat)
+    splits = [e for e in events if e["kind"] == "chunk_split"]
+    assert splits and all(e["reason"].startswith("server: ") for e in splits)
+    assert bool([e for e in events if e["kind"] == "budget_lowered"]) == lowered
+    # Every page reviewed exactly once, in a request the server took; only rejected ones went over.
+    assert _reviewed(events) == Counter(range(1, PAGES + 1)) and failed == []
+    accepted = [e["prompt_tokens"] for e in events if e["kind"] == "request"]
+    assert max(accepted) <= limit and any(tokens > limit for tokens, _ in chat.requests)
+
+
+def test_a_small_budget_packs_small_chunks_and_never_sends_more(pdf: Path, tmp_path: Path) -> None:
+    chat = WordChat()
+    events, failed = _review(pdf, tmp_path / "run", chat, budget_tokens=1000)
+    assert len(chat.requests) > 2 and all(tokens <= 1000 for tokens, _ in chat.requests)
+    assert _reviewed(events) == Counter(range(1, PAGES + 1)) and failed == []
+
+
+def test_a_page_that_fits_no_way_fails_by_number(pdf: Path, tmp_path: Path) -> None:
+    events, failed = _review(pdf, tmp_path / "run", WordChat(context_limit=350))
+    assert failed, "some page must be too big for 350 tokens"
+    reasons = {e["page"]: e["reason"] for e in events if e["kind"] == "page_failed"}
+    assert set(reasons) == set(failed) and all(f"page {p}" in reasons[p] for p in failed)
+    assert set(_reviewed(events)) | set(failed) == set(range(1, PAGES + 1))
+
+
+def test_the_deadline_stops_the_review_and_resume_sends_each_chunk_once(pdf: Path, tmp_path: Path) -> None:
+    chat = WordChat()
+    run = tmp_path / "run"
+    with pytest.raises(DeadlineReached, match=f"--resume {run}"):
+        # A millisecond: the plan (a page worker process) always takes longer, so no chunk starts.
+        _review(pdf, run, chat, budget_tokens=1500, max_runtime_s=0.001)
+    assert not (run / "findings.json").exists() and chat.requests == []
+    report = run_review(ReviewOptions(paths=[]), resume=run, max_runtime_s=600, client_factory=lambda: chat, progress=None)
+    assert report.documents[0].failed_pages == []
+    events = list(read_events(run / EVENTS_NAME))
+    assert _reviewed(events) == Counter(range(1, PAGES + 1))
+    assert [e["status"] for e in events if e["kind"] == RUN_FINISHED] == ["deadline", "done"]
