@@ -269,6 +269,7 @@ def run(ctx: EvalContext) -> SuiteResult:
             answers = list(pool.map(lambda ic: _ask(client, workers, by_font[ic[1].font_pt], ic[1], ic[0]),
                                     enumerate(cases)))
     finally:
+        client.close()
         for worker in workers:
             worker.close()
     scores = [character_error_rate(by_font[c.font_pt].lines[c.label], a, c.label) for c, a in zip(cases, answers)]
