@@ -65,7 +65,7 @@ class ReviewContext:
     on_planned: Callable[[int], None] = lambda n: None
     # --concurrency is enforced here, not with LangGraph's max_concurrency: that also sizes the
     # pool that saves each finished task's writes, which then queue behind the running chunks
-    # and are lost on a kill (see run_document).
+    # and are lost on a kill (see agents.review.runner._run_document).
     slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
     deadline: Deadline = field(default_factory=Deadline)
 
@@ -81,6 +81,7 @@ def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     def check_pages() -> Iterator[CheckPage]:
         with PageWorker(ctx.path, ctx.password, ctx.deadline_s) as worker:
             for page in state["pages"]:
+                ctx.deadline.check()  # a huge document stops here too, --no-model included
                 try:
                     text = worker.text(page)
                 except (PageTimeoutError, CorruptPdfError, PageRangeError) as err:  # range: claimed, missing
