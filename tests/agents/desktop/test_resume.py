@@ -48,3 +48,15 @@ def test_sigkill_then_resume_continues_after_the_last_recorded_step(xvfb: XServe
     assert kinds == [RUN_STARTED, RUN_RESUMED, RUN_FINISHED]
     steps_logged = [e["step"] for e in read_events(run / EVENTS_NAME, "step")]
     assert sorted(set(steps_logged)) == list(range(STEPS))
+
+
+def test_max_runtime_stops_the_run_with_its_own_status_and_exit_code(xvfb: XServer, server_env: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = {**server_env, "DISPLAY": xvfb.display}
+    proc = tilepilot("desktop", "look at the screen", "--dry-run", "--max-runtime", "0.01", "--out", str(run), "--json",
+                     env=env, timeout=300)
+    assert proc.returncode == 6, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "deadline" and summary["steps"] == []
+    (finished,) = read_events(run / EVENTS_NAME, RUN_FINISHED)
+    assert finished["status"] == "deadline" and "0.01 s time limit (--max-runtime)" in finished["reason"]

@@ -50,3 +50,14 @@ def test_sigkill_then_resume_sends_no_clip_twice(audio_gen: AudioFactory, server
     assert [c["index"] for c in saved_json["clips"]] == [0, 1, 2, 3]
     lifecycle = [e["kind"] for e in read_events(run / EVENTS_NAME) if e["kind"] in (RUN_RESUMED, RUN_FINISHED)]
     assert lifecycle == [RUN_RESUMED, RUN_FINISHED]
+
+
+def test_max_runtime_stops_with_one_line(audio_gen: AudioFactory, server_env: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = tilepilot("listen", str(audio_gen.talk(seconds=45.0).path), "--max-runtime", "0.01", "--out", str(run),
+                     env=server_env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 6 and len(lines) == 1 and f"tilepilot listen --resume {run}" in lines[0], proc.stderr
+    assert not (run / "transcript.json").exists()
+    (finished,) = read_events(run / EVENTS_NAME, RUN_FINISHED)
+    assert finished["status"] == "deadline"

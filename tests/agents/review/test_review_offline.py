@@ -74,3 +74,20 @@ def test_shipped_example_contract(tmp_path: Path) -> None:
     hits = sorted((f["rule"], f["page"]) for f in json.loads(proc.stdout)["documents"][0]["findings"])
     assert hits == [("auto-renewal", 7), ("governing-law-clause", 1), ("no-personal-data", 3), ("no-personal-data", 3),
                     ("no-personal-data", 9), ("no-unlimited-liability", 5)]
+
+
+def test_max_runtime_stops_with_one_line_and_resume_finishes(planted_16: Path, tmp_path: Path) -> None:
+    from agents.runs import read_events
+
+    run = tmp_path / "run"
+    proc = tilepilot("review", str(planted_16), "--rules", CONTRACT_RULES, "--no-model", "--max-runtime", "0.01",
+                     "--out", str(run))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 6 and len(lines) == 1, proc.stderr
+    assert "0.01 s time limit (--max-runtime)" in lines[0] and f"tilepilot review --resume {run}" in lines[0]
+    assert not (run / "findings.json").exists()
+    resumed = tilepilot("review", "--resume", str(run), "--max-runtime", "600", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert {(f["rule"], f["page"]) for f in json.loads(resumed.stdout)["documents"][0]["findings"]} >= {("no-personal-data", 2)}
+    finished = [e for e in read_events(run / "events.jsonl", "run_finished")]
+    assert [e["status"] for e in finished] == ["deadline", "done"]
