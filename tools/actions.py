@@ -133,8 +133,6 @@ Action = Annotated[
 ]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 
-TERMINAL_KINDS = frozenset({ActionKind.DONE, ActionKind.FAIL})
-
 
 def parse_action(data: object) -> Action:
     return ACTION_ADAPTER.validate_python(data)
