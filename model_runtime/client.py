@@ -66,7 +66,7 @@ def _repair_json(text: str) -> str:
 
 
 class ChatClient:
-    """A thread-safe client for one served model, over one or more replicas."""
+    """A thread-safe client for one served model, over one or more replicas (a :class:`~model_runtime.chat_model.ChatModel`)."""
 
     def __init__(
         self,

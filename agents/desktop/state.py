@@ -2,7 +2,7 @@
 
 Everything here is plain data that the LangGraph checkpoint (``checkpoint.sqlite``) and the
 trajectory (``trajectory.json``) store as they are. Live objects (the X connection, the model
-client, the screenshots in memory) never enter the state; they live in ``graph.DesktopRuntime``.
+client, the screenshots in memory) never enter the state; they live in ``graph.DesktopContext``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Usage(BaseModel):
 
     prompt_tokens: int  # the server's count
     completion_tokens: int
-    counted_prompt_tokens: int  # counted before sending (ChatClient.count_prompt_tokens)
+    counted_prompt_tokens: int  # counted before sending (ChatModel.count_prompt_tokens)
     input_budget: int  # the profile's limit for prompt tokens
     images: int  # screenshots in the request
     attempts: int = 1
