@@ -69,7 +69,7 @@ def desktop(
 
     Without --max-runtime a run stops after 900 s (or the rules' limits.max_runtime_s if smaller).
     """
-    from agents.backend import connect
+    from agents.backend import connect, random_weights_note
     from agents.desktop.runner import desktop_deadline, run_desktop
     from agents.rules import build_policy
     from agents.runs import Run, read_options
@@ -103,6 +103,9 @@ def desktop(
     else:
         err.print(f"{result.status}: {result.stop_reason or ''} ({len(result.steps)} steps; replay: tilepilot replay {result.run})",
                   markup=False, highlight=False)
+        note = random_weights_note(client.profile)
+        if note:
+            err.print(f"[dim]{note}[/dim]")
     raise typer.Exit(EXIT_CODES[result.status])
 
 

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from agents.review.findings import FindingsFile
 from agents.runs import read_events
+from tests.agents.killing import kill_when
 from tests.agents.review.conftest import CONTRACT_RULES, EXPECTED_CHECK_HITS
-from tests.conftest import REPO, tilepilot
+from tests.conftest import tilepilot
 
 pytestmark = pytest.mark.integration
 
@@ -69,14 +65,7 @@ def _finished_chunks(run: Path) -> set[str]:
 def test_sigkill_then_resume(planted_16: Path, tmp_path: Path, server_env: dict) -> None:
     args = [str(planted_16), "--rules", CONTRACT_RULES, "--budget-tokens", "2600", "--concurrency", "1"]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "review", *args, "--out", str(killed), "--json"],
-                            cwd=REPO, env={**os.environ, **server_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list(read_events(killed / "events.jsonl", "chunk_done"))) < 2:
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(["review", *args, "--out", str(killed), "--json"], killed, "chunk_done", 2, server_env)
     assert not (killed / "findings.json").exists()
     finished = _finished_chunks(killed)
     planned = next(read_events(killed / "events.jsonl", "planned"))
