@@ -47,12 +47,14 @@ def rules_paths(rules: Optional[list[Path]]) -> list[str]:
     return [str(p) for p in rules or ()]
 
 
-def check_resume(resume: Optional[Path], given: object, inputs: str, argument: str) -> None:
+def check_resume(resume: Optional[Path], given: object, inputs: str, argument: str, out: Optional[Path] = None) -> None:
     """``--resume`` takes its inputs from the run folder: refuse new ones, and require them without it."""
     if resume is None and not given:
         raise UsageError(f"pass {inputs} (or --resume RUN)")
     if resume is not None and given:
         raise UsageError(f"--resume continues a run with its own inputs; drop the {argument}")
+    if resume is not None and out is not None:
+        raise UsageError("--resume writes into the run's own folder; drop --out")
 
 
 def progress_sink(as_json: bool, console: Console):

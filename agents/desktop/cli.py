@@ -75,7 +75,7 @@ def desktop(
     from agents.runs import Run, read_options
     from tools.screen import require_display
 
-    check_resume(resume, task, "the TASK", "TASK argument")
+    check_resume(resume, task, "the TASK", "TASK argument", out)
     if resume is not None:  # the run's own task and options; only the server, the time limit and --yes may change
         options = read_options("desktop", resume, DesktopOptions)
         if max_runtime is not None:

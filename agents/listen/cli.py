@@ -90,7 +90,7 @@ def listen(
     base_url: BaseUrlOption = None,
 ) -> None:
     """Transcribe, summarize or answer a question about audio recordings."""
-    check_resume(resume, audio, "one or more audio files", "AUDIO arguments")
+    check_resume(resume, audio, "one or more audio files", "AUDIO arguments", out_dir)
     if resume is not None:  # the run's own inputs and options; only the server and the time limit may change
         options = read_options("listen", resume, ListenOptions)
         if max_runtime is not None:

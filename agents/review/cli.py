@@ -39,7 +39,7 @@ def review(
 
     if mode not in ("map-reduce", "rolling"):
         raise UsageError(f"--mode must be map-reduce or rolling, got {mode!r}")
-    check_resume(resume, paths, "one or more PDF files or folders", "PATH arguments")
+    check_resume(resume, paths, "one or more PDF files or folders", "PATH arguments", out)
     if budget_tokens is not None and budget_tokens < 1:
         raise UsageError(f"--budget-tokens must be positive, got {budget_tokens}")
     if resume is not None:  # the run's own options, model included; only the server and the time limit may change

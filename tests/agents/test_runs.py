@@ -193,3 +193,18 @@ def test_the_audit_log_writes_through_the_event_writer(tmp_path: Path) -> None:
     log.record(Click(x=5, y=5), guard(Click(x=5, y=5), context, policy), 0)
     (event,) = read_events(tmp_path / "audit.jsonl")
     assert event["kind"] == "guard" and event["verdict"] == log.entries()[0].verdict and "t" in event
+
+
+@pytest.mark.parametrize("agent, inputs", [("review", ["x.pdf"]), ("desktop", ["a task"]), ("listen", ["x.wav"])])
+def test_every_agent_takes_resume_with_the_same_rules(agent: str, inputs: list[str], tmp_path: Path) -> None:
+    from tests.conftest import tilepilot
+
+    with Run.open(agent, Options(), out=tmp_path / "run"):
+        pass
+    for args, message in ((["--resume", str(tmp_path / "run"), *inputs], "--resume continues a run with its own inputs"),
+                          (["--resume", str(tmp_path / "run"), "--out", str(tmp_path / "x")], "drop --out"),
+                          ([], "(or --resume RUN)"),
+                          (["--resume", str(tmp_path / "nope")], "no such run folder")):
+        proc = tilepilot(agent, *args, env={"TILEPILOT_BASE_URL": "http://127.0.0.1:9"})
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (args, proc.stderr)
