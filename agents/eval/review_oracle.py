@@ -118,16 +118,23 @@ class ReviewAnswerer:
         return None
 
     def _wrong(self, document: str, pages: list[int], labels: list[Label]) -> list[dict]:
-        """Per label: its rule on another page of the chunk, and another rule on its own page."""
+        """Per label: its rule on another page of the chunk, and another rule on its own page.
+
+        Neither may coincide with a label (a "wrong" answer that hits another label would be right).
+        """
+        taken = {(lb.rule, lb.page) for lb in self.data.labels if lb.document == document}
         wrong = []
         for index, label in enumerate(labels):
             page = label.page or pages[0]
-            others = [p for p in pages if p != page]
+            others = [p for p in pages if p != page and (label.rule, p) not in taken]
             if others:
                 moved = others[index % len(others)]
                 wrong.append(_finding(label.rule, moved, self.words[(document, moved)], "misplaced"))
-            rule = self.rules[(self.rules.index(label.rule) + 1) % len(self.rules)] if label.rule in self.rules else "model"
-            wrong.append(_finding(rule, page, self.words[(document, page)], "wrong rule"))
+            start = self.rules.index(label.rule) if label.rule in self.rules else 0
+            rules = [self.rules[(start + k) % len(self.rules)] for k in range(1, len(self.rules))]
+            rule = next((r for r in rules if (r, page) not in taken), None)
+            if rule is not None:
+                wrong.append(_finding(rule, page, self.words[(document, page)], "wrong rule"))
         return wrong
 
 
