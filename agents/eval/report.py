@@ -17,7 +17,7 @@ from rich.table import Table
 from agents.eval.core import Miss, SuiteResult
 
 HEADLINE = ("precision", "recall", "f1", "success_rate", "hit_rate", "cer")
-MAX_MISSES_SHOWN = 200  # per system; the rest are counted
+MAX_MISSES_SHOWN = 2000  # per system (images are files, not inlined); the rest are counted
 
 
 def _fmt(value: float | None) -> str:

@@ -28,7 +28,7 @@ from tools.pdf import open_pdf
 NAME = "review"
 ACCEPTS_DATASET = True
 REQUEST_BUDGET = 4096  # prompt tokens per request: several chunks per document, so chunk boundaries are measured
-MISS_IMAGES = 60  # pages rendered for report.html per system; further misses are listed without one
+MISS_PAGES = 400  # distinct pages rendered for report.html per system (more than the full suite has)
 MISS_DPI = 60
 
 
@@ -131,22 +131,25 @@ def _miss(document: str, pair: _Pair) -> Miss:
 
 
 def _with_images(ctx: EvalContext, data: Dataset, misses: list[Miss]) -> list[Miss]:
-    """Render the page of the first misses, with their boxes scaled from points to its pixels."""
+    """Render each page with a miss once, with the misses' boxes scaled from points to its pixels."""
     folder = ctx.out_dir / "misses"
     folder.mkdir(exist_ok=True)
+    scale = MISS_DPI / 72
+    rendered: dict[tuple[str, int], str] = {}
     out = []
-    for index, miss in enumerate(misses):
+    for miss in misses:
         document, where = miss.case.split(" ")[:2]
-        if index >= MISS_IMAGES or where == "document":
+        page = int(where[1:]) if where != "document" else 0
+        if not page or (len(rendered) >= MISS_PAGES and (document, page) not in rendered):
             out.append(miss)
             continue
-        page = int(where[1:])
-        with open_pdf(data.root / document) as doc:
-            width_pt, height_pt = doc.page_size(page)
-            scale = MISS_DPI / 72
-            image = doc.render(page, max(1, round(width_pt * scale)), max(1, round(height_pt * scale)))
-        path = folder / f"{index:04d}-{Path(document).stem}-p{page}.png"
-        image.save(path)
+        if (document, page) not in rendered:
+            with open_pdf(data.root / document) as doc:
+                width_pt, height_pt = doc.page_size(page)
+                image = doc.render(page, max(1, round(width_pt * scale)), max(1, round(height_pt * scale)))
+            path = folder / f"{Path(document).stem}-p{page:04d}.png"
+            image.save(path)
+            rendered[(document, page)] = ctx.relative(path)
         scaled = {k: tuple(v * scale for v in box) if (box := getattr(miss, k)) else None for k in ("expected_box", "predicted_box")}
-        out.append(miss.model_copy(update={"image": ctx.relative(path), **scaled}))
+        out.append(miss.model_copy(update={"image": rendered[(document, page)], **scaled}))
     return out
