@@ -83,3 +83,20 @@ def test_the_deadline_stops_the_review_and_resume_sends_each_chunk_once(pdf: Pat
     events = list(read_events(run / EVENTS_NAME))
     assert _reviewed(events) == Counter(range(1, PAGES + 1))
     assert [e["status"] for e in events if e["kind"] == RUN_FINISHED] == ["deadline", "done"]
+
+
+def test_rolling_mode_carries_notes_and_keeps_one_checkpoint(pdf: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    chat = WordChat()
+    run = tmp_path / "run"
+    events, failed = _review(pdf, run, chat, budget_tokens=1200, mode="rolling")
+    requests = [e for e in events if e["kind"] == "request" and e["chunk"] != "summary"]
+    assert len(requests) > 2 and _reviewed(events) == Counter(range(1, PAGES + 1)) and failed == []
+    # Each chunk after the first reads the notes the one before wrote (the double writes "noted").
+    assert all("noted" in str(messages[-1].parts) for _, messages in chat.requests[1:len(requests)])
+    saver = SqliteSaver(sqlite3.connect(run / "checkpoint.sqlite", check_same_thread=False))
+    assert len(list(saver.list({"configurable": {"thread_id": "doc0"}}))) == 1  # pruned between chunks and at the end
+    saver.conn.close()
