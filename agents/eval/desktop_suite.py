@@ -252,7 +252,8 @@ def rehearse(task: DesktopTask, display: str, folder: Path, screen, executor) ->
         executor.execute(Move(x=POINTER_PARK[0], y=POINTER_PARK[1]))
         for step in task.plan:
             for _ in range(MAX_SCROLLS if step.kind == "scroll_to" else 1):
-                layout = app.layout() if app.running else Layout(targets={}, state={})
+                needed = [n for n in (step.target, step.goal) if n and step.kind != "scroll_to"]
+                layout = app.layout_when(lambda lay: all(n in lay.targets for n in needed))
                 action = concrete(step, layout)
                 if action is None:
                     break

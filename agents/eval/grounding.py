@@ -216,8 +216,8 @@ def _one_case(run_desktop, options_type, policy, client, app: AppProcess, job: G
     # One step: the click is the whole task (settle time is for the next observation, which never comes).
     options = options_type(task=instruction(target), max_steps=1, budget=budget, settle_ms=0)
     result = run_desktop(options, client, policy, run_dir, display=job.display)
-    time.sleep(0.05)
-    presses = app.layout().state["presses"][before:]
+    clicked = bool(result.steps and result.steps[0].executed)
+    presses = app.layout_when(lambda lay: len(lay.state["presses"]) > before or not clicked).state["presses"][before:]
     common = dict(case=case, screen=f"{job.width}x{job.height}", budget=budget, box=target.box())
     step = result.steps[0] if result.steps else None
     if step is None or not step.screen_xy:

@@ -8,6 +8,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,16 @@ class AppProcess:
         except BrokenPipeError:
             raise RunError(f"{self.module} exited before it could be asked for its layout") from None
         return Layout.model_validate(self._read_line(QUERY_TIMEOUT_S))
+
+    def layout_when(self, ready: Callable[[Layout], bool], timeout_s: float = 3.0) -> Layout:
+        """The first layout for which ``ready`` holds (a menu posting, a click arriving: a loaded machine lags),
+        or the last one after ``timeout_s`` (the caller judges it). An app that has quit shows nothing."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            layout = self.layout() if self.running else Layout(targets={}, state={})
+            if ready(layout) or time.monotonic() > deadline or not self.running:
+                return layout
+            time.sleep(0.05)
 
     @property
     def running(self) -> bool:
