@@ -89,9 +89,15 @@ def test_matching_is_one_to_one_and_page_null_labels_match_any_page():
 
 @pytest.mark.integration
 def test_tiny_model_review_score_is_the_floor(vllm_server, tmp_path):
-    system = SystemSpec(label="tiny", model="tiny", base_urls=[vllm_server.base_url])
-    [result] = run_suite("review", [system], tmp_path, small=True)
-    metrics = result.metrics
+    """The real CLI, a table (not --json), the URL paired with the one non-oracle model."""
+    out = tmp_path / "out"
+    proc = tilepilot("eval", "review", "--small", "--model", "oracle", "--model", "tiny", "--base-url", vllm_server.base_url,
+                     "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "f1" in proc.stdout and "model_recall" in proc.stdout  # the table
+    results = {r["system"]: SuiteResult.model_validate(r) for r in json.loads((out / "results.json").read_text())}
+    metrics = results[f"tiny@{vllm_server.base_url}"].metrics
     print("\n[eval review tiny small]", json.dumps({k: round(v, 3) for k, v in metrics.items()}))
-    assert 0.0 <= metrics["f1"] <= 1.0 and metrics["labels"] >= 25
+    assert 0.0 <= metrics["f1"] <= 1.0 and metrics["labels"] >= 25 and "oracle_unidentified" not in metrics
     assert metrics["model_recall"] < 0.2, metrics
+    assert results["oracle"].metrics["f1"] == 1.0
