@@ -30,7 +30,7 @@ from agents.eval.oracle import OracleReply
 from agents.eval.screen_oracle import (
     SAME_SCREEN, DesktopRequest, RegistryAnswerer, ScreenRegistry, action_in_image, distance, fingerprint, reply,
 )
-from agents.eval.xserver import POINTER_PARK, ClientSpec, run_worker, worker_main, xvfb
+from agents.eval.xserver import POINTER_PARK, ClientSpec, require_xvfb, run_worker, worker_main, xvfb
 from agents.errors import RunError
 from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Move, Scroll, Type
 
@@ -177,6 +177,7 @@ class DesktopAnswerer(RegistryAnswerer):
 
 def run(ctx: EvalContext) -> SuiteResult:
     tasks = [t for t in TASKS if not ctx.small or t.id in SMALL_TASKS]
+    require_xvfb("xdotool")  # before a model server is started for nothing
     labels_dir = ctx.out_dir / "labels"
     spec = ClientSpec.of_context(ctx, DesktopAnswerer(labels_dir))
     with xvfb(*SCREEN) as display:

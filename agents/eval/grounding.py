@@ -26,7 +26,7 @@ from agents.eval.oracle import OracleReply
 from agents.eval.screen_oracle import (
     SAME_SCREEN, DesktopRequest, RegistryAnswerer, ScreenRegistry, distance, fingerprint, reply, to_image_frame,
 )
-from agents.eval.xserver import POINTER_PARK, ClientSpec, run_worker, worker_main, xvfb
+from agents.eval.xserver import POINTER_PARK, ClientSpec, require_xvfb, run_worker, worker_main, xvfb
 from tools.actions import Click, Move
 
 NAME = "grounding"
@@ -114,6 +114,7 @@ class GroundingAnswerer(RegistryAnswerer):
 
 def run(ctx: EvalContext) -> SuiteResult:
     plan, budgets = (SMALL, SMALL_BUDGETS) if ctx.small else (FULL, BUDGETS)
+    require_xvfb()  # before a model server is started for nothing
     labels_dir = ctx.out_dir / "labels"
     spec = ClientSpec.of_context(ctx, GroundingAnswerer(labels_dir))
     outcomes: list[Outcome] = []
@@ -218,19 +219,19 @@ def _one_case(run_desktop, options_type, policy, client, app: AppProcess, job: G
     result = run_desktop(options, client, policy, run_dir, display=job.display)
     clicked = bool(result.steps and result.steps[0].executed)
     presses = app.layout_when(lambda lay: len(lay.state["presses"]) > before or not clicked).state["presses"][before:]
-    common = dict(case=case, screen=f"{job.width}x{job.height}", budget=budget, box=target.box())
+    common: dict = dict(case=case, screen=f"{job.width}x{job.height}", budget=budget, box=target.box())
     step = result.steps[0] if result.steps else None
-    if step is None or not step.screen_xy:
-        why = (step.invalid or step.outcome()) if step is not None else f"no step ({result.stop_reason})"
-        return Outcome(hit=False, detail=f"no click: {why}", **common)
+    if step is None:
+        return Outcome(hit=False, detail=f"no step ({result.stop_reason})", **common)
+    common.update(image=str((run_dir / step.screenshot).relative_to(out)),
+                  image_size=(step.geometry.image_width, step.geometry.image_height))
+    if step.action is None or step.action.kind != "click" or not step.screen_xy:
+        return Outcome(hit=False, detail=f"no click: {step.invalid or step.outcome()}"[:300], **common)
     x, y = step.screen_xy[0]
     seen = presses[-1]["target"] if presses else None
     hit = bool(step.executed and target.contains(x, y) and seen == name)
     detail = f"expected {name} in {target.x},{target.y} {target.width}x{target.height}; clicked screen ({x}, {y}), app saw {seen}"
-    image = Path(step.screenshot)
-    return Outcome(hit=hit, detail=detail, image=str((run_dir / image).relative_to(out)),
-                   image_size=(step.geometry.image_width, step.geometry.image_height),
-                   model_point=step.model_xy[0] if step.model_xy else None, **common)
+    return Outcome(hit=hit, detail=detail, model_point=step.model_xy[0] if step.model_xy else None, **common)
 
 
 if __name__ == "__main__":

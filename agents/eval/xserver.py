@@ -28,13 +28,14 @@ from tools.errors import DisplayUnavailableError
 START_TIMEOUT_S = 20.0
 
 
-def require_xvfb() -> str:
-    """Path of Xvfb, or a one-line error naming the package."""
+def require_xvfb(*also: str) -> str:
+    """Path of Xvfb (checking the other binaries ``also`` too), or a one-line error naming the packages."""
     path = shutil.which("Xvfb")
-    if path is None:
+    missing = (["Xvfb"] if path is None else []) + [b for b in also if shutil.which(b) is None]
+    if path is None or missing:
         raise DisplayUnavailableError(
-            "Xvfb is not installed; the grounding and desktop suites start their own virtual screens: "
-            "apt-get install xvfb xdotool"
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed; the grounding and desktop "
+            "suites start their own virtual screens: apt-get install xvfb xdotool"
         )
     return path
 

@@ -43,7 +43,7 @@ class GroundingApp(SuiteApp):
         self.state["presses"] = []
         self._build(scene, width, height)
         self.root.bind_class("Probe", "<ButtonPress>", self._press)
-        for sequence in ("<ButtonRelease>", "<Enter>", "<Leave>", "<Motion>", "<FocusIn>"):
+        for sequence in ("<ButtonRelease>", "<Enter>", "<Leave>", "<Motion>", "<FocusIn>", "<KeyPress>"):
             self.root.bind_class("Probe", sequence, lambda _e: "break")
         self._probe(self.root)
 

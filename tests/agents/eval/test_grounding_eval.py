@@ -109,3 +109,5 @@ def test_missing_xvfb_is_one_line(monkeypatch):
     with pytest.raises(DisplayUnavailableError) as err:
         require_xvfb()
     assert "\n" not in str(err.value) and "apt-get install xvfb" in str(err.value)
+    with pytest.raises(DisplayUnavailableError, match="Xvfb and xdotool are not installed"):
+        require_xvfb("xdotool")
