@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.listen.merge import find_overlap, merge_transcripts, merge_two
+from agents.listen.merge import find_overlap, merge_transcripts, merge_two, window_for
 
 TEXT = ("good morning everyone and welcome to the weekly planning meeting first we will review the tasks "
         "that were finished last week then we will look at the open issues and decide who takes each one").split()
@@ -86,3 +86,14 @@ def test_windows_of_distinct_words_merge_back_to_the_text(n_words: int, cuts: li
 def test_real_sentence_windows(overlap: int) -> None:
     clips = [" ".join(TEXT[i : i + 12]) for i in range(0, len(TEXT), 12 - overlap)]
     assert merge_transcripts(clips) == " ".join(TEXT)
+
+
+def test_a_chance_repeat_further_back_does_not_outrank_the_seam():
+    # From the eval's 220 wpm recording: 1 s of overlap shares only "explained." at the seam,
+    # while "so please" recurs 20 words back. A 24-word window cut those 20 words out.
+    earlier = ("so please keep the receipts for every trip and send them to finance before the end of the month "
+               "as the team lead explained.")
+    later = "explained. After that, so please book the rooms early and share the plan."
+    merged = merge_transcripts([earlier, later])
+    assert merged == earlier + " After that, so please book the rooms early and share the plan."
+    assert window_for(1.0) == 8 and window_for(2.0) == 14
