@@ -1,13 +1,15 @@
 """``tilepilot eval grounding``: does a click land on the widget it was asked for, per image budget and screen size?
 
-Real Tk widgets (:mod:`agents.eval.apps.grounding_app`) fill the screen of an Xvfb at three sizes;
-the toolkit reports where each widget is (``winfo_root*``, list rows' ``bbox``). For every target
+Real Tk widgets (:mod:`agents.eval.apps.grounding_app`), and GTK 3 ones where PyGObject is present
+(:mod:`agents.eval.apps.gtk_app`), fill the screen of an Xvfb at three sizes; the toolkit reports where
+each widget is (Tk's ``winfo_root*`` and list rows' ``bbox``, GTK's window origin plus
+``translate_coordinates`` and allocation). For every target
 and image budget the real desktop agent runs one step of ``click <the target>``: capture, budget
 resize, request, schema validation, image -> screen mapping, guard and a real pyautogui click.
 A *hit* is an executed click whose screen point lies inside the widget's box and which the app
 itself saw land on that widget.
 
-Metrics: ``hit_rate`` overall, per budget, per screen size, and both (``breakdown``).
+Metrics: ``hit_rate`` overall, per budget, per screen size, per toolkit, and budget x screen (``breakdown``).
 One Xvfb per screen size, driven by one worker process (pyautogui binds to one display per process).
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agents.eval.apps.client import AppProcess, Target
+from agents.eval.apps.client import AppProcess, Target, gtk_python
 from agents.eval.core import EvalContext, Miss, SuiteResult, share
 from agents.eval.oracle import OracleReply
 from agents.eval.screen_oracle import (
@@ -30,11 +32,11 @@ from agents.eval.xserver import POINTER_PARK, ClientSpec, require_xvfb, run_work
 from tools.actions import Click, Move
 
 NAME = "grounding"
-APP = "agents.eval.apps.grounding_app"
+APPS = {"tk": "agents.eval.apps.grounding_app", "gtk": "agents.eval.apps.gtk_app"}
 BUDGETS = (70, 140, 280, 560, 1120)
-# (screen size, scenes): about 110 targets in all.
-FULL = (((1024, 768), (0, 1)), ((1280, 800), (2,)), ((1920, 1080), (3,)))
-SMALL = (((1024, 768), (0,)), ((1920, 1080), (3,)))
+# (screen size, (toolkit, scene) ...): about 140 targets in all; GTK scenes run where PyGObject is present.
+FULL = (((1024, 768), (("tk", 0), ("tk", 1))), ((1280, 800), (("tk", 2), ("gtk", 4))), ((1920, 1080), (("tk", 3),)))
+SMALL = (((1024, 768), (("tk", 0), ("gtk", 5))), ((1920, 1080), (("tk", 3),)))
 SMALL_BUDGETS = (70, 1120)
 SMALL_TARGETS_PER_SCREEN = 6
 
@@ -53,7 +55,8 @@ class GroundingJob(BaseModel):
     display: str
     width: int
     height: int
-    scenes: list[int]
+    scenes: list[tuple[str, int]]  # (toolkit, scene number)
+    gtk_python: str | None = None
     max_targets: int | None
     budgets: list[int]
     out_dir: str
@@ -62,7 +65,8 @@ class GroundingJob(BaseModel):
 
 
 class Outcome(BaseModel):
-    case: str  # scene/target
+    case: str  # toolkit+scene/target, e.g. "gtk4/button:save"
+    toolkit: str
     screen: str  # "1280x800"
     budget: int
     hit: bool
@@ -118,10 +122,12 @@ def run(ctx: EvalContext) -> SuiteResult:
     labels_dir = ctx.out_dir / "labels"
     spec = ClientSpec.of_context(ctx, GroundingAnswerer(labels_dir))
     outcomes: list[Outcome] = []
-    for (width, height), scenes in plan:
+    gtk = gtk_python()
+    for (width, height), planned in plan:
+        scenes = [(toolkit, n) for toolkit, n in planned if toolkit == "tk" or gtk is not None]
         folder = ctx.out_dir / f"{width}x{height}"
         with xvfb(width, height) as display:
-            job = GroundingJob(display=display, width=width, height=height, scenes=list(scenes),
+            job = GroundingJob(display=display, width=width, height=height, scenes=scenes, gtk_python=gtk,
                                max_targets=SMALL_TARGETS_PER_SCREEN if ctx.small else None, budgets=list(budgets),
                                out_dir=str(folder), labels_dir=str(labels_dir), client=spec)
             path = run_worker(__name__, job, folder)
@@ -135,7 +141,7 @@ def run(ctx: EvalContext) -> SuiteResult:
 def score(outcomes: list[Outcome]) -> SuiteResult:
     groups: dict[str, list[bool]] = defaultdict(list)
     for o in outcomes:
-        for key in (f"budget={o.budget}", f"screen={o.screen}", f"budget={o.budget},screen={o.screen}"):
+        for key in (f"budget={o.budget}", f"screen={o.screen}", f"toolkit={o.toolkit}", f"budget={o.budget},screen={o.screen}"):
             groups[key].append(o.hit)
     misses = []
     for o in outcomes:
@@ -190,12 +196,14 @@ def worker(job: GroundingJob) -> WorkerResult:
     outcomes: list[Outcome] = []
     screen_name = f"{job.width}x{job.height}"
     with client, Screen(job.display) as screen:
-        for scene in job.scenes:
-            with AppProcess(APP, ["--scene", str(scene), "--screen", screen_name], job.display, out) as app:
+        for toolkit, number in job.scenes:
+            scene = f"{toolkit}{number}"
+            python = job.gtk_python if toolkit == "gtk" and job.gtk_python else sys.executable
+            with AppProcess(APPS[toolkit], ["--scene", str(number), "--screen", screen_name], job.display, out, python) as app:
                 assert app.ready is not None
                 chosen = pick_targets(app.ready.targets, job.width, job.height, job.max_targets)
                 park.execute(Move(x=POINTER_PARK[0], y=POINTER_PARK[1]))
-                key = f"{screen_name}-scene{scene}"
+                key = f"{screen_name}-{scene}"
                 labels = ScreenLabels(
                     key=key, width=job.width, height=job.height, fingerprint=fingerprint(screen.capture_monitor(1).image),
                     targets={instruction(t): t.model_copy(update={"text": n}) for n, t in chosen},
@@ -208,10 +216,10 @@ def worker(job: GroundingJob) -> WorkerResult:
     return WorkerResult(outcomes=outcomes)
 
 
-def _one_case(run_desktop, options_type, policy, client, app: AppProcess, job: GroundingJob, scene: int,
+def _one_case(run_desktop, options_type, policy, client, app: AppProcess, job: GroundingJob, scene: str,
               name: str, target: Target, budget: int, out: Path) -> Outcome:
-    case = f"scene{scene}/{name}"
-    run_dir = out / "runs" / f"scene{scene}-{name.replace(':', '-')}-{budget}"
+    case = f"{scene}/{name}"
+    run_dir = out / "runs" / f"{scene}-{name.replace(':', '-')}-{budget}"
     run_dir.mkdir(parents=True, exist_ok=True)
     before = len(app.layout().state["presses"])
     # One step: the click is the whole task (settle time is for the next observation, which never comes).
@@ -219,7 +227,7 @@ def _one_case(run_desktop, options_type, policy, client, app: AppProcess, job: G
     result = run_desktop(options, client, policy, run_dir, display=job.display)
     clicked = bool(result.steps and result.steps[0].executed)
     presses = app.layout_when(lambda lay: len(lay.state["presses"]) > before or not clicked).state["presses"][before:]
-    common: dict = dict(case=case, screen=f"{job.width}x{job.height}", budget=budget, box=target.box())
+    common: dict = dict(case=case, toolkit=scene.rstrip("0123456789"), screen=f"{job.width}x{job.height}", budget=budget, box=target.box())
     step = result.steps[0] if result.steps else None
     if step is None:
         return Outcome(hit=False, detail=f"no step ({result.stop_reason})", **common)

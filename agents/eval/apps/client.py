@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -17,6 +18,20 @@ from pydantic import BaseModel
 from agents.errors import RunError
 
 READY_TIMEOUT_S = 30.0
+PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the folder that holds agents/
+GTK_CHECK = "import gi; gi.require_version('Gtk', '3.0'); from gi.repository import Gtk"
+
+
+@functools.cache
+def gtk_python() -> str | None:
+    """An interpreter with PyGObject and GTK 3 (this one, or Debian's python3-gi), or None."""
+    for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
+        try:
+            if Path(python).exists() and subprocess.run([python, "-c", GTK_CHECK], capture_output=True, timeout=30).returncode == 0:
+                return python
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return None
 QUERY_TIMEOUT_S = 10.0
 
 
@@ -53,8 +68,8 @@ class Layout(BaseModel):
 class AppProcess:
     """One running app; use as a context manager. ``layout()`` asks the app, it never guesses."""
 
-    def __init__(self, module: str, args: list[str], display: str, log_dir: Path) -> None:
-        self.module, self.args, self.display = module, args, display
+    def __init__(self, module: str, args: list[str], display: str, log_dir: Path, python: str = sys.executable) -> None:
+        self.module, self.args, self.display, self.python = module, args, display, python
         self.stderr_path = log_dir / f"{module.rsplit('.', 1)[-1]}.stderr"
         self.proc: subprocess.Popen | None = None
         self.ready: Layout | None = None
@@ -62,8 +77,10 @@ class AppProcess:
 
     def __enter__(self) -> "AppProcess":
         env = {**os.environ, "DISPLAY": self.display}
+        if self.python != sys.executable:  # another interpreter (the system one, for GTK) finds this package too
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
         with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args], env=env,
+            self.proc = subprocess.Popen([self.python, "-m", self.module, *self.args], env=env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                          start_new_session=True)
         try:

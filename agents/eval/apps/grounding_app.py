@@ -12,57 +12,38 @@ takes focus or opens, so the screen stays identical for every target of the scen
 
 from __future__ import annotations
 
-import random
 import tkinter as tk
 from tkinter import ttk
 
-from agents.eval.apps.base import SuiteApp, app_arguments, list_item_box, screen_size, widget_box
+from agents.eval.apps.base import SuiteApp, app_arguments, list_item_box, screen_size
+from agents.eval.apps.scene import BANNER_HEIGHT, LIST_ROWS, SceneLayout
 
-WORDS = (
-    "Save Open Export Import Print Share Delete Rename Archive Refresh Search Filter Sort Upload Download "
-    "Settings Profile Account Billing Invoices Reports Calendar Contacts Messages Projects Tasks Notes Files "
-    "Photos Music Videos Backup Restore Sync Publish Preview Undo Redo Copy Paste Cut Zoom Rotate Crop Resize "
-    "Merge Split Lock Unlock Pin Star Flag Mute Alerts Privacy Security Network Display Sound Keyboard Mouse "
-    "Language Region Updates Storage Battery Bluetooth Printers Fonts Themes Colors Widgets Plugins Scripts "
-    "Logs Help About Feedback Support License Terms Budget Orders Clients Vendors Stock Returns Coupons"
-).split()
 KINDS = ("button", "ttk_button", "entry", "check", "radio", "menubutton", "combobox", "list")
-SCENE_COLOURS = ("#ececec", "#dfe8f0", "#f0eadc", "#e4efe2", "#efe2ea", "#e6e6f4")
-FONTS = ("DejaVu Sans", "DejaVu Serif", "DejaVu Sans Mono")
-LIST_ROWS = 4
 
 
 class GroundingApp(SuiteApp):
     def __init__(self, scene: int, width: int, height: int) -> None:
-        colour = SCENE_COLOURS[scene % len(SCENE_COLOURS)]
-        super().__init__(f"tilepilot grounding scene {scene}", f"{width}x{height}+0+0", None, bg=colour)
-        self.rng = random.Random(f"grounding:{scene}:{width}x{height}")
-        self.words = iter(self.rng.sample(WORDS, len(WORDS)))
+        self.scene = SceneLayout("tk", scene, width, height)
+        super().__init__(f"tilepilot grounding scene {scene}", f"{width}x{height}+0+0", None, bg=self.scene.colour)
+        self.rng = self.scene.rng
         self.owner: dict[str, str] = {}  # widget path -> target name
         self.lists: dict[str, list[str]] = {}  # listbox path -> target name per row
         self.state["presses"] = []
-        self._build(scene, width, height)
+        self._build(width)
         self.root.bind_class("Probe", "<ButtonPress>", self._press)
         for sequence in ("<ButtonRelease>", "<Enter>", "<Leave>", "<Motion>", "<FocusIn>", "<KeyPress>"):
             self.root.bind_class("Probe", sequence, lambda _e: "break")
         self._probe(self.root)
 
     def _font(self) -> tuple[str, int]:
-        return self.rng.choice(FONTS), self.rng.choice((9, 10, 11, 12, 14, 16))
+        return self.scene.font()
 
-    def _build(self, scene: int, width: int, height: int) -> None:
-        banner = tk.Label(self.root, text=f"Control panel {scene + 1}", bg="#34495e", fg="white", anchor="w",
+    def _build(self, width: int) -> None:
+        banner = tk.Label(self.root, text=self.scene.title, bg="#34495e", fg="white", anchor="w",
                           font=("DejaVu Sans", 14, "bold"), padx=12)
-        banner.place(x=0, y=0, width=width, height=36)
-        cols = max(3, width // 300)
-        rows = max(4, (height - 48) // 140)
-        cell_w, cell_h = width // cols, (height - 48) // rows
-        kinds = [KINDS[(i + scene) % len(KINDS)] for i in range(cols * rows)]
-        self.rng.shuffle(kinds)
-        for index, kind in enumerate(kinds):
-            x0 = (index % cols) * cell_w + self.rng.randint(8, 40)
-            y0 = 48 + (index // cols) * cell_h + self.rng.randint(4, 24)
-            getattr(self, f"_add_{kind}")(x0, y0, cell_w - 60)
+        banner.place(x=0, y=0, width=width, height=BANNER_HEIGHT)
+        for kind, x, y in self.scene.cells(KINDS):
+            getattr(self, f"_add_{kind}")(x, y)
 
     def _name(self, word: str) -> str:
         return word.lower()
@@ -72,13 +53,13 @@ class GroundingApp(SuiteApp):
         self.owner[str(widget)] = name
         self.target(name, widget, text)
 
-    def _add_button(self, x: int, y: int, _room: int) -> None:
-        word = next(self.words)
+    def _add_button(self, x: int, y: int) -> None:
+        word = self.scene.word()
         widget = tk.Button(self.root, text=word, font=self._font(), padx=self.rng.randint(6, 20))
         self._add(widget, f"button:{self._name(word)}", f"the {word} button", x, y)
 
-    def _add_ttk_button(self, x: int, y: int, _room: int) -> None:
-        word = next(self.words)
+    def _add_ttk_button(self, x: int, y: int) -> None:
+        word = self.scene.word()
         style = f"S{len(self.owner)}.TButton"
         ttk.Style(self.root).configure(style, font=self._font())
         widget = ttk.Button(self.root, text=word, style=style)
@@ -90,35 +71,35 @@ class GroundingApp(SuiteApp):
         label.update_idletasks()
         return x + label.winfo_reqwidth() + 6
 
-    def _add_entry(self, x: int, y: int, room: int) -> None:
-        word = next(self.words)
+    def _add_entry(self, x: int, y: int) -> None:
+        word = self.scene.word()
         x1 = self._labelled(x, y, word)
         widget = tk.Entry(self.root, font=self._font(), width=self.rng.randint(8, 16))
         self._add(widget, f"field:{self._name(word)}", f"the {word} field", x1, y)
 
-    def _add_combobox(self, x: int, y: int, room: int) -> None:
-        word = next(self.words)
+    def _add_combobox(self, x: int, y: int) -> None:
+        word = self.scene.word()
         x1 = self._labelled(x, y, word)
         widget = ttk.Combobox(self.root, values=["one", "two"], width=self.rng.randint(8, 14), font=self._font())
         self._add(widget, f"dropdown:{self._name(word)}", f"the {word} drop-down", x1, y)
 
-    def _add_check(self, x: int, y: int, _room: int) -> None:
-        word = next(self.words)
+    def _add_check(self, x: int, y: int) -> None:
+        word = self.scene.word()
         widget = tk.Checkbutton(self.root, text=word, font=self._font(), bg=self.bg, highlightthickness=0)
         self._add(widget, f"checkbox:{self._name(word)}", f"the {word} checkbox", x, y)
 
-    def _add_radio(self, x: int, y: int, _room: int) -> None:
-        word = next(self.words)
+    def _add_radio(self, x: int, y: int) -> None:
+        word = self.scene.word()
         widget = tk.Radiobutton(self.root, text=word, value=word, font=self._font(), bg=self.bg, highlightthickness=0)
         self._add(widget, f"option:{self._name(word)}", f"the {word} option", x, y)
 
-    def _add_menubutton(self, x: int, y: int, _room: int) -> None:
-        word = next(self.words)
+    def _add_menubutton(self, x: int, y: int) -> None:
+        word = self.scene.word()
         widget = tk.Menubutton(self.root, text=word, font=self._font(), relief="raised", padx=10, pady=4)
         self._add(widget, f"menu:{self._name(word)}", f"the {word} menu", x, y)
 
-    def _add_list(self, x: int, y: int, room: int) -> None:
-        words = [next(self.words) for _ in range(LIST_ROWS)]
+    def _add_list(self, x: int, y: int) -> None:
+        words = [self.scene.word() for _ in range(LIST_ROWS)]
         listbox = tk.Listbox(self.root, font=self._font(), height=LIST_ROWS, width=self.rng.randint(10, 16),
                              exportselection=False, activestyle="none")
         for word in words:

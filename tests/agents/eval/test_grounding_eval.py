@@ -11,7 +11,7 @@ import random
 import pytest
 from PIL import Image
 
-from agents.eval.apps.client import Target
+from agents.eval.apps.client import Target, gtk_python
 from agents.eval.grounding import GroundingAnswerer, ScreenLabels, pick_targets
 from agents.eval.screen_oracle import ScreenRegistry, fingerprint, to_image_frame
 from agents.eval.xserver import require_xvfb
@@ -36,6 +36,7 @@ def test_oracle_hits_every_widget_at_every_budget_and_screen(x_tools, grounding_
     assert metrics["targets"] >= 12 and metrics["cases"] == 2 * metrics["targets"]
     assert {"budget=70", "budget=1120", "screen=1024x768", "screen=1920x1080", "budget=70,screen=1920x1080"} <= set(breakdown)
     assert all(group["hit_rate"] == 1.0 for group in breakdown.values()), breakdown
+    assert "toolkit=tk" in breakdown and ("toolkit=gtk" in breakdown) == (gtk_python() is not None)
 
 
 def test_half_oracle_hits_about_half_and_misses_are_drawn(x_tools, grounding_run):
