@@ -30,9 +30,9 @@ from agents.eval.oracle import OracleReply
 from agents.eval.screen_oracle import (
     SAME_SCREEN, DesktopRequest, RegistryAnswerer, ScreenRegistry, action_in_image, distance, fingerprint, reply,
 )
-from agents.eval.xserver import POINTER_PARK, ClientSpec, require_xvfb, run_worker, worker_main, xvfb
+from agents.eval.xserver import ClientSpec, park_pointer, require_xvfb, run_worker, worker_main, xvfb
 from agents.errors import RunError
-from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Move, Scroll, Type
+from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Scroll, Type
 
 NAME = "desktop"
 APP = "agents.eval.apps.desktop_apps"
@@ -250,7 +250,7 @@ def rehearse(task: DesktopTask, display: str, folder: Path, screen, executor) ->
     with AppProcess(APP, ["--app", task.app, "--state", str(state_path)], display, folder) as app:
         assert app.ready is not None
         first = app.ready
-        executor.execute(Move(x=POINTER_PARK[0], y=POINTER_PARK[1]))
+        park_pointer(display)
         for step in task.plan:
             for _ in range(MAX_SCROLLS if step.kind == "scroll_to" else 1):
                 needed = [n for n in (step.target, step.goal) if n and step.kind != "scroll_to"]
@@ -312,7 +312,7 @@ def _run_task(task: DesktopTask, job: DesktopJob, folder: Path, rules: list[str]
     run_dir.mkdir(exist_ok=True)
     options = DesktopOptions(task=task.instruction, max_steps=plan_steps + EXTRA_STEPS)
     with AppProcess(APP, ["--app", task.app, "--state", str(state_path)], job.display, folder):
-        executor.execute(Move(x=POINTER_PARK[0], y=POINTER_PARK[1]))
+        park_pointer(job.display)
         started = time.monotonic()
         result = run_desktop(options, client, build_policy("desktop", rules), run_dir, display=job.display,
                              approve=lambda _request: True)

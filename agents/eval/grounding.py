@@ -28,8 +28,8 @@ from agents.eval.oracle import OracleReply
 from agents.eval.screen_oracle import (
     SAME_SCREEN, DesktopRequest, RegistryAnswerer, ScreenRegistry, distance, fingerprint, reply, to_image_frame,
 )
-from agents.eval.xserver import POINTER_PARK, ClientSpec, require_xvfb, run_worker, worker_main, xvfb
-from tools.actions import Click, Move
+from agents.eval.xserver import ClientSpec, park_pointer, require_xvfb, run_worker, worker_main, xvfb
+from tools.actions import Click
 
 NAME = "grounding"
 APPS = {"tk": "agents.eval.apps.grounding_app", "gtk": "agents.eval.apps.gtk_app"}
@@ -118,7 +118,7 @@ class GroundingAnswerer(RegistryAnswerer):
 
 def run(ctx: EvalContext) -> SuiteResult:
     plan, budgets = (SMALL, SMALL_BUDGETS) if ctx.small else (FULL, BUDGETS)
-    require_xvfb()  # before a model server is started for nothing
+    require_xvfb("xdotool")  # before a model server is started for nothing
     labels_dir = ctx.out_dir / "labels"
     spec = ClientSpec.of_context(ctx, GroundingAnswerer(labels_dir))
     outcomes: list[Outcome] = []
@@ -186,13 +186,11 @@ def worker(job: GroundingJob) -> WorkerResult:
     from agents.desktop.state import DesktopOptions
     from agents.rules import build_policy
     from tools.screen import Screen
-    from tools.ui import UIExecutor
 
     out = Path(job.out_dir)
     registry = ScreenRegistry(Path(job.labels_dir), ScreenLabels)
     policy = build_policy("desktop", [])
     client = job.client.connect()
-    park = UIExecutor(job.display)
     outcomes: list[Outcome] = []
     screen_name = f"{job.width}x{job.height}"
     with client, Screen(job.display) as screen:
@@ -202,7 +200,6 @@ def worker(job: GroundingJob) -> WorkerResult:
             with AppProcess(APPS[toolkit], ["--scene", str(number), "--screen", screen_name], job.display, out, python) as app:
                 assert app.ready is not None
                 chosen = pick_targets(app.ready.targets, job.width, job.height, job.max_targets)
-                park.execute(Move(x=POINTER_PARK[0], y=POINTER_PARK[1]))
                 key = f"{screen_name}-{scene}"
                 labels = ScreenLabels(
                     key=key, width=job.width, height=job.height, fingerprint=fingerprint(screen.capture_monitor(1).image),
@@ -221,6 +218,7 @@ def _one_case(run_desktop, options_type, policy, client, app: AppProcess, job: G
     case = f"{scene}/{name}"
     run_dir = out / "runs" / f"{scene}-{name.replace(':', '-')}-{budget}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    park_pointer(job.display)
     before = len(app.layout().state["presses"])
     # One step: the click is the whole task (settle time is for the next observation, which never comes).
     options = options_type(task=instruction(target), max_steps=1, budget=budget, settle_ms=0)

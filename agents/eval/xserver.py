@@ -143,6 +143,13 @@ def run_worker(module: str, job: BaseModel, job_dir: Path, timeout_s: float = 90
 POINTER_PARK = (3, 400)  # where the pointer waits before a case: bare background, never a fail-safe corner
 
 
+def park_pointer(display: str) -> None:
+    """Move the pointer to :data:`POINTER_PARK` with xdotool, not pyautogui: a model that clicked a screen
+    corner left pyautogui's fail-safe armed, and one case must not spoil the next."""
+    subprocess.run(["xdotool", "mousemove", str(POINTER_PARK[0]), str(POINTER_PARK[1])],
+                   env={**os.environ, "DISPLAY": display}, check=True, capture_output=True, timeout=10)
+
+
 def worker_main(argv: list[str], job_type: type[BaseModel], work) -> int:
     """``python -m SUITE --worker JOB.json RESULT.json``: run ``work(job)`` and write its result atomically."""
     if len(argv) != 4 or argv[1] != "--worker":
