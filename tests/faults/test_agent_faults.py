@@ -43,6 +43,9 @@ def test_server_killed_mid_review_then_restarted_and_resumed(doc16, tmp_path, vl
     tilepilot("serve", "start", "--port", str(port), env=env, check=True)
     args = [str(doc16), "--rules", RULES, "--budget-tokens", "2600", "--concurrency", "1", "--base-url", url]
     run = tmp_path / "run"
+    # The pid is read before the review starts: a `serve status` child after the second chunk
+    # took long enough on a loaded machine for the last chunks to finish before the kill.
+    state = json.loads(tilepilot("serve", "status", "--json", env=env).stdout)
     try:
         review = subprocess.Popen([sys.executable, "-m", "agents.cli", "review", *args, "--out", str(run), "--json"],
                                   cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -51,7 +54,6 @@ def test_server_killed_mid_review_then_restarted_and_resumed(doc16, tmp_path, vl
         while time.monotonic() < deadline and len(list(read_events(run / "events.jsonl", "chunk_done"))) < 2:
             assert review.poll() is None, review.stderr.read()[-2000:]
             time.sleep(0.05)
-        state = json.loads(tilepilot("serve", "status", "--json", env=env).stdout)
         os.killpg(state["pid"], signal.SIGKILL)  # a crash, not a clean stop
         _, err = review.communicate(timeout=120)
         assert review.returncode != 0
