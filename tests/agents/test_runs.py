@@ -208,3 +208,33 @@ def test_every_agent_takes_resume_with_the_same_rules(agent: str, inputs: list[s
         proc = tilepilot(agent, *args, env={"TILEPILOT_BASE_URL": "http://127.0.0.1:9"})
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (args, proc.stderr)
+
+
+def test_every_agent_logs_the_same_lifecycle(tmp_path: Path) -> None:
+    """Review, desktop and listen, each to its end offline: run_started first, run_finished(done) last."""
+    from agents.desktop.runner import run_desktop
+    from agents.desktop.screen_texts import StaticTexts
+    from agents.desktop.state import DesktopOptions
+    from agents.listen.agent import ListenAgent
+    from agents.review.runner import ReviewOptions, run_review
+    from agents.rules import build_policy
+    from tests.agents.desktop.doubles import ScriptedChat, fixed
+    from tests.agents.desktop.test_loop_offline import SCREEN, FakeScreen, RecordingExecutor
+    from tests.agents.doubles import WordChat
+    from tests.gen.audio import AudioFactory
+    from tests.gen.pdfs import digital_pdf
+    from tools.actions import Done
+
+    run_review(ReviewOptions(paths=[str(digital_pdf(tmp_path / "doc.pdf"))], no_model=True), out=tmp_path / "review",
+               progress=None)
+    run_desktop(DesktopOptions(task="t", settle_ms=0), ScriptedChat([fixed(Done())], screen=SCREEN),
+                build_policy("desktop"), tmp_path / "desktop", texts=StaticTexts(), screen=FakeScreen(),
+                executor=RecordingExecutor())
+    with Run.open("listen", Options(), out=tmp_path / "listen") as run:
+        speech = AudioFactory(tmp_path / "audio").speech("One two three.")
+        ListenAgent(WordChat(), build_policy("listen"), workers=1).run(speech, run)
+        run.finish("done")
+    for agent in ("review", "desktop", "listen"):
+        kinds = _kinds(tmp_path / agent)
+        assert kinds[0] == RUN_STARTED and kinds[-1] == RUN_FINISHED and kinds.count(RUN_FINISHED) == 1, (agent, kinds)
+        assert list(read_events(tmp_path / agent / EVENTS_NAME, RUN_FINISHED))[0]["status"] == "done"
