@@ -121,8 +121,10 @@ def build_dialog(app: SuiteApp) -> None:
         widget = tk.Button(dialog, text=text, font=FONT, command=lambda h="later" if name.endswith("later") else "closed": close(h))
         widget.place(x=x, y=108, width=160, height=36)
         app.target(name, widget)
-    # No window manager stacks it: raise it over the main window once both are mapped.
-    app.root.after(20, dialog.lift)
+    # No window manager stacks it: raise it whenever either window is mapped, so it ends on top whichever
+    # of the two the X server maps last.
+    dialog.bind("<Map>", lambda _e: dialog.lift(), add="+")
+    app.root.bind("<Map>", lambda e: dialog.lift() if e.widget is app.root else None, add="+")
     app.set_state(dialog="open")
 
 
