@@ -89,4 +89,4 @@ def test_answerer_follows_the_rehearsal_and_refuses_to_guess(tmp_path):
     assert answerer(_request(screen, "Do it.", 1)).right["action"]["kind"] == "done"  # type: ignore[union-attr]
     assert answerer(_request(screen, "Do it.", 2)) is None  # beyond the plan
     assert answerer(_request(screen, "Something else.", 0)) is None
-    assert answerer(_request(Image.new("RGB", (1280, 800), "black"), "Do it.", 0)) is None  # not the rehearsed screen
+    assert answerer(_request(Image.new("RGB", (1280, 800), "black"), "Do it.", 0)) is None  # another screen altogether
