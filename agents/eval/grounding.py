@@ -15,6 +15,7 @@ One Xvfb per screen size, driven by one worker process (pyautogui binds to one d
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -34,7 +35,7 @@ from tools.actions import Click
 NAME = "grounding"
 APPS = {"tk": "agents.eval.apps.grounding_app", "gtk": "agents.eval.apps.gtk_app"}
 BUDGETS = (70, 140, 280, 560, 1120)
-# (screen size, (toolkit, scene) ...): about 140 targets in all; GTK scenes run where PyGObject is present.
+# (screen size, (toolkit, scene) ...): about 150 targets in all; GTK scenes run where PyGObject is present.
 FULL = (((1024, 768), (("tk", 0), ("tk", 1))), ((1280, 800), (("tk", 2), ("gtk", 4))), ((1920, 1080), (("tk", 3),)))
 SMALL = (((1024, 768), (("tk", 0), ("gtk", 5))), ((1920, 1080), (("tk", 3),)))
 SMALL_BUDGETS = (70, 1120)
@@ -237,6 +238,9 @@ def _one_case(run_desktop, options_type, policy, client, app: AppProcess, job: G
     seen = presses[-1]["target"] if presses else None
     hit = bool(step.executed and target.contains(x, y) and seen == name)
     detail = f"expected {name} in {target.x},{target.y} {target.width}x{target.height}; clicked screen ({x}, {y}), app saw {seen}"
+    if hit:  # only misses are shown (report.html); hundreds of hit runs would only fill the disk
+        shutil.rmtree(run_dir, ignore_errors=True)
+        common["image"] = None
     return Outcome(hit=hit, detail=detail, model_point=step.model_xy[0] if step.model_xy else None, **common)
 
 
