@@ -179,7 +179,7 @@ def check(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     ctx.audit.record(cur.screen_action, decision, cur.step)
     record = GuardRecord(
         verdict=decision.verdict, reason=decision.reason, rule_file=decision.rule_file,
-        rule_key=decision.rule_key, rule_line=decision.rule_line,
+        rule_key=decision.rule_key, rule_line=decision.rule_line, widget=decision.widget, widget_box=decision.widget_box,
     )
     update: dict[str, Any] = {"current": _with(cur, guard=record, timings=cur.timings.model_copy(update={"guard_ms": _ms(started)}))}
     if cur.screen_action.kind in ("done", "fail"):

@@ -22,7 +22,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 
 from agents.desktop.graph import ActionExecutor, CaptureSource, DesktopContext, build_graph
-from agents.desktop.screen_texts import ScreenTextProvider, X11WindowTitles
+from agents.desktop.screen_texts import ScreenTextProvider, desktop_texts
 from agents.desktop.state import STATE_MODELS, ConfirmRequest, DesktopOptions, DesktopState, RunResult, StepRecord
 from agents.desktop.trajectory import TrajectoryWriter
 from agents.errors import USER_ERRORS
@@ -82,9 +82,8 @@ def run_desktop(
         if executor is None:
             executor = UIExecutor(display, dry_run=options.dry_run)
         if texts is None:
-            x11_texts = X11WindowTitles(display)
-            stack.callback(x11_texts.close)
-            texts = x11_texts
+            texts = desktop_texts(display)
+            stack.callback(texts.close)
         writer = TrajectoryWriter(run, options, client.profile.name, client.profile.input_budget)
         ctx = DesktopContext(
             client=client, policy=policy, options=options, screen=screen, executor=executor, texts=texts,

@@ -53,6 +53,12 @@ class CombinedTexts:
         title = next((i.window_title for i in infos if i.window_title is not None), None)
         return ScreenInfo(window_title=title, texts=[t for i in infos for t in i.texts])
 
+    def close(self) -> None:
+        for provider in self.providers:
+            close = getattr(provider, "close", None)
+            if close is not None:
+                close()
+
 
 class X11WindowTitles:
     """Window titles and frames from the X server (EWMH), one connection reused for every read."""

@@ -60,6 +60,8 @@ class GuardRecord(BaseModel):
     rule_key: Optional[str] = None
     rule_line: Optional[int] = None
     approved: Optional[bool] = None  # for confirm: the human's (or --yes's) answer
+    widget: Optional[str] = None  # the widget under the action's point, from the accessibility tree
+    widget_box: Optional[tuple[float, float, float, float]] = None  # its box in screen px
 
 
 class Timings(BaseModel):

@@ -36,6 +36,7 @@ from tools.audio import SAMPLE_RATE, Clip, iter_blocks
 Task = Literal["transcribe", "summarize", "ask"]
 TASKS: tuple[str, ...] = ("transcribe", "summarize", "ask")
 
+TRANSCRIPT_TOKENS_PER_S = 9
 OVERLAP_S = 1.0  # enough to hold a word cut at the seam; each is transcribed twice, then merged once
 DEFAULT_WORKERS = 4
 MAX_REDUCE_LEVELS = 6
@@ -182,7 +183,9 @@ class ListenAgent:
         messages = self._with_system([AudioPart(samples=clip.samples), TextPart(text=TRANSCRIBE_INSTRUCTION)])
         # Room for fast speech (~3 words/s, ~1.5 tokens/word) and no more: a model that rambles
         # on a silent clip should not cost a full answer's worth of tokens.
-        max_tokens = int(len(clip.samples) / SAMPLE_RATE * 6) + 32
+        # Room for 300 words a minute in the densest tokenizer seen (the eval's listen suite
+        # filled the old 6 tokens/s cap on a 260 wpm clip and lost its last word).
+        max_tokens = int(len(clip.samples) / SAMPLE_RATE * TRANSCRIPT_TOKENS_PER_S) + 32
         result = self.client.chat(messages, max_tokens=max_tokens)
         out = ClipTranscript(
             index=clip.index, start_s=clip.start_s, end_s=clip.end_s, text=" ".join(result.text.split()),

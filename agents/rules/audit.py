@@ -30,6 +30,7 @@ class AuditEntry(BaseModel):
     rule_file: str | None
     rule_key: str | None
     rule_line: int | None = None
+    widget: str | None = None  # the widget under the action's point (see guard.Decision.widget)
 
 
 class AuditLog:
@@ -50,6 +51,7 @@ class AuditLog:
             rule_file=decision.rule_file,
             rule_key=decision.rule_key,
             rule_line=decision.rule_line,
+            widget=decision.widget,
         )
         # Opened per decision: decisions are rare next to model calls, and nothing stays open.
         with EventLog(self.path) as log:

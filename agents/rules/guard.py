@@ -91,6 +91,7 @@ class _Decision(BaseModel):
     # The widget under the action's point, from the accessibility tree; "unknown (no
     # accessibility information)" where none exists; None for actions without a point.
     widget: str | None = None
+    widget_box: Box | None = None  # that widget's box in screen px
     rule_file: str | None = None  # None only for the default allow
     rule_key: str | None = None
     rule_line: int | None = None
@@ -129,17 +130,13 @@ def guard(action: Action | ToolCall, context: GuardContext, policy: Policy) -> D
         if (found := check_action(action, context, policy)) is not None:
             decision = found
             break
-    return decision.model_copy(update={"widget": widget_under(action, context)})
-
-
-def widget_under(action: Action, context: GuardContext) -> str | None:
-    """The innermost accessible widget at the action's first point, described for the record."""
     segments = _touched_segments(action, context, focus_for_keys=True)
     if not segments:
-        return None
-    point = segments[0][0]
-    widget = _innermost_widget(point, context.screen_texts)
-    return widget.describe() if widget else "unknown (no accessibility information)"
+        return decision
+    widget = _innermost_widget(segments[0][0], context.screen_texts)
+    if widget is None:
+        return decision.model_copy(update={"widget": "unknown (no accessibility information)"})
+    return decision.model_copy(update={"widget": widget.describe(), "widget_box": widget.bbox})
 
 
 def _innermost_widget(point: Point, texts: list[ScreenText]) -> ScreenText | None:

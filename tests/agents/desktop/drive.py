@@ -6,7 +6,7 @@ agent loops that really move the mouse run here, not in the pytest process.
     python -m tests.agents.desktop.drive SPEC.json   ->  prints the RunResult as JSON
 
 SPEC: {"display", "run_dir", "task", "rules": [...], "screen": [l, t, w, h],
-       "script": [{"click": [x, y]} | {"action": {...}}], "texts": [{"text", "bbox"}],
+       "script": [{"click": [x, y]} | {"action": {...}}], "texts": [{"text", "bbox"}] | null,
        "approve": true | false | null, "options": {DesktopOptions fields}}
 """
 
@@ -30,7 +30,9 @@ def main(spec_path: str) -> int:
     chat = ScriptedChat(script, screen=tuple(spec["screen"]))
     options = DesktopOptions(task=spec["task"], **spec.get("options", {}))
     policy = build_policy("desktop", spec.get("rules", []))
-    texts = CombinedTexts(X11WindowTitles(spec["display"]), StaticTexts([ScreenText(**t) for t in spec.get("texts", [])]))
+    # "texts": null leaves the agent its own providers (window titles and the accessibility tree).
+    given = spec.get("texts", [])
+    texts = None if given is None else CombinedTexts(X11WindowTitles(spec["display"]), StaticTexts([ScreenText(**t) for t in given]))
     answer = spec.get("approve")
     approve = None if answer is None else (lambda _request: bool(answer))
     result = run_desktop(options, chat, policy, Path(spec["run_dir"]), display=spec["display"], texts=texts, approve=approve)

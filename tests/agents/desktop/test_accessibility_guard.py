@@ -3,6 +3,7 @@ their accessibility bus started by the test; a Tk window, which has none, is rep
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from agents.desktop.screen_texts import AccessibilityTexts, desktop_texts
 from agents.rules import Allow, Confirm, Deny, GuardContext, ScreenBounds, guard
 from agents.rules.loader import load_rule_file
 from agents.rules.merge import merge_files
+from tests.agents.desktop.conftest import drive
+from tests.conftest import tilepilot
 from tests.requires import skip_missing
 from tests.x11.a11y import A11ySession, launch_gtk_form, start_a11y_session
 from tools.actions import Click, Type
@@ -69,7 +72,7 @@ def test_click_on_a_denied_button_inside_a_window_is_denied_naming_the_rule(xvfb
     decision = guard(Click(x=gtk_form["delete"][0], y=gtk_form["delete"][1]), _context(xvfb.display), policy)
     assert isinstance(decision, Deny), decision
     assert decision.rule_key == "actions.deny_text[0]" and "push button 'Delete'" in decision.reason
-    assert decision.widget == "push button 'Delete'"
+    assert decision.widget == "push button 'Delete'" and decision.widget_box is not None
     allowed = guard(Click(x=gtk_form["save"][0], y=gtk_form["save"][1]), _context(xvfb.display), policy)
     assert isinstance(allowed, Allow) and allowed.widget == "push button 'Save'"
 
@@ -81,6 +84,24 @@ def test_typing_into_the_password_field_asks_for_confirmation(xvfb, gtk_form, tm
     assert decision.widget == "password text 'Password:'"
     name = guard(Type(text="Ada"), _context(xvfb.display, focus=gtk_form["name"]), policy)
     assert isinstance(name, Allow) and name.widget == "text 'Name:'"
+
+
+def test_the_agent_loop_with_a_scripted_double_is_denied_on_delete_and_asks_before_the_password(xvfb, gtk_form, tmp_path):
+    rules = tmp_path / "rules.md"
+    rules.write_text(RULES)
+    script = [{"click": list(gtk_form["delete"])}, {"click": list(gtk_form["password"])},
+              {"action": {"kind": "type", "text": "hunter2"}}, {"action": {"kind": "done", "result": "ok"}}]
+    spec = {"display": xvfb.display, "run_dir": str(tmp_path / "run"), "task": "delete the account", "rules": [str(rules)],
+            "screen": [0, 0, 1280, 800], "script": script, "texts": None, "approve": False,
+            "options": {"max_steps": 6, "budget": 1120}}
+    result = drive(spec, tmp_path)
+    first, second, third = result["steps"][:3]
+    assert first["guard"]["verdict"] == "deny" and first["guard"]["rule_key"] == "actions.deny_text[0]"
+    assert first["guard"]["widget"] == "push button 'Delete'" and not first["executed"]
+    assert second["guard"]["widget"] == "password text 'Password:'" and second["executed"]
+    assert third["guard"]["verdict"] == "confirm" and third["guard"]["approved"] is False and not third["executed"]
+    audit = [json.loads(line) for line in (tmp_path / "run" / "audit.jsonl").read_text().splitlines()]
+    assert audit[0]["widget"] == "push button 'Delete'"
 
 
 def test_a_tk_window_has_no_accessibility_and_require_accessibility_fails_closed(xvfb, a11y, tk_app, tmp_path):
@@ -102,3 +123,23 @@ def test_a_debian_gtk_app_mousepad_exposes_its_menus(xvfb, a11y, tmp_path):
     x, y = (file_menu.bbox[0] + file_menu.bbox[2]) // 2, (file_menu.bbox[1] + file_menu.bbox[3]) // 2
     decision = guard(Click(x=x, y=y), _context(xvfb.display), _policy(tmp_path, "---\nactions:\n  deny_text: ['/^file$/i']\n---\n"))
     assert isinstance(decision, Deny) and decision.widget == "menu 'File'", decision
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_real_tiny_model_steps_go_through_the_accessibility_guard(xvfb, gtk_form, a11y, server_env, tmp_path):
+    # The tiny model's clicks land anywhere; each one's guard record names the widget under it,
+    # and none that lands on Delete is allowed. --dry-run keeps the form intact for other tests.
+    rules = tmp_path / "rules.md"
+    rules.write_text(RULES)
+    env = {**server_env, "DISPLAY": xvfb.display}
+    proc = tilepilot("desktop", "delete the account", "--rules", str(rules), "--max-steps", "6", "--actions", "click",
+                     "--dry-run", "--out", str(tmp_path / "run"), "--json", env=env, input="", timeout=600)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    steps = json.loads((tmp_path / "run" / "trajectory.json").read_text())["steps"]
+    clicks = [s for s in steps if s["action"] and s["action"]["kind"] == "click" and s["guard"]]
+    assert clicks, steps
+    for step in clicks:
+        assert step["guard"]["widget"], step["guard"]
+        if step["guard"]["widget"] == "push button 'Delete'":
+            assert step["guard"]["verdict"] == "deny"
