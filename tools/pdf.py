@@ -80,6 +80,8 @@ class PageText(BaseModel):
     text_coverage: float = Field(description="fraction of the page area under word bboxes (union)")
     image_coverage: float = Field(description="fraction of the page area under placed images (union)")
     char_count: int = Field(description="non-whitespace characters in the text layer")
+    drawing_coverage: float = Field(0.0, description="fraction of the page area under figure-like vector paths (union): "
+                                                     "filled shapes or curves at least 12 pt on each side, not lines or frames")
 
     @property
     def looks_scanned(self) -> bool:
@@ -253,6 +255,7 @@ class PdfDocument:
             raw_words = fz_page.get_text("words", textpage=textpage, sort=False)
             text = fz_page.get_text("text", textpage=textpage)
             image_boxes = [info["bbox"] for info in fz_page.get_image_info()]
+            drawing_boxes = _figure_paths(fz_page)
         except Exception as err:
             raise CorruptPdfError(f"page {page} of {self.name} has an unreadable text layer ({_one_line(err)})") from None
         rect = fz_page.rect
@@ -261,6 +264,7 @@ class PdfDocument:
         turn = fz_page.rotation_matrix if fz_page.rotation else None
         words = [Word(text=w[4], bbox=_turned(w[:4], turn), block=w[5], line=w[6]) for w in raw_words]
         image_boxes = [_turned(box, turn) for box in image_boxes]
+        drawing_boxes = [_turned(box, turn) for box in drawing_boxes]
         return PageText(
             page=page,
             width=rect.width,
@@ -270,6 +274,7 @@ class PdfDocument:
             text_coverage=coverage([word.bbox for word in words], rect.width, rect.height),
             image_coverage=coverage(image_boxes, rect.width, rect.height),
             char_count=sum(len(word.text) for word in words),
+            drawing_coverage=coverage(drawing_boxes, rect.width, rect.height),
         )
 
     def search(self, page: int, needle: str) -> list[BBox]:
@@ -290,6 +295,25 @@ class PdfDocument:
             return self._doc.load_page(page - 1)
         except Exception as err:
             raise CorruptPdfError(f"page {page} of {self.name} is corrupt ({_one_line(err)})") from None
+
+
+_FIGURE_MIN_PT = 12.0
+
+
+def _figure_paths(page: pymupdf.Page) -> list[BBox]:
+    """Boxes of vector paths that draw a figure: filled shapes or curves, both sides >= 12 pt.
+
+    Rules, underlines, table grids and page frames are strokes of straight lines: they carry no
+    content of their own that the text layer lacks, so they are left out.
+    """
+    boxes: list[BBox] = []
+    for path in page.get_cdrawings():
+        x0, y0, x1, y1 = path["rect"]
+        if x1 - x0 < _FIGURE_MIN_PT or y1 - y0 < _FIGURE_MIN_PT:
+            continue
+        if path.get("fill") is not None or any(item[0] == "c" for item in path["items"]):
+            boxes.append((x0, y0, x1, y1))
+    return boxes
 
 
 def _turned(box: Sequence[float], turn: pymupdf.Matrix | None) -> BBox:

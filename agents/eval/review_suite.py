@@ -7,7 +7,7 @@ matches a label when document, rule and page agree (a label with page null match
 any page); each label and each finding is used at most once, so a duplicate is a false positive.
 
 Metrics (overall, and per rule / per page kind in the breakdown): precision, recall, f1;
-``quotes_verified`` (matched page findings whose quote was found on the text layer);
+``quotes_verified`` (matched page findings whose quote was found on the text layer, exactly or approximately);
 ``boxes_iou50`` (matched labels with a box whose finding box has IoU >= 0.5 with it);
 ``model_recall`` (labels the checks miss that model findings find). Overall only:
 ``prompt_tokens_per_page`` and ``pages_per_second`` (end to end, checks and plan included).
@@ -91,7 +91,7 @@ def _metrics(pairs: list[_Pair]) -> dict[str, float]:
     unchecked = [p for p in pairs if p.label and not (p.finding and p.finding.source == "check")]
     return {
         **prf(tp, fp, fn),
-        "quotes_verified": share(p.finding.verified for p in matched if p.finding.page is not None),
+        "quotes_verified": share(p.finding.verified != "unverified" for p in matched if p.finding.page is not None),
         "boxes_iou50": share(bool(p.finding and p.finding.bbox and iou(p.label.bbox, p.finding.bbox) >= 0.5)
                              for p in pairs if p.label and p.label.bbox),
         "model_recall": share(bool(p.finding) for p in unchecked),

@@ -24,6 +24,11 @@ def review(
     concurrency: int = typer.Option(2, "--concurrency", min=1, max=64, help="Chunks in flight at once (map-reduce mode)."),
     mode: str = typer.Option("map-reduce", "--mode", help="map-reduce (parallel chunks) or rolling (in order, carrying notes)."),
     pages: Optional[str] = typer.Option(None, "--pages", help="Page range, e.g. 1-50,60."),
+    prefer: str = typer.Option("fidelity", "--prefer", help="fidelity: pages with a good text layer go as text (exact "
+                               "quotes and boxes); tokens: such a page goes as an image where that is cheaper and the "
+                               "legibility table says the model reads its font size at that budget."),
+    legibility: Optional[Path] = typer.Option(None, "--legibility", help="A legibility.json from `tilepilot eval "
+                                              "legibility` (your model's measurement) for --prefer tokens."),
     password: Optional[str] = typer.Option(None, "--password", help="Password of encrypted PDFs."),
     out: OutOption = None,
     resume: ResumeOption = None,
@@ -39,6 +44,8 @@ def review(
 
     if mode not in ("map-reduce", "rolling"):
         raise UsageError(f"--mode must be map-reduce or rolling, got {mode!r}")
+    if prefer not in ("fidelity", "tokens"):
+        raise UsageError(f"--prefer must be fidelity or tokens, got {prefer!r}")
     check_resume(resume, paths, "one or more PDF files or folders", "PATH arguments", out)
     if budget_tokens is not None and budget_tokens < 1:
         raise UsageError(f"--budget-tokens must be positive, got {budget_tokens}")
@@ -47,7 +54,8 @@ def review(
     else:
         options = ReviewOptions(paths=list(paths or []), rules=rules_paths(rules), budget_tokens=budget_tokens,
                                 concurrency=concurrency, mode=mode, pages=pages, no_model=no_model, model=model,
-                                max_runtime_s=max_runtime)
+                                max_runtime_s=max_runtime, prefer=prefer,
+                                legibility=str(legibility.resolve()) if legibility else None)
 
     def client_factory():
         from agents.backend import connect

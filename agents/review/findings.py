@@ -2,30 +2,34 @@
 
 ``findings.json`` is one :class:`FindingsFile`::
 
-    {"schema": "tilepilot.review/1", "run": DIR, "created": ISO time,
+    {"schema": "tilepilot.review/2", "run": DIR, "created": ISO time,
      "model": {"name", "served_name", "random_weights", "note"} | null,   # null with --no-model
-     "mode": "map-reduce" | "rolling" | "no-model", "budget_tokens": N | null,
+     "mode": "map-reduce" | "rolling" | "no-model", "prefer": "fidelity" | "tokens", "budget_tokens": N | null,
      "documents": [{"path", "page_count", "pages": N reviewed, "failed_pages": [page, ...],
                     "failures": [{"page", "reason"}], "plan": {"text": n, "image": n, "both": n},
-                    "dropped_model_findings": n, "summary": str | null,
+                    "sent": [{"page", "modality", "image_budget", "reason"}],   # per page: what went, and why
+                    "document_map": {"headings": [...], "terms": [...]},
+                    "unverified_model_findings": n, "dropped_model_findings": n, "summary": str | null,
                     "findings": [Finding, ...]}],
      "usage": {"requests", "prompt_tokens", "completion_tokens", "max_prompt_tokens", "budget_tokens"}}
 
-A :class:`Finding` is ``{id, rule, severity, page, quote, bbox, rationale, source, verified}``:
+A :class:`Finding` is ``{id, rule, severity, page, pages, quote, bbox, rationale, fields, source, verified}``:
 
 - ``id``: 16 hex chars, stable: a hash of rule, page and quote (plus the box for checks), so the
-  same finding gets the same id in every run and duplicates collapse on it.
+  same finding gets the same id in every run.
 - ``rule``: the check id for ``source="check"``; for ``source="model"`` a rule id the model cited
   when it names a known check, else ``"model"``.
-- ``page``: 1-based; null for a document-level model finding (a missing clause: no quote,
-  unverified). ``bbox``: ``[x0, y0, x1, y1]`` in PDF points, origin top-left, when known.
-- ``verified``: checks are always verified. A model finding is verified when its quote was found
-  on its page's text layer (that search also gives its bbox). Model findings are validated before
-  they are kept: a page outside the chunk the model was shown is dropped; a quote that is not on
-  a page that HAS a text layer is dropped as hallucinated; on a page without a text layer (a
-  scan) it cannot be checked, so it is kept with ``verified: false``; its bbox is the box the model drew in
-  the page image (``box``, pixels), mapped to points, when it gave one. Dropped
-  findings are counted in ``dropped_model_findings`` and logged in ``events.jsonl``.
+- ``page``: 1-based; null for a document-level finding (a missing clause, or a problem that
+  spans pages: then ``pages`` lists them). ``bbox``: ``[x0, y0, x1, y1]`` in PDF points, origin
+  top-left, when known.
+- ``fields``: the rules' ``output.fields`` beyond the built-in ones (``suggestion``, ...).
+- ``verified``: ``exact`` (checks; a model quote found as is on its page's text layer),
+  ``approximate`` (found after normalising Unicode, hyphenation, whitespace and ellipses, or by a
+  fuzzy match above :data:`agents.review.quotes.FUZZY_THRESHOLD`), or ``unverified`` (not found,
+  a page without a text layer, or a document-level finding). Unverified findings are kept and
+  flagged, never dropped; the reports can hide them. The only model findings dropped are ones
+  that cite a page outside the chunk they were shown (counted in ``dropped_model_findings`` and
+  logged in ``events.jsonl``; the answer schema makes them impossible for a constrained server).
 """
 
 from __future__ import annotations
@@ -37,10 +41,14 @@ from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_ID = "tilepilot.review/1"
+from agents.review.quotes import normalise, similar
+
+SCHEMA_ID = "tilepilot.review/2"
 Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low", "info")  # most severe first
 BBox = tuple[float, float, float, float]
+Verified = Literal["exact", "approximate", "unverified"]
+BUILTIN_FIELDS = ("rule", "severity", "page", "quote", "bbox", "rationale")  # always in a finding
 
 
 class Finding(BaseModel):
@@ -48,16 +56,27 @@ class Finding(BaseModel):
     id: str
     rule: str
     severity: Severity
-    page: int | None = Field(ge=1)  # None: a document-level finding (a missing clause)
+    page: int | None = Field(ge=1)  # None: a document-level finding (a missing clause, or one across ``pages``)
+    pages: list[int] = []  # the pages a document-level finding concerns (empty: the whole document)
     quote: str
     bbox: BBox | None = None
     rationale: str
+    fields: dict[str, str] = {}  # output.fields beyond the built-in ones, e.g. {"suggestion": ...}
     source: Literal["check", "model"]
-    verified: bool = True
+    verified: Verified = "exact"
 
 
 class PageFailure(BaseModel):
     page: int
+    reason: str
+
+
+class PageSent(BaseModel):
+    """What one page went to the model as, and why (the planner's reason, and any change the budget forced)."""
+
+    page: int
+    modality: Literal["text", "image", "both"] | None  # None: the page failed before it was sent
+    image_budget: int | None = None
     reason: str
 
 
@@ -75,6 +94,9 @@ class DocumentResult(BaseModel):
     failed_pages: list[int] = []
     failures: list[PageFailure] = []
     plan: dict[str, int] = {}
+    sent: list[PageSent] = []
+    document_map: dict[str, list] = {}
+    unverified_model_findings: int = 0
     dropped_model_findings: int = 0
     summary: str | None = None
     findings: list[Finding] = []
@@ -94,6 +116,7 @@ class FindingsFile(BaseModel):
     created: str
     model: ModelInfo | None
     mode: Literal["map-reduce", "rolling", "no-model"]
+    prefer: Literal["fidelity", "tokens"] = "fidelity"
     budget_tokens: int | None
     documents: list[DocumentResult]
     usage: UsageTotals
@@ -122,7 +145,8 @@ class ModelFinding(BaseModel):
     rule: str = Field(max_length=60, description="id of the rule this finding concerns, or 'model'")
     severity: Severity
     # Length bounds live in the per-request answer schema (from the model profile), not here.
-    page: int | None = Field(ge=1, le=100_000, description="page number as given in the page header; null: the whole document")
+    page: int | list[int] | None = Field(description="page number as given in the page header; a list: the pages a problem "
+                                                    "spans; null: the whole document")
     quote: str = Field(description="exact words copied from that page")
     rationale: str
     box: list[float] | None = None  # [x0, y0, x1, y1] in the pixels of the page image the model was shown
@@ -143,18 +167,67 @@ def model_finding_id(rule: str, page: int | None, quote: str) -> str:
     return hashlib.sha256(f"model\x1f{rule}\x1f{page}\x1f{normalize_quote(quote)}".encode()).hexdigest()[:16]
 
 
-def dedupe(findings: Iterable[Finding]) -> list[Finding]:
-    """Drop repeats (same id, a model finding that repeats a check on the same words, or a missing clause).
+_PRIORITY = {"exact": 0, "approximate": 1, "unverified": 2}
 
-    Order: by page, then severity (most severe first), then id, so output is the same however
-    chunks were scheduled.
+
+def _rank(f: Finding) -> tuple:
+    """Which of two findings about the same words is kept: a check, then the better-verified, then the fuller."""
+    return (f.source != "check", _PRIORITY[f.verified], -len(f.rationale) - sum(len(v) for v in f.fields.values()), f.id)
+
+
+def _overlap(a: BBox, b: BBox) -> float:
+    """Intersection over the smaller box: 1.0 when one quote's words lie inside the other's."""
+    w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return w * h / smaller if smaller > 0 else 0.0
+
+
+def same_words(a: Finding, b: Finding) -> bool:
+    """Two page findings quote overlapping words: their boxes overlap by half the smaller, or, without
+    boxes, one normalised quote holds the other."""
+    if a.page is None or a.page != b.page:
+        return False
+    if a.bbox and b.bbox:
+        return _overlap(a.bbox, b.bbox) >= 0.5
+    qa, qb = normalise(a.quote), normalise(b.quote)
+    return bool(qa and qb) and (qa in qb or qb in qa)
+
+
+def dedupe(findings: Iterable[Finding]) -> list[Finding]:
+    """One finding per clause: repeats collapse by overlapping quote spans on the same page and rule.
+
+    Also dropped as repeats: a model finding on exactly the words of a check (of any rule: the
+    check already names them), and a model's document-level finding of a rule whose check reports
+    the clause missing. Document-level findings of one rule that say the same (in any chunk) merge,
+    with their pages joined. The kept finding takes the fields (a suggestion) it lacks from its
+    repeats. Order: by page, then severity (most severe first), then id, so output is the same
+    however chunks were scheduled.
     """
     by_id: dict[str, Finding] = {}
     for finding in findings:
         by_id.setdefault(finding.id, finding)
-    check_quotes = {(f.page, normalize_quote(f.quote)) for f in by_id.values() if f.source == "check"}
-    # A check without a box reports a missing clause: a model's document-level finding of that rule repeats it.
     missing = {f.rule for f in by_id.values() if f.source == "check" and f.bbox is None}
-    kept = [f for f in by_id.values() if f.source == "check" or
-            ((f.page, normalize_quote(f.quote)) not in check_quotes and not (f.page is None and f.rule in missing))]
+    kept: list[Finding] = []
+    by_page: dict[int | None, list[int]] = {}  # page -> indexes into kept
+    for f in sorted(by_id.values(), key=_rank):
+        if f.page is None and f.source == "model" and f.rule in missing:
+            continue
+        twin = next((i for i in by_page.get(f.page, []) if _repeats(kept[i], f)), None)
+        if twin is None:
+            by_page.setdefault(f.page, []).append(len(kept))
+            kept.append(f)
+            continue
+        first = kept[twin]
+        kept[twin] = first.model_copy(update={"fields": {**f.fields, **first.fields},
+                                              "pages": sorted(set(first.pages) | set(f.pages))})
     return sorted(kept, key=lambda f: (f.page or 0, SEVERITIES.index(f.severity), f.id))
+
+
+def _repeats(kept: Finding, new: Finding) -> bool:
+    if kept.page is None:
+        return new.page is None and kept.rule == new.rule and similar(f"{kept.quote} {kept.rationale}", f"{new.quote} {new.rationale}")
+    if kept.source == "check" and new.source == "model" and normalise(kept.quote) == normalise(new.quote):
+        return True
+    return kept.rule == new.rule and same_words(kept, new)

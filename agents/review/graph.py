@@ -1,30 +1,37 @@
 """The review graph (LangGraph): plan -> map over chunks (parallel) or roll (in order) -> reduce.
 
-State holds only small, JSON-shaped values (page plans, findings, usage), never page text or
-images, so every checkpoint stays small: pages are re-read inside the chunk step. The checkpointer
-is a SqliteSaver in the run folder. In map-reduce mode every chunk is one ``Send`` task of a single
-superstep; LangGraph stores each finished task's writes at once, so a killed run resumes with only
-the unfinished chunks. In rolling mode each chunk is a superstep; the runner pauses after each
-(``Run.drive``) and keeps only the newest checkpoint, so the file does not grow with the chunks.
-A chunk starts only before the run's deadline; past it the run stops, resumable.
+State holds only small, JSON-shaped values (page plans, the document map, findings, usage), never
+page text or images, so every checkpoint stays small: pages are re-read inside the chunk step.
+The checkpointer is a SqliteSaver in the run folder.
+
+In map-reduce mode the chunks run in one node on a bounded pool of ``--concurrency`` workers, so
+memory and threads stay flat however long the document is (one thread per chunk let every thread
+keep its own malloc arena of page images: the process grew with the page count). Each finished
+chunk is committed to the run's :class:`~agents.review.ledger.ChunkLedger` at once, so a killed
+run resumes with only the unfinished chunks and sends no finished one again. In rolling mode each
+chunk is a superstep; the runner pauses after each (``Run.drive``) and keeps only the newest
+checkpoint, so the file does not grow with the chunks. A chunk starts only before the run's
+deadline; past it the run stops, resumable.
 """
 
 from __future__ import annotations
 
 import operator
-import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Iterator, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send
 
+from agents.review.docmap import MapBuilder
 from agents.review.findings import Finding, SummaryAnswer, dedupe
-from agents.review.mapper import ChunkContext, review_chunk
-from agents.review.planner import ChunkPlan, PagePlan, TextTokenCounter, pack_chunks, plan_page
-from agents.review.prompts import page_text_block, summary_messages
+from agents.review.ledger import ChunkLedger
+from agents.review.legibility_table import LegibilityTable
+from agents.review.mapper import ChunkContext, ChunkOutcome, review_chunk
+from agents.review.planner import ChunkPlan, PagePlan, Prefer, TextTokenCounter, pack_chunks, plan_page
+from agents.review.prompts import DOCUMENT_MAP_TITLE, page_text_block, summary_messages
 from agents.rules import CheckPage, CheckWord, Policy, run_checks
 from agents.runs import Deadline
 from model_runtime.errors import InvalidOutputError, ServerError
@@ -34,12 +41,16 @@ from tools.pdf_worker import PageWorker
 
 NOTES_TOKENS = 160  # room kept in every rolling-mode request for the carried notes (<= 200 chars)
 SUMMARY_MAX_TOKENS = 400
+MAP_SHARE = 0.25  # the document map may take at most this share of a request's room for pages
+MAP_TOKEN_SLACK = 8  # tokens where the map's text meets the prompt around it may merge differently
 
 
 class ReviewState(TypedDict, total=False):
     pages: list[int]
     chunks: list[dict]
     plan_counts: dict[str, int]
+    document_map: dict
+    document_map_text: str
     check_findings: list[dict]
     plan_failures: list[dict]
     results: Annotated[list[dict], operator.add]
@@ -63,19 +74,21 @@ class ReviewContext:
     capacity: int  # tokens of page content one request may hold
     deadline_s: float | None = None
     on_planned: Callable[[int], None] = lambda n: None
-    # --concurrency is enforced here, not with LangGraph's max_concurrency: that also sizes the
-    # pool that saves each finished task's writes, which then queue behind the running chunks
-    # and are lost on a kill (see agents.review.runner._run_document).
-    slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
+    concurrency: int = 2  # workers of the map step's pool: chunks in flight at once
+    ledger: ChunkLedger | None = None  # where finished chunks are committed (map-reduce mode)
     deadline: Deadline = field(default_factory=Deadline)
+    prefer: Prefer = "fidelity"
+    legibility: LegibilityTable | None = None
 
 
 def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     """One streaming pass over the text layer: deterministic checks and the page plan, no pixels."""
     ctx = runtime.context
     client = ctx.chunk.client if ctx.chunk else None
-    counter = TextTokenCounter(_tokenizer(client) if client else None)
+    tokenize = _tokenizer(client) if client else None
+    counter = TextTokenCounter(tokenize)
     plans: list[PagePlan] = []
+    document_map = MapBuilder()
     failures: list[dict] = []
 
     def check_pages() -> Iterator[CheckPage]:
@@ -88,20 +101,28 @@ def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
                     failures.append({"page": page, "reason": str(err)})
                     continue
                 if client is not None:
-                    plans.append(plan_page(text, client.profile, counter, page_text_block))
+                    plans.append(plan_page(text, client.profile, counter, page_text_block, ctx.prefer, ctx.legibility))
+                document_map.add(text)
                 yield CheckPage(page=page, words=[CheckWord(text=w.text, bbox=w.bbox) for w in text.words])
                 ctx.on_planned(1)
 
     checks = run_checks(check_pages(), [c for c in ctx.policy.checks])
     findings = [Finding(id=f.id, rule=f.rule, severity=f.severity, page=f.page, quote=f.quote, bbox=f.bbox,
                         rationale=f.rationale, source="check").model_dump(mode="json") for f in checks]
-    chunks = pack_chunks(plans, ctx.capacity, client.profile) if client is not None else []
+    map_text, map_tokens = "", 0
+    if tokenize is not None:
+        # Within the budget by construction: at most MAP_SHARE of the room (>= 2 characters per
+        # token), counted exactly, taken off the room the pages are packed into.
+        map_text = document_map.map.render(max_chars=int(ctx.capacity * MAP_SHARE) * 2)
+        map_tokens = tokenize(f"{DOCUMENT_MAP_TITLE}\n{map_text}\n") + MAP_TOKEN_SLACK if map_text else 0
+    chunks = pack_chunks(plans, ctx.capacity - map_tokens, client.profile) if client is not None else []
     counts = {m: sum(1 for p in plans if p.modality == m) for m in ("text", "image", "both")}
     if ctx.chunk:
         ctx.chunk.events.emit("planned", path=ctx.chunk.path, pages=len(state["pages"]), chunks=len(chunks), plan=counts,
-                              capacity=ctx.capacity)
+                              capacity=ctx.capacity, document_map_tokens=map_tokens)
     return {"chunks": [c.model_dump(mode="json") for c in chunks], "plan_counts": counts, "check_findings": findings,
-            "plan_failures": failures, "next_index": 0, "notes": ""}
+            "plan_failures": failures, "next_index": 0, "notes": "", "document_map": document_map.map.model_dump(),
+            "document_map_text": map_text}
 
 
 def _tokenizer(client) -> Callable[[str], int]:
@@ -110,23 +131,57 @@ def _tokenizer(client) -> Callable[[str], int]:
     return lambda text: client.count_prompt_tokens([Message.text("user", text)]) - base
 
 
-def _fan_out(state: ReviewState, runtime: Runtime[ReviewContext]) -> Any:
+def _fan_out(state: ReviewState, runtime: Runtime[ReviewContext]) -> str:
     if not state.get("chunks"):
         return "reduce"
-    if runtime.context.mode == "rolling":
-        return "roll"
-    done = {r["chunk"] for r in state.get("results", [])}
-    return [Send("map_chunk", {"chunk": c}) for c in state["chunks"] if c["id"] not in done] or "reduce"
+    return "roll" if runtime.context.mode == "rolling" else "map_chunks"
 
 
-def _map_chunk(payload: dict, runtime: Runtime[ReviewContext]) -> dict:
+def _chunk_context(state: ReviewState, ctx: ReviewContext) -> ChunkContext:
+    """The document's chunk context with this document's map (checkpointed, so a resume sends the same prompts)."""
+    assert ctx.chunk is not None
+    ctx.chunk.document_map = state.get("document_map_text", "")
+    return ctx.chunk
+
+
+def _map_chunks(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
+    """Every chunk not yet in the ledger, at most ``concurrency`` at once; each committed as it finishes.
+
+    Chunks start in page order and only before the deadline; past it no new chunk starts, the
+    running ones finish (and are saved), then the run stops, resumable.
+    """
     ctx = runtime.context
-    chunk = ChunkPlan.model_validate(payload["chunk"])
-    with ctx.slots:
-        ctx.deadline.check()  # unfinished chunks stay pending in the checkpoint for --resume
-        outcome = review_chunk(chunk, ctx.chunk)
-    ctx.chunk.events.emit("chunk_done", chunk=chunk.id, pages=chunk.page_numbers, findings=len(outcome.findings))
-    return {"results": [outcome.to_state()]}
+    chunk_ctx = _chunk_context(state, ctx)
+    assert ctx.ledger is not None
+    finished = ctx.ledger.finished()
+    waiting = [ChunkPlan.model_validate(c) for c in state["chunks"] if c["id"] not in finished]
+    running: set[Future] = set()
+    stopped: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=max(1, ctx.concurrency), thread_name_prefix="review-chunk") as pool:
+        while waiting or running:
+            while waiting and len(running) < ctx.concurrency and stopped is None:
+                try:
+                    ctx.deadline.check()
+                except BaseException as err:  # DeadlineReached: unfinished chunks stay out of the ledger
+                    stopped = err
+                    break
+                running.add(pool.submit(_run_chunk, waiting.pop(0), chunk_ctx, ctx.ledger))
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.exception() is not None and stopped is None:
+                    stopped = future.exception()
+    if stopped is not None:
+        raise stopped
+    outcomes = ctx.ledger.finished()
+    return {"results": [outcomes[c["id"]] for c in state["chunks"]]}
+
+
+def _run_chunk(chunk: ChunkPlan, chunk_ctx: ChunkContext, ledger: ChunkLedger) -> None:
+    outcome: ChunkOutcome = review_chunk(chunk, chunk_ctx)
+    ledger.record(outcome.to_state())
+    chunk_ctx.events.emit("chunk_done", chunk=chunk.id, pages=chunk.page_numbers, findings=len(outcome.findings))
 
 
 def _roll(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
@@ -134,7 +189,7 @@ def _roll(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     index = state.get("next_index", 0)
     chunk = ChunkPlan.model_validate(state["chunks"][index])
     ctx.deadline.check()
-    outcome = review_chunk(chunk, ctx.chunk, notes=state.get("notes") or "(none yet)")
+    outcome = review_chunk(chunk, _chunk_context(state, ctx), notes=state.get("notes") or "(none yet)")
     ctx.chunk.events.emit("chunk_done", chunk=chunk.id, pages=chunk.page_numbers, findings=len(outcome.findings))
     return {"results": [outcome.to_state()], "notes": outcome.notes[:200], "next_index": index + 1}
 
@@ -159,7 +214,8 @@ def _reduce(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
 
 def summarise(findings: list[Finding], ctx: ReviewContext) -> tuple[str | None, list[dict]]:
     chunk = ctx.chunk
-    lines = [f"- p{f.page} [{f.severity}] {f.rule}: {f.quote[:120]}" for f in findings]
+    # The rationale, not only the quote: it carries what the chunk knew (a defined term, a missing clause).
+    lines = [f"- {_where(f)} [{f.severity}] {f.rule}: \"{f.quote[:120]}\" ({f.verified}): {f.rationale[:240]}" for f in findings]
     requests: list[dict] = []
     partial = False
     room = ctx.capacity - 200
@@ -192,15 +248,21 @@ def summarise(findings: list[Finding], ctx: ReviewContext) -> tuple[str | None, 
         lines, partial = [f"- {s}" for s in outputs], True
 
 
+def _where(finding: Finding) -> str:
+    if finding.page is not None:
+        return f"p{finding.page}"
+    return "pages " + ",".join(map(str, finding.pages)) if finding.pages else "document"
+
+
 def build_graph(checkpointer: BaseCheckpointSaver):
     graph = StateGraph(ReviewState, context_schema=ReviewContext)
     graph.add_node("plan", _plan)
-    graph.add_node("map_chunk", _map_chunk)
+    graph.add_node("map_chunks", _map_chunks)
     graph.add_node("roll", _roll)
     graph.add_node("reduce", _reduce)
     graph.add_edge(START, "plan")
-    graph.add_conditional_edges("plan", _fan_out, ["map_chunk", "roll", "reduce"])
-    graph.add_edge("map_chunk", "reduce")
+    graph.add_conditional_edges("plan", _fan_out, ["map_chunks", "roll", "reduce"])
+    graph.add_edge("map_chunks", "reduce")
     graph.add_conditional_edges("roll", _after_roll, ["roll", "reduce"])
     graph.add_edge("reduce", END)
     return graph.compile(checkpointer=checkpointer)

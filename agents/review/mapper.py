@@ -6,6 +6,10 @@ exactly before it is sent (text through /tokenize, images by the grid math); if 
 budget, or the server still answers 400 (context overflow), the chunk is split in halves, and a
 single page gets a lower image budget, until it fits. A page that cannot fit, cannot be read or
 whose request keeps failing is returned as a failure with its reason, never dropped silently.
+
+Every model finding is kept: its quote is checked against the page's text layer
+(:mod:`agents.review.quotes`: exact, approximate or unverified) and unverified ones are flagged,
+not dropped. Only a finding that cites a page the chunk did not show is dropped, counted and logged.
 """
 
 from __future__ import annotations
@@ -16,14 +20,13 @@ from typing import Annotated, Callable, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from agents.review.findings import Finding, LenientJson, ModelFinding, Severity, model_finding_id, normalize_quote
+from agents.review.findings import BUILTIN_FIELDS, Finding, LenientJson, ModelFinding, Severity, model_finding_id
 from agents.review.planner import ChunkPlan, PagePlan, chunk_id, image_tokens
 from agents.review.prompts import chunk_message
-from agents.rules import CheckPage, CheckWord
-from agents.rules.checks import PageText as CheckText
+from agents.review.quotes import PageIndex, QuoteMatch, match_quote
 from agents.runs import EventLog
 from model_runtime.budget import image_grid
-from model_runtime.client import ChatClient
+from model_runtime.chat_model import ChatModel
 from model_runtime.errors import ContextOverflowError, InvalidOutputError, ServerError
 from model_runtime.payloads import ImagePart, Message, TextPart
 from model_runtime.profiles import ModelProfile, tiny_profile
@@ -37,13 +40,15 @@ from tools.pdf_worker import PageWorker
 class ChunkContext:
     """What every chunk step needs; lives outside the checkpoint (clients, logs, secrets)."""
 
-    client: ChatClient
+    client: ChatModel
     path: str
     password: str | None
     system: str
     budget_tokens: int
     rule_ids: list[str]
     events: EventLog
+    extra_fields: list[str] = field(default_factory=list)  # output.fields beyond the built-in ones (suggestion, ...)
+    document_map: str = ""  # the document's headings and defined terms, in every chunk's prompt
     deadline_s: float | None = None
     on_pages_done: Callable[[int], None] = lambda n: None
 
@@ -56,6 +61,7 @@ class ChunkOutcome:
     requests: list[dict] = field(default_factory=list)
     dropped: int = 0
     notes: str = ""
+    sent: list[dict] = field(default_factory=list)  # {"page", "modality", "image_budget", "change"} per page sent
 
     def to_state(self) -> dict:
         return {
@@ -65,25 +71,32 @@ class ChunkOutcome:
             "requests": self.requests,
             "dropped": self.dropped,
             "notes": self.notes,
+            "sent": self.sent,
         }
 
 
-def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool, profile: ModelProfile | None = None) -> type[BaseModel]:
+def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool, profile: ModelProfile | None = None,
+                  extra_fields: list[str] | None = None) -> type[BaseModel]:
     """The chunk's answer model: pages and rule ids are enums, so the model can only cite what it was shown.
 
-    ``page`` may be null: a document-level finding (a missing clause, a problem across pages). The
-    bounds come from the model profile (default: the tiny profile's tight ones).
+    ``page`` may be null (a document-level finding: a missing clause) or a list of the chunk's
+    pages (a problem that spans them). The bounds come from the model profile (default: the tiny
+    profile's tight ones); ``extra_fields`` (the rules' ``output.fields``, e.g. ``suggestion``)
+    are required strings of every finding, bounded like the rationale.
     """
     bounds = profile or tiny_profile()
     page_type = Literal[tuple(pages)]  # type: ignore[valid-type]
     rule_type = Literal[tuple(dict.fromkeys([*rule_ids, "model"]))]  # type: ignore[valid-type]
+    spanning = Annotated[list[page_type], Field(min_length=2, max_length=max(2, len(pages)))]  # type: ignore[valid-type]
+    extras = {name: (str, Field(max_length=bounds.max_rationale_chars)) for name in extra_fields or []}
     item = create_model(
         "Finding",
         rule=(rule_type, ...),
         severity=(Severity, ...),
-        page=(page_type | None, ...),  # type: ignore[valid-type]
+        page=(page_type | spanning | None, ...),  # type: ignore[valid-type]
         quote=(str, Field(max_length=bounds.max_quote_chars)),
         rationale=(str, Field(max_length=bounds.max_rationale_chars)),
+        **extras,
         box=(Annotated[list[float], Field(min_length=4, max_length=4)] | None,
              Field(None, description="for a page shown as an image: [x0, y0, x1, y1] of the quote in that image's pixels")),
         __base__=LenientJson,
@@ -92,6 +105,11 @@ def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool, profi
     if with_notes:
         fields["notes"] = (str, Field(max_length=200))
     return create_model("ChunkAnswer", __base__=LenientJson, **fields)
+
+
+def extra_output_fields(output_fields: list[str]) -> list[str]:
+    """The rules' ``output.fields`` that a finding does not already have (``suggestion``, ...)."""
+    return [f for f in output_fields if f not in BUILTIN_FIELDS]
 
 
 def review_chunk(chunk: ChunkPlan, ctx: ChunkContext, notes: str | None = None) -> ChunkOutcome:
@@ -127,10 +145,11 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
             _review_pages(rest, budget, worker, texts, ctx, notes, outcome)
         return
     message = chunk_message([(p.page, p.modality, texts[p.page].text if p.modality != "image" else None, images.get(p.page))
-                             for p in pages], notes)
+                             for p in pages], notes, ctx.document_map)
     sizes = {page: image.size for page, image in images.items()}  # pixels the model saw, for its boxes
     del images  # the message holds the only references; dropped with it after the request
-    schema = answer_schema([p.page for p in pages], ctx.rule_ids, with_notes=notes is not None, profile=ctx.client.profile)
+    schema = answer_schema([p.page for p in pages], ctx.rule_ids, with_notes=notes is not None, profile=ctx.client.profile,
+                           extra_fields=ctx.extra_fields)
     try:
         # The whole output reserve: a fixed smaller cap would cut a long, correct answer mid-JSON.
         result = ctx.client.chat([Message.text("system", ctx.system), message], schema=schema, max_tokens=ctx.client.profile.output_reserve,
@@ -147,17 +166,22 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
                "budget": ctx.budget_tokens, "attempts": result.attempts, "latency_s": round(result.latency_s, 3)}
     ctx.events.emit("request", **request)
     outcome.requests.append(request)
+    outcome.sent += [{"page": p.page, "modality": p.modality, "image_budget": budget if p.modality != "text" else None}
+                     for p in pages]
     answer = result.parsed
     if notes is not None:
         outcome.notes = getattr(answer, "notes", "") or ""
+    indexes: dict[int, PageIndex] = {}  # built once per page, only for pages a finding cites
     for raw in answer.findings:
-        _accept(ModelFinding(**raw.model_dump()), {p.page for p in pages}, texts, ctx, outcome, sizes)
+        extras = {name: str(getattr(raw, name, "") or "") for name in ctx.extra_fields}
+        _accept(ModelFinding(**raw.model_dump()), {p.page for p in pages}, texts, ctx, outcome, sizes, extras, indexes)
 
 
 def _count(pages: list[PagePlan], budget: int | None, texts: dict[int, PageText], ctx: ChunkContext, notes: str | None) -> int:
     """Exact prompt tokens without rendering: each image is one placeholder token in /tokenize, plus its grid cost."""
     placeholder = ctx.client.profile.image_placeholder
-    message = chunk_message([(p.page, p.modality, texts[p.page].text if p.modality != "image" else None, None) for p in pages], notes)
+    message = chunk_message([(p.page, p.modality, texts[p.page].text if p.modality != "image" else None, None) for p in pages], notes,
+                            ctx.document_map)
     parts, extra = [], 0
     for part in message.parts:
         parts.append(part)
@@ -199,7 +223,9 @@ def _shrink(pages: list[PagePlan], budget: int | None, worker: PageWorker, texts
             return
         _fail(outcome, ctx, page.page, f"page {page.page} does not fit the request budget ({why}); raise --budget-tokens")
         return
-    ctx.events.emit("budget_lowered", page=page.page, reason=why, change=f"{page.modality}@{budget} -> {lower.modality}@{new_budget}")
+    change = f"{page.modality}@{budget} -> {lower.modality}@{new_budget}"
+    ctx.events.emit("budget_lowered", page=page.page, reason=why, change=change)
+    lower = lower.model_copy(update={"reason": f"{page.reason}; lowered to fit the budget: {change}"})
     _review_pages([lower], new_budget, worker, texts, ctx, notes, outcome)
 
 
@@ -218,20 +244,6 @@ def _fail(outcome: ChunkOutcome, ctx: ChunkContext, page: int, reason: str) -> N
     ctx.events.emit("page_failed", page=page, reason=reason)
 
 
-def locate_quote(text: PageText, quote: str) -> tuple[float, float, float, float] | None | Literal[False]:
-    """The quote's box on the page's text layer; False when the page has text but not this quote."""
-    if not text.words:
-        return None
-    joined = CheckText.of(CheckPage(page=text.page, words=[CheckWord(text=w.text, bbox=w.bbox) for w in text.words]))
-    needle = normalize_quote(quote)
-    if len(needle) < 3:
-        return False
-    start = joined.text.lower().find(needle)
-    if start < 0:
-        return False
-    return joined.bbox(start, start + len(needle))
-
-
 def image_box_to_points(box: list[float] | None, size: tuple[int, int] | None, text: PageText) -> tuple[float, float, float, float] | None:
     """A box the model drew in the page image it was shown (pixels) as PDF points on the displayed page."""
     if not box or size is None:
@@ -243,27 +255,33 @@ def image_box_to_points(box: list[float] | None, size: tuple[int, int] | None, t
 
 
 def _accept(raw: ModelFinding, pages: set[int], texts: dict[int, PageText], ctx: ChunkContext, outcome: ChunkOutcome,
-            sizes: dict[int, tuple[int, int]] | None = None) -> None:
+            sizes: dict[int, tuple[int, int]] | None = None, extras: dict[str, str] | None = None,
+            indexes: dict[int, PageIndex] | None = None) -> None:
     rule = raw.rule if raw.rule in ctx.rule_ids else "model"
-    if raw.page is None:  # document-level (a missing clause): no page to check a quote on, so unverified
-        outcome.findings.append(Finding(id=model_finding_id(rule, None, raw.quote), rule=rule, severity=raw.severity, page=None,
-                                        quote=raw.quote, bbox=None, rationale=raw.rationale, source="model", verified=False))
+    fields = {k: v for k, v in (extras or {}).items() if v}
+    if raw.page is None or isinstance(raw.page, list):  # document-level: a missing clause, or a problem across pages
+        spans = sorted(set(raw.page or []))
+        outcome.findings.append(Finding(id=model_finding_id(rule, None, raw.quote + "".join(f"\x1f{p}" for p in spans)), rule=rule,
+                                        severity=raw.severity, page=None, pages=spans, quote=raw.quote, bbox=None,
+                                        rationale=raw.rationale, fields=fields, source="model", verified="unverified"))
         return
-    reason = None
-    if raw.page not in pages:
-        reason = "page not in the chunk"
-    else:
-        text = texts[raw.page]
-        has_text_layer = text.char_count >= 20
-        # The text layer gives exact boxes; a page without one (a scan) has only the model's own box in its image.
-        box = locate_quote(text, raw.quote) if has_text_layer else image_box_to_points(raw.box, (sizes or {}).get(raw.page), text)
-        if box is False or (has_text_layer and box is None):
-            reason = "quote not found on the page's text layer"
-    if reason:
+    if raw.page not in pages:  # a server without the answer schema's page enum let it through
         outcome.dropped += 1
-        ctx.events.emit("model_finding_dropped", page=raw.page, quote=raw.quote[:80], reason=reason)
+        ctx.events.emit("model_finding_dropped", page=raw.page, quote=raw.quote[:80], reason="page not in the chunk")
         return
+    text = texts[raw.page]
+    if text.char_count >= 20:  # the text layer gives exact boxes, also for an approximate quote
+        if indexes is None:
+            indexes = {}
+        if raw.page not in indexes:
+            indexes[raw.page] = PageIndex.of(text.words)
+        found = match_quote(indexes[raw.page], raw.quote)
+    else:  # a scan: only the model's own box in the image it saw
+        found = QuoteMatch("unverified", image_box_to_points(raw.box, (sizes or {}).get(raw.page), text), 0.0)
+    if found.verified == "unverified":
+        ctx.events.emit("model_finding_unverified", page=raw.page, quote=raw.quote[:80], score=round(found.score, 1),
+                        reason="quote not found on the page's text layer" if text.char_count >= 20 else "page has no text layer")
     outcome.findings.append(Finding(
         id=model_finding_id(rule, raw.page, raw.quote), rule=rule, severity=raw.severity, page=raw.page, quote=raw.quote,
-        bbox=box if box else None, rationale=raw.rationale, source="model", verified=has_text_layer and bool(box),
+        bbox=found.bbox, rationale=raw.rationale, fields=fields, source="model", verified=found.verified,
     ))

@@ -1,19 +1,26 @@
 """Per-page modality and image budget, and packing pages into chunks that fit one request.
 
-The planner reads only the text layer (words, boxes, coverage), never pixels:
+Fidelity first: a page's text layer gives exact quotes and exact boxes, so a page that has a good
+one is always sent as text; pixels are added where the text layer misses something. The planner
+reads only the text layer (words, boxes, coverage), never pixels:
 
-============================  ===========================================================
-page                          representation
-============================  ===========================================================
-no text layer, mostly image   ``image`` at :data:`SCAN_BUDGET` (a scan: only eyes can read it)
-tabular (aligned columns)     ``image`` at the smallest legible budget: the text layer of a
-                              table reads column by column and loses which cell is which
-text + sizeable images        ``both``: the text layer plus the page at :data:`FIGURE_BUDGET`
-digital text                  whichever is cheaper in exact tokens: the text layer, or the
-                              page image at the smallest budget where its median word box is
-                              at least :data:`MIN_LEGIBLE_PX` tall (a dense 9 pt page costs
-                              ~1360 tokens as text and 522 as a legible image at 560)
-============================  ===========================================================
+==============================  ==============================================================
+page                            representation (``--prefer fidelity``, the default)
+==============================  ==============================================================
+no text layer, mostly image     ``image`` at :data:`SCAN_BUDGET` (a scan: only eyes can read it)
+no text layer, no image         ``image`` at :data:`SCAN_BUDGET` (vector drawing, outlined text)
+poor text layer                 ``image`` at :data:`SCAN_BUDGET` (unreadable glyphs: the text
+                                layer would mislead, and no quote could be checked on it)
+tabular (aligned columns)       ``both``: the text layer (exact quotes) plus the page at its
+                                legible budget (which cell is which)
+text + images or drawings       ``both``: the text layer plus the page at :data:`FIGURE_BUDGET`
+good text layer                 ``text``
+==============================  ==============================================================
+
+With ``--prefer tokens`` a good-text page goes as an image instead, but only when the legibility
+table (:mod:`agents.review.legibility_table`, the evidence of ``tilepilot eval legibility``)
+names a budget that reads the page's font size for this model profile, and that image costs
+fewer exact tokens than the text. Each plan says why in ``reason`` (``findings.json`` shows it).
 
 Image costs come from :func:`model_runtime.budget.image_grid` (exact). Text costs come from a
 :class:`TextTokenCounter` calibrated on the server's /tokenize; every chunk's full prompt is
@@ -28,17 +35,21 @@ from typing import Callable, Iterable, Literal, Sequence
 
 from pydantic import BaseModel
 
+from agents.review.legibility_table import LegibilityTable, font_pt_of_word_height, load_table
 from model_runtime.budget import image_grid
 from model_runtime.profiles import ModelProfile
 from tools.pdf import PageText
 
 Modality = Literal["text", "image", "both"]
+Prefer = Literal["fidelity", "tokens"]
 MIN_LEGIBLE_PX = 16.0  # word-box height in pixels (~11.5 px glyphs) the model should read reliably
 SCAN_BUDGET = 560
 FIGURE_BUDGET = 280
 ESTIMATE_MARGIN = 1.10  # text estimates are padded; the exact per-chunk count has the last word
 _TABLE_GAP_PT = 18.0  # a gap this wide between words on one baseline separates table cells
 _TABLE_MIN_ROWS = 4
+FIGURE_MIN_COVERAGE = 0.15  # images or drawings under this share of the page are decoration (a logo, a rule)
+POOR_TEXT_SHARE = 0.2  # a text layer with this share of unreadable words is poor (broken font encoding)
 
 
 class PagePlan(BaseModel):
@@ -89,16 +100,35 @@ def image_tokens(width_pt: float, height_pt: float, budget: int, profile: ModelP
     return image_grid(max(1, round(width_pt)), max(1, round(height_pt)), budget, profile.vision).prompt_tokens
 
 
+def median_word_height(text: PageText) -> float | None:
+    heights = [w.bbox[3] - w.bbox[1] for w in text.words if w.bbox[3] > w.bbox[1]]
+    return statistics.median(heights) if heights else None
+
+
 def legible_budget(text: PageText, profile: ModelProfile) -> int | None:
     """The smallest image budget at which the page's median word box is :data:`MIN_LEGIBLE_PX` tall."""
-    heights = [w.bbox[3] - w.bbox[1] for w in text.words if w.bbox[3] > w.bbox[1]]
-    if not heights:
+    word_pt = median_word_height(text)
+    if word_pt is None:
         return None
-    word_pt = statistics.median(heights)
     for budget in profile.vision.budgets:
         grid = image_grid(max(1, round(text.width)), max(1, round(text.height)), budget, profile.vision)
         if word_pt * grid.height / text.height >= MIN_LEGIBLE_PX:
             return budget
+    return None
+
+
+def _unreadable(word: str) -> bool:
+    """Glyphs without a Unicode meaning: the replacement character, private-use code points, controls."""
+    return any(ch == "\ufffd" or "\ue000" <= ch <= "\uf8ff" or (ord(ch) < 32 and ch not in "\t\n\r") for ch in word)
+
+
+def poor_text_layer(text: PageText) -> str | None:
+    """Why the page's text layer cannot be trusted, or None when it can."""
+    if not text.words:
+        return None
+    bad = sum(1 for w in text.words if _unreadable(w.text))
+    if bad / len(text.words) >= POOR_TEXT_SHARE:
+        return f"poor text layer: {bad} of {len(text.words)} words unreadable"
     return None
 
 
@@ -115,7 +145,8 @@ def is_tabular(text: PageText) -> bool:
     return tabular >= _TABLE_MIN_ROWS
 
 
-def plan_page(text: PageText, profile: ModelProfile, counter: TextTokenCounter, page_block: Callable[[PageText], str]) -> PagePlan:
+def plan_page(text: PageText, profile: ModelProfile, counter: TextTokenCounter, page_block: Callable[[PageText], str],
+              prefer: Prefer = "fidelity", legibility: LegibilityTable | None = None) -> PagePlan:
     has_text = text.char_count >= 20
     base = dict(page=text.page, width_pt=text.width, height_pt=text.height, has_text_layer=has_text)
     if not has_text and text.image_coverage >= 0.3:
@@ -125,17 +156,39 @@ def plan_page(text: PageText, profile: ModelProfile, counter: TextTokenCounter, 
         # converted to outlines): only the rendered page shows which, and it costs few tokens.
         return PagePlan(**base, modality="image", image_budget=SCAN_BUDGET, text_tokens=0,
                         reason="no text layer: vector drawing or blank")
-    legible = legible_budget(text, profile) or profile.vision.budgets[-1]
-    if is_tabular(text):
-        return PagePlan(**base, modality="image", image_budget=legible, text_tokens=0, reason=f"table: image at {legible}")
+    poor = poor_text_layer(text)
+    if poor:
+        return PagePlan(**base, modality="image", image_budget=SCAN_BUDGET, text_tokens=0, reason=poor)
     tokens = counter.count(page_block(text))
-    if text.image_coverage >= 0.15:
-        return PagePlan(**base, modality="both", image_budget=FIGURE_BUDGET, text_tokens=tokens, reason="text with figures")
-    as_image = image_tokens(text.width, text.height, legible, profile)
-    if as_image < tokens:
-        return PagePlan(**base, modality="image", image_budget=legible, text_tokens=0,
-                        reason=f"dense text: image@{legible} {as_image} < text {tokens} tokens")
-    return PagePlan(**base, modality="text", image_budget=None, text_tokens=tokens, reason=f"text {tokens} <= image {as_image} tokens")
+    if is_tabular(text):
+        legible = legible_budget(text, profile) or profile.vision.budgets[-1]
+        return PagePlan(**base, modality="both", image_budget=legible, text_tokens=tokens,
+                        reason=f"table: text layer for exact quotes + image@{legible} for the cells")
+    if max(text.image_coverage, text.drawing_coverage) >= FIGURE_MIN_COVERAGE:
+        what = "images" if text.image_coverage >= text.drawing_coverage else "drawings"
+        return PagePlan(**base, modality="both", image_budget=FIGURE_BUDGET, text_tokens=tokens,
+                        reason=f"text with {what}: text layer + image@{FIGURE_BUDGET}")
+    if prefer == "tokens":
+        cheaper = _cheaper_legible_image(text, profile, tokens, legibility or load_table())
+        if isinstance(cheaper, PagePlan):
+            return cheaper
+        return PagePlan(**base, modality="text", image_budget=None, text_tokens=tokens, reason=f"text layer ({cheaper})")
+    return PagePlan(**base, modality="text", image_budget=None, text_tokens=tokens, reason="text layer: exact quotes and boxes")
+
+
+def _cheaper_legible_image(text: PageText, profile: ModelProfile, tokens: int, table: LegibilityTable) -> PagePlan | str:
+    """``--prefer tokens``: the page as an image at a budget the table says reads its print, if cheaper; else why not."""
+    height = median_word_height(text)
+    font_pt = font_pt_of_word_height(height) if height else 0.0
+    budget = table.budget_for(profile.name, font_pt)
+    if budget is None:
+        return f"--prefer tokens: no budget known to read {font_pt:.1f} pt for {profile.name}"
+    as_image = image_tokens(text.width, text.height, budget, profile)
+    if as_image >= tokens:
+        return f"--prefer tokens: image@{budget} {as_image} >= text {tokens} tokens"
+    return PagePlan(page=text.page, width_pt=text.width, height_pt=text.height, has_text_layer=True, modality="image",
+                    image_budget=budget, text_tokens=0,
+                    reason=f"--prefer tokens: image@{budget} reads {font_pt:.1f} pt ({as_image} < text {tokens} tokens)")
 
 
 def page_cost(page: PagePlan, chunk_budget: int | None, profile: ModelProfile) -> int:

@@ -12,7 +12,7 @@ import html
 import io
 import json
 
-from agents.review.findings import SEVERITIES, DocumentResult, FindingsFile
+from agents.review.findings import SEVERITIES, DocumentResult, Finding, FindingsFile
 from tools.errors import PdfError
 from tools.pdf import open_pdf
 
@@ -31,15 +31,16 @@ th{background:#f4f4f4} .sev{font-weight:600;border-radius:3px;padding:0 5px;colo
 .page img{display:block;width:100%} .page .cap{font-size:12px;padding:2px 4px;background:#f4f4f4}
 .box{position:absolute;border:2px solid;opacity:.85} .box.critical,.box.high{border-color:#d00;background:rgba(255,0,0,.15)}
 .box.medium{border-color:#e8a317;background:rgba(255,200,0,.2)} .box.low,.box.info{border-color:#2b7bb9;background:rgba(0,100,255,.15)}
-.failed{color:#a00}
+.failed{color:#a00} .v-unverified{color:#a00;font-weight:600} .v-approximate{color:#8a6d00}
 """
 
 _JS = """
 function applyFilters(){
   const sev=new Set([...document.querySelectorAll('input[name=sev]:checked')].map(e=>e.value));
   const rule=document.getElementById('rule').value;
+  const unverified=document.getElementById('unverified').checked;
   document.querySelectorAll('[data-sev]').forEach(el=>{
-    const ok=sev.has(el.dataset.sev)&&(rule===''||el.dataset.rule===rule);
+    const ok=sev.has(el.dataset.sev)&&(rule===''||el.dataset.rule===rule)&&(unverified||el.dataset.verified!=='unverified');
     el.style.display=ok?'':'none';
   });
 }
@@ -64,16 +65,14 @@ def _document_section(doc_result: DocumentResult, password: str | None) -> str:
         out.append(f"<p><b>Summary:</b> {esc(doc_result.summary)}</p>")
     for failure in doc_result.failures:
         out.append(f"<p class=failed>page {failure.page} failed: {esc(failure.reason)}</p>")
-    rows = []
-    for f in sorted(doc_result.findings, key=lambda f: (SEVERITIES.index(f.severity), f.page or 0)):
-        src = f.source + ("" if f.verified else " (unverified)")
-        rows.append(f"<tr data-sev='{f.severity}' data-rule='{esc(f.rule, quote=True)}'><td><span class='sev {f.severity}'>{f.severity}</span></td>"
-                    + (f"<td><a href='#{id(doc_result)}-p{f.page}'>{f.page}</a></td>" if f.page else "<td>document</td>")
-                    + f"<td>{esc(f.rule)}</td><td>{src}</td>"
-                    f"<td>{esc(f.quote)}</td><td>{esc(f.rationale)}</td></tr>")
-    if rows:
-        out.append("<table><tr><th>severity</th><th>page</th><th>rule</th><th>source</th><th>quote</th><th>rationale</th></tr>"
-                   + "".join(rows) + "</table>")
+    extra = sorted({name for f in doc_result.findings for name in f.fields})
+    page_level = [f for f in doc_result.findings if f.page is not None]
+    document_level = [f for f in doc_result.findings if f.page is None]
+    if page_level:
+        out.append(_findings_table(page_level, extra, id(doc_result)))
+    if document_level:
+        out += ["<h3>Document-level findings</h3><p class=meta>a missing clause, or a problem across pages: no single "
+                "page to quote</p>", _findings_table(document_level, extra, id(doc_result))]
     by_page: dict[int, list] = {}
     for f in doc_result.findings:
         if f.page is not None:  # document-level findings have no page to show
@@ -91,6 +90,7 @@ def _document_section(doc_result: DocumentResult, password: str | None) -> str:
                     style = (f"left:{100 * x0 / width_pt:.2f}%;top:{100 * y0 / height_pt:.2f}%;"
                              f"width:{100 * (x1 - x0) / width_pt:.2f}%;height:{100 * (y1 - y0) / height_pt:.2f}%")
                     boxes.append(f"<div class='box {f.severity}' data-sev='{f.severity}' data-rule='{esc(f.rule, quote=True)}' "
+                                 f"data-verified='{f.verified}' "
                                  f"style='{style}' title='{esc(f.rule, quote=True)}: {esc(f.quote[:80], quote=True)}'></div>")
                 out.append(f"<div class=page id='{id(doc_result)}-p{page}'><img alt='page {page}' src='{_thumb(doc, page, width_pt, height_pt)}'>"
                            + "".join(boxes) + f"<div class=cap>page {page}: {len(by_page[page])} findings</div></div>")
@@ -98,6 +98,20 @@ def _document_section(doc_result: DocumentResult, password: str | None) -> str:
         out.append(f"<p class=failed>thumbnails unavailable: {esc(str(err))}</p>")
     out.append("</div>")
     return "\n".join(out)
+
+
+def _findings_table(findings: list[Finding], extra: list[str], anchor: int) -> str:
+    esc = html.escape
+    rows = []
+    for f in sorted(findings, key=lambda f: (SEVERITIES.index(f.severity), f.page or 0)):
+        where = (f"<a href='#{anchor}-p{f.page}'>{f.page}</a>" if f.page else
+                 ("pages " + ", ".join(map(str, f.pages)) if f.pages else "document"))
+        rows.append(f"<tr data-sev='{f.severity}' data-rule='{esc(f.rule, quote=True)}' data-verified='{f.verified}'>"
+                    f"<td><span class='sev {f.severity}'>{f.severity}</span></td><td>{where}</td><td>{esc(f.rule)}</td>"
+                    f"<td>{f.source}</td><td class='v-{f.verified}'>{f.verified}</td><td>{esc(f.quote)}</td><td>{esc(f.rationale)}</td>"
+                    + "".join(f"<td>{esc(f.fields.get(name, ''))}</td>" for name in extra) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ["severity", "page", "rule", "source", "quote check", "quote", "rationale", *extra])
+    return f"<table><tr>{head}</tr>" + "".join(rows) + "</table>"
 
 
 def render_html(report: FindingsFile, password: str | None = None) -> str:
@@ -112,5 +126,6 @@ def render_html(report: FindingsFile, password: str | None = None) -> str:
     body = "\n".join(_document_section(d, password) for d in report.documents)
     data = json.dumps({"run": report.run})  # keeps the file self-describing for scripts
     return (f"<!doctype html><html><head><meta charset=utf-8><title>tilepilot review</title><style>{_CSS}</style></head><body>"
-            + "".join(head) + f"<div class=filters>Severity: {sev_boxes} Rule: <select id=rule>{rule_options}</select></div>"
+            + "".join(head) + f"<div class=filters>Severity: {sev_boxes} Rule: <select id=rule>{rule_options}</select> "
+            "<label><input type=checkbox id=unverified checked> unverified findings</label></div>"
             + body + f"<script type=application/json id=meta>{data}</script><script>{_JS}</script></body></html>")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.review.findings import SEVERITIES, FindingsFile
+from agents.review.findings import SEVERITIES, Finding, FindingsFile
 
 
 def _cell(text: str, limit: int = 160) -> str:
@@ -26,16 +26,34 @@ def render_markdown(report: FindingsFile) -> str:
                   f"{len(doc.failed_pages)} failed pages."]
         if doc.plan:
             lines.append("Plan: " + ", ".join(f"{n} {m}" for m, n in doc.plan.items()) + " pages.")
+        if doc.unverified_model_findings:
+            lines.append(f"{doc.unverified_model_findings} model findings are unverified: their quote was not found on the "
+                         f"page's text layer (or the page has none). They are listed last; check them against the page.")
         if doc.dropped_model_findings:
-            lines.append(f"{doc.dropped_model_findings} model findings were dropped: their quote is not on the cited page.")
+            lines.append(f"{doc.dropped_model_findings} model findings were dropped: they cite a page the model was not shown.")
         if doc.summary:
             label = " (tiny random-weight model)" if report.model and report.model.random_weights else ""
             lines += ["", f"**Summary{label}:** {_cell(doc.summary, 1200)}"]
         if doc.failures:
             lines += ["", "### Failed pages", ""] + [f"- page {f.page}: {_cell(f.reason, 300)}" for f in doc.failures]
-        if doc.findings:
-            lines += ["", "### Findings", "", "| severity | page | rule | source | quote | rationale |", "|---|---|---|---|---|---|"]
-            for f in sorted(doc.findings, key=lambda f: (SEVERITIES.index(f.severity), f.page or 0)):
-                source = f.source if f.verified else f"{f.source} (unverified)"
-                lines.append(f"| {f.severity} | {f.page or 'document'} | {f.rule} | {source} | {_cell(f.quote)} | {_cell(f.rationale)} |")
+        extra = sorted({name for f in doc.findings for name in f.fields})
+        checked = [f for f in doc.findings if f.page is not None and f.verified != "unverified"]
+        groups = [("Findings", checked),
+                  ("Document-level findings (a missing clause, or a problem across pages)", [f for f in doc.findings if f.page is None]),
+                  ("Unverified findings (quote not found on the page)",
+                   [f for f in doc.findings if f.page is not None and f.verified == "unverified"])]
+        for title, findings in groups:
+            if findings:
+                lines += ["", f"### {title}", ""] + _table(findings, extra)
     return "\n".join(lines) + "\n"
+
+
+def _table(findings: list[Finding], extra: list[str]) -> list[str]:
+    header = ["severity", "page", "rule", "source", "quote check", "quote", "rationale", *extra]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for f in sorted(findings, key=lambda f: (SEVERITIES.index(f.severity), f.page or 0)):
+        where = str(f.page) if f.page else ("pages " + ", ".join(map(str, f.pages)) if f.pages else "document")
+        cells = [f.severity, where, f.rule, f.source, f.verified, _cell(f.quote), _cell(f.rationale),
+                 *(_cell(f.fields.get(name, "")) for name in extra)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

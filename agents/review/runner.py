@@ -9,7 +9,6 @@ back, so a resumed run plans the same chunks and finishes with the same findings
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Literal
@@ -20,10 +19,12 @@ from rich.console import Console
 from agents.backend import random_weights_note
 from agents.errors import UsageError
 from agents.progress import ConsoleProgress
-from agents.review.findings import DocumentResult, FindingsFile, ModelInfo, PageFailure, UsageTotals, Finding
+from agents.review.findings import DocumentResult, Finding, FindingsFile, ModelInfo, PageFailure, PageSent, UsageTotals
 from agents.review.graph import NOTES_TOKENS, ReviewContext, build_graph
-from agents.review.mapper import ChunkContext
-from agents.review.planner import PAGE_HEADER_TOKENS, image_tokens
+from agents.review.ledger import ChunkLedger
+from agents.review.legibility_table import load_table
+from agents.review.mapper import ChunkContext, extra_output_fields
+from agents.review.planner import PAGE_HEADER_TOKENS, Prefer, image_tokens
 from agents.review.prompts import chunk_message, system_prompt
 from agents.review.report_html import render_html
 from agents.review.report_md import render_markdown
@@ -44,6 +45,8 @@ class ReviewOptions(BaseModel):
     no_model: bool = False
     model: str = "tiny"
     max_runtime_s: float | None = None
+    prefer: Prefer = "fidelity"
+    legibility: str | None = None  # an eval legibility.json whose rows replace the shipped table's
 
 
 def expand_inputs(paths: list[str]) -> list[Path]:
@@ -94,11 +97,12 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
     first = str(paths[0])
     policy = build_policy("review", options.rules, target=first)
     docs = check_inputs(paths, options.pages, password, policy.limit("max_pages"))
+    legibility = load_table(Path(options.legibility) if options.legibility else None)
     client = None if options.no_model else (client_factory() if client_factory else None)
     if not options.no_model and client is None:
         raise UsageError("a model client is needed unless --no-model is given")
     try:
-        system = system_prompt(policy)
+        system = system_prompt(policy, extra_output_fields([f.value for f in policy.output_fields]))
         budget = capacity = None
         if client is not None:
             budget, capacity = _budget(client, options, policy, system)
@@ -109,7 +113,7 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
         with Run.open("review", options, out=out, resume=resume, deadline=deadline, progress=sink,
                       budget_tokens=budget, capacity=capacity) as run:
             results, usage = _review_documents(run, options, docs, policy, client, system, budget, capacity, password,
-                                               deadline_s)
+                                               deadline_s, legibility)
             report = _write_outputs(run, options, client, budget, results, usage, password)
             run.finish("done", pages=sum(len(pages) for _, _, pages in docs), usage=usage.model_dump())
     finally:
@@ -120,7 +124,7 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
 
 def _review_documents(run: Run, options: ReviewOptions, docs: list[tuple[Path, int, list[int]]], policy: Policy,
                       client: ChatModel | None, system: str, budget: int | None, capacity: int | None,
-                      password: str | None, deadline_s: float | None) -> tuple[list[DocumentResult], UsageTotals]:
+                      password: str | None, deadline_s: float | None, legibility) -> tuple[list[DocumentResult], UsageTotals]:
     graph = build_graph(run.checkpointer())
     results: list[DocumentResult] = []
     usage = UsageTotals(budget_tokens=budget)
@@ -129,11 +133,12 @@ def _review_documents(run: Run, options: ReviewOptions, docs: list[tuple[Path, i
         chunk_ctx = None if client is None else ChunkContext(
             client=client, path=str(path), password=password, system=system, budget_tokens=budget,
             rule_ids=[c.value.id for c in policy.checks], events=run.events, deadline_s=deadline_s,
-            on_pages_done=run.progress.advance)
+            on_pages_done=run.progress.advance, extra_fields=extra_output_fields([f.value for f in policy.output_fields]))
         ctx = ReviewContext(chunk=chunk_ctx, policy=policy, path=str(path), password=password, mode=options.mode,
                             capacity=capacity or 0, deadline_s=deadline_s,
                             on_planned=run.progress.advance if client is None else (lambda n: None),
-                            slots=threading.BoundedSemaphore(max(1, options.concurrency)), deadline=run.deadline)
+                            concurrency=max(1, options.concurrency), ledger=ChunkLedger(run.checkpointer(), f"doc{index}"),
+                            deadline=run.deadline, prefer=options.prefer, legibility=legibility)
         state = _run_document(run, graph, f"doc{index}", ctx, pages)
         results.append(_document_result(str(path), page_count, pages, state, usage))
     return results, usage
@@ -145,7 +150,8 @@ def _write_outputs(run: Run, options: ReviewOptions, client: ChatModel | None, b
         name=client.profile.name, served_name=client.profile.served_name, random_weights=client.profile.is_random_weights,
         note=random_weights_note(client.profile))
     report = FindingsFile(run=str(run.dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=model,
-                          mode="no-model" if options.no_model else options.mode, budget_tokens=budget, documents=results, usage=usage)
+                          mode="no-model" if options.no_model else options.mode, prefer=options.prefer, budget_tokens=budget,
+                          documents=results, usage=usage)
     write_atomic(run.dir / "findings.json", report.model_dump_json(indent=2, by_alias=True))
     write_atomic(run.dir / "report.md", render_markdown(report))
     write_atomic(run.dir / "report.html", render_html(report, password))
@@ -173,19 +179,20 @@ def _budget(client: ChatModel, options: ReviewOptions, policy, system: str) -> t
 
 
 def _run_document(run: Run, graph, thread_id: str, ctx: ReviewContext, pages: list[int]) -> dict:
-    # One pool thread per chunk task (at most one chunk per page), idle ones blocked on ctx.slots,
-    # so LangGraph's saves of finished chunks never wait behind unfinished chunks.
-    config = run.thread(thread_id, max_concurrency=len(pages) + 4)
+    config = run.thread(thread_id)
     snapshot = graph.get_state(config)
     if snapshot.values.get("done"):  # finished before a kill: nothing left to do for this document
         (ctx.on_planned if ctx.chunk is None else ctx.chunk.on_pages_done)(len(pages))
         return snapshot.values
     start = None if snapshot.values else {"pages": pages}
     if start is None and ctx.chunk is not None:
-        finished = {r["chunk"] for r in snapshot.values.get("results", [])}
+        finished = {r["chunk"] for r in snapshot.values.get("results", [])} | set(ctx.ledger.finished() if ctx.ledger else {})
         ctx.chunk.on_pages_done(sum(len(c["pages"]) for c in snapshot.values.get("chunks", []) if c["id"] in finished))
     # Rolling mode is one superstep per chunk: pause after each to keep only the newest checkpoint.
-    return run.drive(graph, start, config, context=ctx, pause_after=["roll"] if ctx.mode == "rolling" else []).values
+    values = run.drive(graph, start, config, context=ctx, pause_after=["roll"] if ctx.mode == "rolling" else []).values
+    if ctx.ledger is not None and values.get("done"):
+        ctx.ledger.clear()  # the final state holds every chunk's outcome now
+    return values
 
 
 def _document_result(path: str, page_count: int, pages: list[int], state: dict, usage: UsageTotals) -> DocumentResult:
@@ -203,11 +210,32 @@ def _document_result(path: str, page_count: int, pages: list[int], state: dict, 
         usage.completion_tokens += request["completion_tokens"]
         usage.max_prompt_tokens = max(usage.max_prompt_tokens, request["prompt_tokens"])
     failures = sorted({f.page: f for f in failures}.values(), key=lambda f: f.page)
+    findings = [Finding.model_validate(f) for f in state.get("final_findings", [])]
     return DocumentResult(
         path=path, page_count=page_count, pages=len(pages), failed_pages=[f.page for f in failures], failures=failures,
-        plan=state.get("plan_counts", {}), dropped_model_findings=dropped, summary=state.get("summary"),
-        findings=[Finding.model_validate(f) for f in state.get("final_findings", [])],
+        plan=state.get("plan_counts", {}), sent=_pages_sent(state, failures), document_map=state.get("document_map", {}),
+        unverified_model_findings=sum(1 for f in findings if f.source == "model" and f.verified == "unverified"),
+        dropped_model_findings=dropped, summary=state.get("summary"), findings=findings,
     )
+
+
+def _pages_sent(state: dict, failures: list[PageFailure]) -> list[PageSent]:
+    """Per planned page: what it went to the model as (after any change the budget forced), and why."""
+    sent = {s["page"]: s for result in state.get("results", []) for s in result.get("sent", [])}
+    failed = {f.page: f.reason for f in failures}
+    out = []
+    for chunk in state.get("chunks", []):
+        for plan in chunk["pages"]:
+            page = plan["page"]
+            if page in sent:
+                reason = plan["reason"]
+                if sent[page]["modality"] != plan["modality"] or (sent[page]["image_budget"] or None) != (
+                        chunk["image_budget"] if plan["modality"] != "text" else None):
+                    reason += f"; sent as {sent[page]['modality']}@{sent[page]['image_budget']} to fit the budget"
+                out.append(PageSent(page=page, modality=sent[page]["modality"], image_budget=sent[page]["image_budget"], reason=reason))
+            else:
+                out.append(PageSent(page=page, modality=None, reason=f"not sent: {failed.get(page, 'the chunk did not finish')}"))
+    return out
 
 
 def machine_output(report: FindingsFile) -> str:
