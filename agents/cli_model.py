@@ -92,9 +92,17 @@ def serve_stop(model: ModelOption = "tiny") -> None:
     out.print(f"stopped pid {state.pid}" if state else "not running")
 
 
+ServedNameOption = Annotated[Optional[str], typer.Option(
+    "--served-name", help="The model id to ask the server for, when it serves several. Env: TILEPILOT_SERVED_NAME.")]
+
+
 @serve_app.command("status")
-def serve_status(model: ModelOption = "tiny", as_json: JsonOption = False) -> None:
-    """Show whether the managed server runs and answers."""
+def serve_status(model: ModelOption = "tiny", as_json: JsonOption = False, base_url: BaseUrlOption = None,
+                 served_name: ServedNameOption = None) -> None:
+    """Show whether the managed server runs and answers; with --base-url, probe what that server offers."""
+    if base_url:
+        _probe_status(model, base_url, served_name, as_json)
+        return
     profile = get_profile(model)
     state = server.read_state(profile.name)
     ok = bool(state and server.healthy(state.base_url, state.served_name))
@@ -111,6 +119,38 @@ def serve_status(model: ModelOption = "tiny", as_json: JsonOption = False) -> No
                   f"(pid {state.pid}, peak RSS {rss:.0f} MiB)")
     if not ok:
         raise typer.Exit(1)
+
+
+_IMAGES = {"honoured": "yes, per-request budgets honoured", "ignored": "yes, but per-request budgets ignored "
+           "(the server picks the image size; counts are corrected from usage)", "none": "no: this server/model takes no images (image requests stop with that line)",
+           "unchecked": "not checked"}
+_STRUCTURED = {"json_schema": "json_schema (constrained)", "grammar": "grammar (response_format json_object + schema)",
+               "none": "none (answers parsed leniently and validated)", "unchecked": "not checked"}
+
+
+def _probe_status(model: str, base_url: list[str], served_name: Optional[str], as_json: bool) -> None:
+    """``serve status --base-url URL``: every probe, including the two that cost a chat request."""
+    from agents.backend import base_urls_from, served_name_from
+    from model_runtime.client import ChatClient
+
+    with ChatClient(base_urls_from(base_url), get_profile(model), served_name=served_name_from(served_name),
+                    max_retries=1, backoff_s=0.2) as client:
+        caps = client.probe_all()
+    if as_json:
+        typer.echo(json.dumps({"healthy": True, "exact": caps.exact, **caps.model_dump(mode="json")}))
+        return
+    counting = ("exact (vLLM /tokenize)" if caps.exact else
+                f"estimated with a {caps.margin:.0%} margin, corrected from usage ({caps.counting})")
+    server_len = f"server {caps.server_max_model_len}" if caps.server_max_model_len else "server does not say"
+    for label, value in (
+        ("server", caps.base_url),
+        ("model", f"{caps.served_id} ({caps.served_id_source}; listed: {', '.join(caps.listed_ids) or 'none'})"),
+        ("max_model_len", f"{caps.max_model_len} (from the {caps.max_model_len_source}; {server_len})"),
+        ("token counts", counting),
+        ("images", _IMAGES[caps.images]),
+        ("structured output", _STRUCTURED[caps.structured_output]),
+    ):
+        typer.echo(f"{label:>17}: {value}")
 
 
 @model_app.command("build-tiny")
@@ -147,6 +187,7 @@ def ask(
     as_json: JsonOption = False,
     model: ModelOption = "tiny",
     base_url: BaseUrlOption = None,
+    served_name: ServedNameOption = None,
 ) -> None:
     """One-shot question, optionally about an image, a PDF page and/or an audio clip."""
     check_budget(budget)
@@ -172,7 +213,7 @@ def ask(
             )
         parts.append(AudioPart(samples=samples))
     parts.append(TextPart(text=prompt))
-    with connect(model, base_url, quiet=as_json) as client:
+    with connect(model, base_url, quiet=as_json, served_name=served_name) as client:
         result = client.chat([Message(role="user", parts=parts)], temperature=temperature,
                              max_tokens=max_tokens, image_budget=budget)
     if as_json:
@@ -180,12 +221,14 @@ def ask(
             "answer": result.text,
             "usage": result.usage.model_dump(),
             "estimated_prompt_tokens": result.estimated_prompt_tokens,
+            "exact": result.exact,
         }))
         return
     out.print(result.text, markup=False, highlight=False)
     note = random_weights_note(client.profile)
     noise = f" ({note})" if note else ""
-    err.print(f"[dim]prompt {result.usage.prompt_tokens} tokens (estimated {result.estimated_prompt_tokens}), "
+    counted = "counted" if result.exact else "estimated, inexact"
+    err.print(f"[dim]prompt {result.usage.prompt_tokens} tokens ({counted} {result.estimated_prompt_tokens}), "
               f"answer {result.usage.completion_tokens} tokens, {result.latency_s:.2f} s{noise}[/dim]")
 
 

@@ -38,3 +38,7 @@ class CheckpointBuildError(ModelRuntimeError):
 
 class NoBackendError(ModelRuntimeError):
     """The requested profile cannot be served here (e.g. the real 12B without a GPU)."""
+
+
+class ImagesNotSupportedError(ModelRuntimeError):
+    """The server (or the model it serves) takes no images."""
