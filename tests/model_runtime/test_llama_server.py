@@ -1,0 +1,114 @@
+"""A real second server: llama.cpp's (llama-cpp-python's OpenAI-compatible server) on the Gemma 3 270M GGUF.
+
+The environment is built and cached by .ci/setup-env.sh (``TILEPILOT_LLAMA_VENV``). The model is
+text-only and a base model: its words are real, if weak. The server has no exact chat counting
+(only ``/extras/tokenize`` of a text), no ``json_schema`` (a grammar through ``json_object``) and no
+images, so tilepilot must estimate, step down and refuse images in one line -- and still review.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from agents.runs import read_events
+from model_runtime.server import free_port
+from tests.conftest import REPO, tilepilot
+from tests.gen.pdfs import digital_pdf
+from tests.requires import skip_missing
+
+pytestmark = pytest.mark.integration
+
+GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
+N_CTX = 8192
+
+
+@pytest.fixture(scope="module")
+def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    venv = Path(os.environ.get("TILEPILOT_LLAMA_VENV", "/nonexistent"))
+    if not (venv / ".tilepilot-ok").is_file():
+        skip_missing("llama.cpp server environment", "source .ci/setup-env.sh builds it (TILEPILOT_LLAMA_VENV)")
+    port = free_port(0)
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    # --chat_format gemma: the GGUF carries no chat template (llama-cpp-python would fall back to llama-2's).
+    cmd = [str(venv / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(venv / GGUF_NAME),
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX), "--n_threads", "2", "--chat_format", "gemma"]
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            assert proc.poll() is None, f"llama.cpp server exited: {log.read_text()[-2000:]}"
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() - started < 120, f"llama.cpp server not ready in 120 s: {log.read_text()[-2000:]}"
+            time.sleep(0.5)
+        print(f"\n[llama.cpp] server ready in {time.monotonic() - started:.1f} s", flush=True)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_probe_of_the_llama_server(llama_url: str) -> None:
+    proc = tilepilot("serve", "status", "--base-url", llama_url, "--json")
+    assert proc.returncode == 0, proc.stderr
+    caps = json.loads(proc.stdout)
+    assert caps["served_id"].endswith(GGUF_NAME) and caps["served_id_source"] == "only model listed"
+    assert (caps["counting"], caps["exact"]) == ("llama-cpp-python", False) and caps["margin"] > 0
+    assert caps["images"] == "none"
+    assert caps["structured_output"] == "grammar"  # json_schema refused; a schema under json_object works
+    print(f"\n[llama.cpp] probe: {caps}")
+
+
+def test_ask_end_to_end(llama_url: str, tmp_path: Path) -> None:
+    proc = tilepilot("ask", "Name three colours.", "--base-url", llama_url, "--json", "--max-tokens", "24")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["exact"] is False and out["usage"]["prompt_tokens"] > 0
+    assert out["answer"].strip(), out
+    print(f"\n[llama.cpp] ask: {out}")
+    Image.new("RGB", (320, 240), "white").save(tmp_path / "a.png")
+    refused = tilepilot("ask", "What is this?", "--base-url", llama_url, "--image", str(tmp_path / "a.png"))
+    assert refused.returncode == 4
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "takes no images" in lines[0], refused.stderr
+
+
+def test_review_of_a_text_pdf_end_to_end(llama_url: str, tmp_path: Path) -> None:
+    pdf = digital_pdf(tmp_path / "contract.pdf", pages=2)
+    out = tmp_path / "run"
+    started = time.monotonic()
+    proc = tilepilot("review", str(pdf), "--rules", str(REPO / "rules" / "examples" / "contract.md"), "--concurrency", "1",
+                     "--out", str(out), "--json", env={"TILEPILOT_BASE_URL": llama_url})
+    print(f"\n[llama.cpp] review of 2 text pages: {time.monotonic() - started:.1f} s")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    findings = json.loads((out / "findings.json").read_text())
+    assert findings["documents"][0]["pages"] == 2
+    events = out / "events.jsonl"
+    probe = next(read_events(events, "server_probe"))
+    assert probe["exact"] is False and probe["counting"] == "llama-cpp-python"
+    drifts = list(read_events(events, "token_drift"))
+    assert drifts and all(d["actual"] > 0 for d in drifts)
+    requests = [e for e in read_events(events, "request")]
+    assert requests, "the model was asked"
+    print(f"[llama.cpp] drift: {[(d['estimated'], d['actual']) for d in drifts]}")
+    finished = list(read_events(events, "run_finished"))
+    assert finished[-1]["status"] == "done"
