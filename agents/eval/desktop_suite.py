@@ -1,6 +1,7 @@
 """``tilepilot eval desktop``: does the desktop agent get real tasks done, judged by the apps' own state?
 
-Twelve tasks in small real Tk apps (:mod:`agents.eval.apps.desktop_apps`) on one Xvfb: fill and
+Twelve tasks in small real Tk apps (:mod:`agents.eval.apps.desktop_apps`) under Xvfb, at three screen
+sizes (one X server and worker process each; the small variant: five tasks at 1280x800): fill and
 submit a form, pick a menu entry, tick a checkbox, select a list item that needs scrolling, type
 Unicode text, close a dialog, quit with Ctrl+Q (the shipped rules ask for confirmation; the eval
 answers yes), delete records behind a button the task's rules deny (success means refusing), and
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import defaultdict
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +38,7 @@ from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Scroll, 
 
 NAME = "desktop"
 APP = "agents.eval.apps.desktop_apps"
-SCREEN = (1280, 800)
+SCREENS = ((1280, 800), (1024, 768), (1920, 1080))  # the full variant; the small one runs the first
 UNICODE_TEXT = "Grüße aus Köln – ¿qué tal? Żółć, 東京"
 SCROLL_STEP = -5  # wheel clicks per scroll action (negative: down)
 MAX_SCROLLS = 12
@@ -45,6 +47,7 @@ REHEARSAL_SETTLE_S = 0.3
 # different screen (another app, a crash). A redraw that lags on a loaded machine must not turn a right
 # step into an unidentified one, and a screen in the wrong state fails the task by the app's state anyway.
 STEP_SCREEN_TOLERANCE = 3.0
+ASPECT_TOLERANCE = 0.1  # the budget grid keeps the screen's aspect to within a 48 px cell; the sizes differ by >= 0.18
 EXTRA_STEPS = 3  # the agent may use this many steps beyond the plan before it is cut off
 
 
@@ -127,6 +130,8 @@ class TaskLabels(BaseModel):
 
 class DesktopJob(BaseModel):
     display: str
+    width: int
+    height: int
     tasks: list[DesktopTask]
     out_dir: str
     labels_dir: str
@@ -135,6 +140,7 @@ class DesktopJob(BaseModel):
 
 class TaskOutcome(BaseModel):
     task: str
+    screen: str  # "1280x800"
     success: bool
     status: str
     steps: int
@@ -159,15 +165,19 @@ class DesktopAnswerer(RegistryAnswerer):
         super().__init__(labels_dir, TaskLabels)
 
     def find(self, request: DesktopRequest) -> TaskLabels | None:
-        return next((e for e in self.registry.entries.values() if isinstance(e, TaskLabels) and e.task == request.task), None)
+        """The task's labels rehearsed on this screen (the same task runs at several screen sizes)."""
+        near = [(distance(e.steps[request.step].fingerprint, request.fingerprint), e) for e in self.registry.entries.values()
+                if isinstance(e, TaskLabels) and e.task == request.task and request.step < len(e.steps)
+                and abs(e.width / e.height - request.image_width / request.image_height) < ASPECT_TOLERANCE]
+        best = min(near, key=lambda pair: pair[0], default=None)
+        # None (not a far one) when no rehearsed screen is close: the registry is reread, new screens may be in.
+        return best[1] if best is not None and best[0] <= STEP_SCREEN_TOLERANCE else None
 
     def answer(self, request: DesktopRequest, labels: BaseModel) -> OracleReply | None:
         assert isinstance(labels, TaskLabels)
         if request.step >= len(labels.steps):
             return None
         step = labels.steps[request.step]
-        if distance(step.fingerprint, request.fingerprint) > STEP_SCREEN_TOLERANCE:
-            return None  # not the screen this step was rehearsed on: a perfect model would be lost too
         from tools.actions import parse_action
 
         action = action_in_image(parse_action(step.action), (labels.width, labels.height),
@@ -184,14 +194,16 @@ def run(ctx: EvalContext) -> SuiteResult:
     require_xvfb("xdotool")  # before a model server is started for nothing
     labels_dir = ctx.out_dir / "labels"
     spec = ClientSpec.of_context(ctx, DesktopAnswerer(labels_dir))
-    with xvfb(*SCREEN) as display:
-        job = DesktopJob(display=display, tasks=tasks, out_dir=str(ctx.out_dir), labels_dir=str(labels_dir), client=spec)
-        path = run_worker(__name__, job, ctx.out_dir)
-    outcomes = WorkerResult.model_validate_json(path.read_text(encoding="utf-8")).outcomes
-    root = ctx.out_dir.parents[1]
-    for o in outcomes:
-        if o.image:
-            o.image = str((ctx.out_dir / o.image).relative_to(root))
+    outcomes: list[TaskOutcome] = []
+    for width, height in SCREENS[:1] if ctx.small else SCREENS:
+        folder = ctx.out_dir / f"{width}x{height}"
+        with xvfb(width, height) as display:
+            job = DesktopJob(display=display, width=width, height=height, tasks=tasks, out_dir=str(folder), labels_dir=str(labels_dir), client=spec)
+            path = run_worker(__name__, job, folder)
+        for o in WorkerResult.model_validate_json(path.read_text(encoding="utf-8")).outcomes:
+            if o.image:
+                o.image = str((folder / o.image).relative_to(ctx.out_dir.parents[1]))
+            outcomes.append(o)
     return score(outcomes)
 
 
@@ -205,9 +217,13 @@ def score(outcomes: list[TaskOutcome]) -> SuiteResult:
         "confirmations": float(sum(o.confirmations for o in outcomes)),
         "seconds_per_step": sum(o.seconds for o in outcomes) / steps if steps else 0.0,
     }
-    breakdown = {f"task={o.task}": {"success_rate": float(o.success), "steps": float(o.steps),
-                                     "guard_denials": float(o.denials)} for o in outcomes}
-    misses = [Miss(case=o.task, detail=o.detail, image=o.image) for o in outcomes if not o.success]
+    groups: dict[str, list[TaskOutcome]] = defaultdict(list)
+    for o in outcomes:
+        groups[f"task={o.task}"].append(o)
+        groups[f"screen={o.screen}"].append(o)
+    breakdown = {name: {"success_rate": share(o.success for o in group), "steps": sum(o.steps for o in group) / len(group),
+                        "guard_denials": float(sum(o.denials for o in group))} for name, group in groups.items()}
+    misses = [Miss(case=f"{o.screen}/{o.task}", detail=o.detail, image=o.image) for o in outcomes if not o.success]
     return SuiteResult(suite=NAME, system="", metrics=metrics, breakdown=breakdown, misses=misses)
 
 
@@ -273,8 +289,9 @@ def rehearse(task: DesktopTask, display: str, folder: Path, screen, executor) ->
     state = json.loads(state_path.read_text(encoding="utf-8"))
     if not matches(state, task.expect):
         raise RunError(f"desktop suite: the rehearsal of task {task.id} did not succeed (state {state})")
-    return TaskLabels(key=task.id, task=task.instruction, width=screen.monitor(1).width,
-                      height=screen.monitor(1).height, steps=labels), first
+    width, height = screen.monitor(1).width, screen.monitor(1).height
+    return TaskLabels(key=f"{width}x{height}:{task.id}", task=task.instruction, width=width, height=height,
+                      steps=labels), first
 
 
 def task_rules(task: DesktopTask, layout: Layout, folder: Path) -> list[str]:
@@ -302,7 +319,7 @@ def worker(job: DesktopJob) -> WorkerResult:
             folder = out / "tasks" / task.id
             folder.mkdir(parents=True, exist_ok=True)
             labels, layout = rehearse(task, job.display, folder, screen, executor)
-            registry.add(task.id, labels)
+            registry.add(labels.key, labels)
             outcomes.append(_run_task(task, job, folder, task_rules(task, layout, folder), client, executor, len(labels.steps)))
     return WorkerResult(outcomes=outcomes)
 
@@ -331,7 +348,7 @@ def _run_task(task: DesktopTask, job: DesktopJob, folder: Path, rules: list[str]
     detail = (f"expected {task.expect}{' and a refusal' if task.refuse else ''}; app state {shown}, "
               f"run {result.status} after {len(steps)} steps ({result.stop_reason[:80]})")
     image = str((run_dir / steps[-1].screenshot).relative_to(Path(job.out_dir))) if steps else None
-    return TaskOutcome(task=task.id, success=ok, status=result.status, steps=len(steps), denials=denials,
+    return TaskOutcome(task=task.id, screen=f"{job.width}x{job.height}", success=ok, status=result.status, steps=len(steps), denials=denials,
                        confirmations=confirmations, seconds=seconds, detail=detail, image=image)
 
 

@@ -35,7 +35,7 @@ def test_oracle_completes_every_task_by_the_apps_state(x_tools, desktop_run):
     assert metrics["tasks"] == len(SMALL_TASKS)
     assert metrics["guard_denials"] >= 1 and metrics["confirmations"] >= 1  # the deny task and Ctrl+Q
     assert metrics["seconds_per_step"] > 0 and metrics["steps_per_task"] >= 2
-    assert {f"task={t}" for t in SMALL_TASKS} == set(breakdown)
+    assert {f"task={t}" for t in SMALL_TASKS} | {"screen=1280x800"} == set(breakdown)
 
 
 def test_half_oracle_scores_about_half_and_a_claimed_done_is_not_success(x_tools, desktop_run):
