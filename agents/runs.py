@@ -35,7 +35,7 @@ EVENTS_NAME = "events.jsonl"
 MANIFEST_NAME = "run.json"
 
 RUN_STARTED, RUN_RESUMED, RUN_FINISHED = "run_started", "run_resumed", "run_finished"
-FinishStatus = Literal["done", "fail", "max_steps", "denied", "stopped", "deadline", "interrupted", "error"]
+FinishStatus = Literal["done", "fail", "max_steps", "denied", "stopped", "stuck", "deadline", "interrupted", "error"]
 FINISH_STATUSES: tuple[str, ...] = FinishStatus.__args__  # type: ignore[attr-defined]
 
 O = TypeVar("O", bound=BaseModel)
@@ -269,12 +269,6 @@ class RunProgress:
 
 # -- the run -------------------------------------------------------------------------------------
 
-# Called with each Run right after its first event. agents.backend adds one, so that the model
-# server an agent connected (its probe, later token-count drift) is logged in that run's own
-# events.jsonl without every agent wiring it.
-OPEN_HOOKS: list[Callable[["Run"], None]] = []
-
-
 class Run:
     """One agent run in its folder. Use :meth:`open`, then ``with run:``; see the module docstring."""
 
@@ -307,8 +301,6 @@ class Run:
         run = cls(agent, folder, resumed=resume is not None, deadline=deadline or Deadline(), progress=progress)
         run.emit(RUN_RESUMED if resume is not None else RUN_STARTED, agent=agent, options=options.model_dump(mode="json"),
                  max_runtime_s=run.deadline.limit_s, **fields)
-        for hook in OPEN_HOOKS:
-            hook(run)
         return run
 
     def emit(self, kind: str, **fields: Any) -> None:

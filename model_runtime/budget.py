@@ -91,6 +91,19 @@ def image_grid(width: int, height: int, max_soft_tokens: int = 280, spec: Vision
     )
 
 
+def native_budget(width: int, height: int, spec: VisionSpec = VisionSpec()) -> int:
+    """The smallest image budget whose grid does not shrink a ``width`` x ``height`` image.
+
+    The screen's own pixels then all reach the model at the fewest tokens (1280x800: 560, not
+    1120's upscale to 2016x1248). A screen that every budget shrinks gets the largest budget.
+    """
+    for budget in sorted(spec.budgets):
+        grid = image_grid(width, height, budget, spec)
+        if grid.width >= width and grid.height >= height:
+            return budget
+    return max(spec.budgets)
+
+
 def image_prompt_tokens(width: int, height: int, max_soft_tokens: int = 280, spec: VisionSpec = VisionSpec()) -> int:
     """Prompt tokens for an image sent at exactly ``width`` x ``height``."""
     return server_soft_tokens(width, height, max_soft_tokens, spec) + MEDIA_MARKERS

@@ -8,10 +8,15 @@ can also be derived from a checkpoint folder (``--model /path/to/checkpoint``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_runtime.errors import NoBackendError
+
+# How a model writes screen coordinates: "pixels" of the screenshot it was shown, or
+# "normalized" 0..1000 on both axes (several grounding models).
+CoordinateConvention = Literal["pixels", "normalized"]
 
 IMAGE_BUDGETS: tuple[int, ...] = (70, 140, 280, 560, 1120)
 
@@ -71,6 +76,7 @@ class ModelProfile(BaseModel):
     max_findings_per_chunk: int = 40
     max_quote_chars: int = 300
     max_rationale_chars: int = 600
+    coordinates: CoordinateConvention = "pixels"  # agents.desktop.frame maps both onto the screen
     image_placeholder: str = "<|image|>"
     audio_placeholder: str = "<|audio|>"
 

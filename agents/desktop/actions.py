@@ -1,7 +1,7 @@
 """What the model must answer (a JSON schema) and the one image -> screen mapping of its action.
 
-The model answers ``{"thought": ..., "action": <tools.actions.Action>}`` in the pixel space of the
-screenshot it was shown. The schema sent to the server is the shared ``Action`` schema, made
+The model answers ``{"thought": ..., "action": <tools.actions.Action>}`` in its coordinate frame
+(:class:`agents.desktop.frame.ModelFrame`: screenshot pixels or 0..1000 normalised). The schema sent to the server is the shared ``Action`` schema, made
 strict for the grammar: every field required (so ``kind`` is always present), strings and lists
 bounded (a random-weight model would otherwise write until ``max_tokens``), coordinates bounded to
 the image, and only the offered action kinds. Parsing still goes through the full ``Action``
@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agents.desktop.frame import ModelFrame
 from tools.actions import Action, Drag, Wait
-from tools.screen import Geometry
 
 TEXT_LIMIT = 200  # characters of typed text, done/fail reasons
 KEY_LIMIT = 24
@@ -36,7 +36,7 @@ class ModelReply(BaseModel):
 
 
 @functools.lru_cache(maxsize=32)
-def _strict_schema(image_width: int, image_height: int, kinds: tuple[str, ...]) -> dict[str, Any]:
+def _strict_schema(x_max: int, y_max: int, kinds: tuple[str, ...]) -> dict[str, Any]:
     schema = copy.deepcopy(ModelReply.model_json_schema())
     defs: dict[str, Any] = schema["$defs"]
     offered = {name for name, d in defs.items() if d.get("properties", {}).get("kind", {}).get("const") in kinds}
@@ -48,25 +48,25 @@ def _strict_schema(image_width: int, image_height: int, kinds: tuple[str, ...]) 
     for name in [n for n in defs if n not in offered]:
         del defs[name]
     for d in defs.values():
-        _tighten_fields(d["properties"], image_width, image_height)
+        _tighten_fields(d["properties"], x_max, y_max)
         d["required"] = list(d["properties"])
     schema["required"] = ["thought", "action"]
     return schema
 
 
-def _tighten_fields(props: dict[str, Any], width: int, height: int) -> None:
+def _tighten_fields(props: dict[str, Any], x_max: int, y_max: int) -> None:
     def coord(axis_max: int) -> dict[str, Any]:
         return {"type": "integer", "minimum": 0, "maximum": axis_max}
 
     for name, prop in props.items():
         prop.pop("default", None)
         if name == "x":
-            props[name] = coord(width - 1)
+            props[name] = coord(x_max)
         elif name == "y":
-            props[name] = coord(height - 1)
+            props[name] = coord(y_max)
         elif name == "path":
             prop["maxItems"] = DRAG_POINTS
-            prop["items"]["prefixItems"] = [coord(width - 1), coord(height - 1)]
+            prop["items"]["prefixItems"] = [coord(x_max), coord(y_max)]
         elif name in ("dx", "dy"):
             props[name] = {"type": "integer", "minimum": -SCROLL_LIMIT, "maximum": SCROLL_LIMIT}
         elif name == "ms":
@@ -79,13 +79,13 @@ def _tighten_fields(props: dict[str, Any], width: int, height: int) -> None:
             prop["items"]["maxLength"] = KEY_LIMIT
 
 
-def reply_schema(image_width: int, image_height: int, kinds: tuple[str, ...]) -> type[ModelReply]:
-    """A ``ModelReply`` class whose JSON schema is strict for this image size and these kinds.
+def reply_schema(frame: ModelFrame, kinds: tuple[str, ...]) -> type[ModelReply]:
+    """A ``ModelReply`` class whose JSON schema is strict for this frame and these kinds.
 
     ``ChatClient.chat`` sends ``schema.model_json_schema()`` and parses with
     ``schema.model_validate_json``; only the former is narrowed.
     """
-    strict = _strict_schema(image_width, image_height, tuple(sorted(kinds)))
+    strict = _strict_schema(frame.x_max, frame.y_max, tuple(sorted(kinds)))
 
     class StrictModelReply(ModelReply):
         @classmethod
@@ -96,16 +96,13 @@ def reply_schema(image_width: int, image_height: int, kinds: tuple[str, ...]) ->
     return StrictModelReply
 
 
-def check_model_action(action: Action, geometry: Geometry, kinds: tuple[str, ...]) -> str | None:
-    """Why ``action`` (image coordinates) cannot be used, or None when it can."""
+def check_model_action(action: Action, frame: ModelFrame, kinds: tuple[str, ...]) -> str | None:
+    """Why ``action`` (model coordinates) cannot be used, or None when it can."""
     if action.kind not in kinds:
         return f"{action.kind} is not one of the offered actions ({', '.join(kinds)})"
     for x, y in action.points():
-        if not geometry.contains_image_point(x, y):
-            return (
-                f"point ({x}, {y}) lies outside the {geometry.image_width}x{geometry.image_height} screenshot; "
-                f"use 0 <= x <= {geometry.image_width - 1} and 0 <= y <= {geometry.image_height - 1}"
-            )
+        if not frame.contains(x, y):
+            return f"point ({x}, {y}) lies outside the screenshot; use 0 <= x <= {frame.x_max} and 0 <= y <= {frame.y_max}"
     if isinstance(action, Drag) and len(action.path) > DRAG_POINTS:
         return f"a drag path may have at most {DRAG_POINTS} points"
     if isinstance(action, Wait) and action.ms > WAIT_LIMIT_MS:
@@ -113,9 +110,9 @@ def check_model_action(action: Action, geometry: Geometry, kinds: tuple[str, ...
     return None
 
 
-def to_screen(action: Action, geometry: Geometry) -> Action:
-    """THE mapping of a model action onto the screen (image pixel -> screen pixel, with offsets).
+def to_screen(action: Action, frame: ModelFrame) -> Action:
+    """A model action on the screen (``ModelFrame.action_to_screen``, the one mapping).
 
     Callers check the action with :func:`check_model_action` first; this function never clamps.
     """
-    return action.map_points(geometry.to_screen)
+    return frame.action_to_screen(action)

@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from rich.console import Console
@@ -18,10 +18,11 @@ from agents.cli_model import (
 from agents.desktop.state import ALL_KINDS, ConfirmRequest, DesktopOptions, StepRecord
 from agents.errors import UsageError
 from agents.runs import DeadlineReached
+from model_runtime.profiles import IMAGE_BUDGETS
 
 err = Console(stderr=True)
 
-EXIT_CODES = {"done": 0, "fail": 1, "max_steps": 1, "denied": 1, "stopped": 1, "deadline": DeadlineReached.exit_code}
+EXIT_CODES = {"done": 0, "fail": 1, "max_steps": 1, "denied": 1, "stopped": 1, "stuck": 1, "deadline": DeadlineReached.exit_code}
 
 
 def _kinds(option: Optional[str]) -> tuple[str, ...]:
@@ -32,6 +33,16 @@ def _kinds(option: Optional[str]) -> tuple[str, ...]:
     if unknown or not kinds:
         raise UsageError(f"--actions {option!r}: unknown kind(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ALL_KINDS)}")
     return kinds
+
+
+def _budget(option: str) -> int | Literal["auto"]:
+    if option.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(option)
+    except ValueError:
+        raise UsageError(f"--budget must be auto or one of {', '.join(map(str, IMAGE_BUDGETS))}, got {option!r}") from None
+    return check_budget(value)
 
 
 def _ask(request: ConfirmRequest) -> bool:
@@ -58,7 +69,8 @@ def desktop(
     dry_run: bool = typer.Option(False, "--dry-run", help="Decide and guard, but execute nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Approve every action the rules want confirmed."),
     monitor: int = typer.Option(1, "--monitor", min=0, help="Monitor to watch and act on (1..n; 0 = all)."),
-    budget: int = typer.Option(1120, "--budget", help="Screenshot budget in soft tokens (560 or 1120 for UIs)."),
+    budget: str = typer.Option("auto", "--budget", help="Screenshot budget in soft tokens (70..1120), or auto: the "
+                               "smallest that keeps every screen pixel (1280x800: 560)."),
     history: int = typer.Option(4, "--history", min=1, max=8, help="Screenshots kept in the prompt."),
     actions: Optional[str] = typer.Option(None, "--actions", help="Comma list of action kinds to offer (default: all)."),
     out: OutOption = None,
@@ -81,9 +93,8 @@ def desktop(
         if max_runtime is not None:
             options = options.model_copy(update={"max_runtime_s": max_runtime})
     else:
-        check_budget(budget)
         options = DesktopOptions(
-            task=task, rules=tuple(rules_paths(rules)), model=model, max_steps=max_steps, budget=budget,
+            task=task, rules=tuple(rules_paths(rules)), model=model, max_steps=max_steps, budget=_budget(budget),
             monitor=monitor, dry_run=dry_run, history_images=history, kinds=_kinds(actions),
             **({"max_runtime_s": max_runtime} if max_runtime is not None else {}),
         )

@@ -34,10 +34,11 @@ from agents.desktop.state import (
     ConfirmRequest, DesktopOptions, DesktopState, GuardRecord, StepRecord, Timings, Usage,
 )
 from agents.desktop.trajectory import TrajectoryWriter
+from agents.desktop.verify import compare, stuck_reason, thumbnail
 from agents.errors import UsageError
 from agents.rules import AuditLog, GuardContext, Policy, ScreenBounds, guard
 from agents.runs import Deadline
-from model_runtime.budget import image_grid
+from model_runtime.budget import image_grid, native_budget
 from model_runtime.chat_model import ChatModel
 from model_runtime.errors import InvalidOutputError
 from model_runtime.payloads import Message
@@ -70,6 +71,7 @@ class DesktopContext:
     max_steps: int
     deadline: Deadline = field(default_factory=Deadline)
     images: dict[int, Image.Image] = field(default_factory=dict)
+    thumbs: dict[int, Image.Image] = field(default_factory=dict)  # agents.desktop.verify's copies
     sleep: Callable[[float], None] = time.sleep
 
     def image(self, step: int) -> Image.Image:
@@ -79,9 +81,16 @@ class DesktopContext:
                 self.images[step] = im.convert("RGB")
         return self.images[step]
 
+    def thumb(self, step: int) -> Image.Image:
+        if step not in self.thumbs:
+            self.thumbs[step] = thumbnail(self.image(step))
+        return self.thumbs[step]
+
     def forget_images_before(self, step: int) -> None:
         for old in [s for s in self.images if s < step]:
             del self.images[old]
+        for old in [s for s in self.thumbs if s < step - 1]:  # the previous step's copy is compared next
+            del self.thumbs[old]
 
 
 def _ms(since: float) -> float:
@@ -98,18 +107,43 @@ def observe(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
         return {"status": "deadline", "stop_reason": ctx.deadline.message()}
     started = time.perf_counter()
     capture = ctx.screen.capture_monitor(opts.monitor)
-    grid = image_grid(capture.image.width, capture.image.height, opts.budget, ctx.client.profile.vision)
+    vision = ctx.client.profile.vision
+    budget = native_budget(*capture.image.size, vision) if opts.budget == "auto" else opts.budget
+    grid = image_grid(capture.image.width, capture.image.height, budget, vision)
     capture = capture.resized_to(grid.width, grid.height)
+    update: dict[str, Any] = verify_previous(state, ctx, thumbnail(capture.image))
+    if update.get("status"):
+        return update
     ctx.images[state.step] = capture.image
     ctx.forget_images_before(window_start(state.step + 1, opts.history_images, opts.history_block))
     info = ctx.texts.read()
     capture_ms = _ms(started)
     name = ctx.writer.save_screenshot(state.step, capture.image)
     current = StepRecord(
-        step=state.step, started_at=time.time(), screenshot=name, geometry=capture.geometry,
+        step=state.step, started_at=time.time(), screenshot=name, geometry=capture.geometry, budget=budget,
+        coordinates=ctx.client.profile.coordinates,
         window_title=info.window_title, screen_texts=info.texts, timings=Timings(capture_ms=capture_ms),
     )
-    return {"current": current}
+    return {**update, "current": current}
+
+
+def verify_previous(state: DesktopState, ctx: DesktopContext, thumb: Image.Image) -> dict[str, Any]:
+    """Compare the new screenshot with the one the last executed action was decided on.
+
+    Marks that step ``screen_changed`` (its outcome line then tells the model), and stops the
+    run as ``stuck`` after the same action changed nothing several times in a row. A step
+    already marked (a resumed run) is left alone, so a human's resume gets a fresh try.
+    """
+    ctx.thumbs[state.step] = thumb
+    last = state.steps[-1] if state.steps else None
+    if last is None or not last.executed or last.screen_changed is not None or last.step != state.step - 1:
+        return {}
+    change = compare(ctx.thumb(last.step), thumb)
+    last = _with(last, screen_changed=change.changed)
+    steps = [*state.steps[:-1], last]
+    ctx.writer.verified(last, change.model_dump())
+    reason = stuck_reason(steps)
+    return {"steps": steps, **({"status": "stuck", "stop_reason": reason} if reason else {})}
 
 
 def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
@@ -117,8 +151,9 @@ def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     cur = state.current
     assert cur is not None
     started = time.perf_counter()
-    geo, budget, profile = cur.geometry, opts.budget, ctx.client.profile
-    system = "\n\n".join(p for p in (ctx.policy.prompt.strip(), instructions(geo.image_width, geo.image_height, opts.kinds)) if p)
+    budget, profile = cur.budget, ctx.client.profile
+    frame = cur.frame
+    system = "\n\n".join(p for p in (ctx.policy.prompt.strip(), instructions(frame, opts.kinds)) if p)
 
     def build(start: int) -> list[Message]:
         images = {s: ctx.image(s) for s in range(start, cur.step)}
@@ -131,7 +166,7 @@ def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
-    schema = reply_schema(geo.image_width, geo.image_height, opts.kinds)
+    schema = reply_schema(frame, opts.kinds)
     model_started = time.perf_counter()
     try:
         result = ctx.client.chat(
@@ -148,13 +183,13 @@ def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     )
     reply = result.parsed
     action = reply.action
-    invalid = check_model_action(action, geo, opts.kinds)
+    invalid = check_model_action(action, frame, opts.kinds)
     update: dict[str, Any] = {
         "thought": reply.thought, "raw_output": result.text, "action": action, "usage": usage,
         "model_xy": action.points(), "invalid": invalid,
     }
     if invalid is None:
-        screen_action = to_screen(action, geo)
+        screen_action = to_screen(action, frame)
         update.update(screen_action=screen_action, screen_xy=screen_action.points())
     update["timings"] = cur.timings.model_copy(update={"decide_ms": _ms(started), "model_ms": _ms(model_started)})
     return {"current": _with(cur, **update)}

@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from PIL import Image
 
-from agents.desktop.state import StepRecord
+from agents.desktop.frame import ModelFrame
+from agents.desktop.state import NO_CHANGE, StepRecord
 from model_runtime.payloads import ImagePart, Message, TextPart
 
 LINE_LIMIT = 200  # characters per history line
@@ -39,15 +40,33 @@ def window_start(n_screens: int, keep: int, block: int) -> int:
     return -(-excess // block) * block
 
 
-def instructions(image_width: int, image_height: int, kinds: Sequence[str]) -> str:
+# What each action's fields mean; the prompt lists the offered ones (the schema only bounds them).
+ACTION_FIELDS: dict[str, str] = {
+    "click": "click {x, y, button: left|right|middle, count: 1 (2 = double click)}: at the point",
+    "move": "move {x, y}: move the pointer there without clicking (hover)",
+    "drag": "drag {path: [[x, y], ...] 2 to 8 points, button}: press at the first point, move through the others, "
+            "release at the last",
+    "scroll": "scroll {x, y, dx, dy}: wheel clicks with the pointer at (x, y), -20..20; dy > 0 scrolls up (towards "
+              "the top of the page), dy < 0 scrolls down; dx > 0 scrolls right, dx < 0 left",
+    "type": "type {text}: types the text where the keyboard focus is (click the field first)",
+    "hotkey": "hotkey {keys: [...]}: presses the keys together, e.g. [\"ctrl\", \"s\"]",
+    "key": "key {key}: presses one key; names: enter, tab, escape, backspace, delete, space, up, down, left, right, "
+           "home, end, pageup, pagedown, f1..f12, ctrl, alt, shift, win, or one character",
+    "wait": "wait {ms}: wait up to 5000 ms for the screen to settle",
+    "done": "done {result}: the task is finished; say what you did",
+    "fail": "fail {reason}: the task cannot be done; say why",
+}
+
+
+def instructions(frame: ModelFrame, kinds: Sequence[str]) -> str:
+    fields = "\n".join(f"- {ACTION_FIELDS[k]}" for k in kinds if k in ACTION_FIELDS)
     return (
         "You control a computer through its screen. Each turn you get a screenshot and answer with "
-        "exactly one action as JSON: {\"thought\": short reason, \"action\": {...}}.\n"
-        f"Every screenshot is {image_width}x{image_height} pixels. Coordinates are pixels of the "
-        f"screenshot: x from 0 (left) to {image_width - 1}, y from 0 (top) to {image_height - 1}. "
-        "Point at the centre of the element you mean.\n"
-        f"Actions: {', '.join(kinds)}. Use done when the task is finished and fail when it cannot be done. "
-        "An action the guard denies is not executed; you get the reason and must choose another way."
+        "exactly one action as JSON: {\"thought\": short reason, \"action\": {\"kind\": ..., fields}}.\n"
+        f"{frame.explain()} Point at the centre of the element you mean.\n"
+        f"Actions:\n{fields}\n"
+        "An action the guard denies is not executed; you get the reason and must choose another way. "
+        f"An outcome that says \"{NO_CHANGE}\" means the action had no effect: do not repeat it unchanged."
     )
 
 

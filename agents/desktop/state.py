@@ -11,12 +11,15 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.desktop.frame import Convention, ModelFrame
 from agents.rules import ScreenText
 from tools.actions import Action, ActionKind
 from tools.screen import Geometry
 
-RunStatus = Literal["done", "fail", "max_steps", "stopped", "denied", "deadline"]
+RunStatus = Literal["done", "fail", "max_steps", "stopped", "denied", "deadline", "stuck"]
 Verdict = Literal["allow", "deny", "confirm"]
+
+NO_CHANGE = "no visible change on the screen"  # the outcome note of a step that changed nothing
 
 ALL_KINDS: tuple[str, ...] = tuple(k.value for k in ActionKind)
 
@@ -31,7 +34,9 @@ class DesktopOptions(BaseModel):
     model: str = "tiny"
     max_steps: int = Field(30, ge=1, le=10_000)
     max_runtime_s: float = Field(900.0, gt=0)  # with the rules' limits.max_runtime_s: the smaller wins
-    budget: int = 1120  # image soft tokens; one of the profile's budgets
+    # Image soft tokens: one of the profile's budgets, or "auto": per screenshot the smallest
+    # budget that does not shrink the screen (model_runtime.budget.native_budget).
+    budget: int | Literal["auto"] = "auto"
     monitor: int = Field(1, ge=0)
     dry_run: bool = False
     history_images: int = Field(4, ge=1, le=8, description="last K screenshots sent as images")
@@ -80,11 +85,13 @@ class StepRecord(BaseModel):
     started_at: float
     screenshot: str  # file name inside the run folder (the image the model saw)
     geometry: Geometry  # maps that image onto the screen
+    budget: Optional[int] = None  # the image budget it was sent at (--budget, or what "auto" chose)
+    coordinates: Convention = "pixels"  # the model's convention (its profile's): how action/model_xy read
     window_title: Optional[str] = None
     screen_texts: list[ScreenText] = []  # what the guard matched deny_text against
     thought: str = ""
     raw_output: str = ""
-    action: Optional[Action] = None  # in model (image) pixels
+    action: Optional[Action] = None  # in the model's frame (screenshot pixels or 0..1000)
     screen_action: Optional[Action] = None  # in screen pixels
     model_xy: list[tuple[int, int]] = []
     screen_xy: list[tuple[int, int]] = []
@@ -92,20 +99,30 @@ class StepRecord(BaseModel):
     guard: Optional[GuardRecord] = None
     executed: bool = False
     result: str = ""
+    # Did the screen change after this executed action (agents.desktop.verify)? None: not
+    # checked (nothing executed, or the run ended before the next screenshot).
+    screen_changed: Optional[bool] = None
     usage: Optional[Usage] = None
     timings: Timings = Timings()
 
+    @property
+    def frame(self) -> ModelFrame:
+        return ModelFrame(geometry=self.geometry, convention=self.coordinates)
+
     def outcome(self) -> str:
-        """One line for the model's history and for humans."""
-        if self.invalid:
+        """One line for the model's history and for humans, every coordinate in the model's frame."""
+        if self.invalid:  # already in the model's frame
             return f"invalid: {self.invalid}"
         if self.action is not None and self.action.kind in ("done", "fail"):
             return self.action.kind
+        # The guard and the executor speak screen pixels; the model reads its own frame.
+        describe = self.frame.describe
         if self.guard is not None and self.guard.verdict == "deny":
-            return f"denied by the guard: {self.guard.reason}"
+            return f"denied by the guard: {describe(self.guard.reason)}"
         if self.guard is not None and self.guard.verdict == "confirm" and not self.guard.approved:
-            return f"not approved: {self.guard.reason}"
-        return self.result or ("executed" if self.executed else "not executed")
+            return f"not approved: {describe(self.guard.reason)}"
+        done = describe(self.result) if self.result else ("executed" if self.executed else "not executed")
+        return f"{done}; {NO_CHANGE}" if self.screen_changed is False else done
 
 
 class DesktopState(BaseModel):

@@ -81,6 +81,12 @@ class TrajectoryWriter:
         self.events.emit("step", **record.model_dump(mode="json", exclude={"raw_output"}))
         self._flush()
 
+    def verified(self, record: StepRecord, change: dict) -> None:
+        """Store a finished step's screen check (agents.desktop.verify) and log it."""
+        self.data.steps = [record if s.step == record.step else s for s in self.data.steps]
+        self.events.emit("verified", step=record.step, **change)
+        self._flush()
+
     def emit(self, kind: str, **fields: object) -> None:
         self.events.emit(kind, **fields)
 

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.desktop.actions import check_model_action, reply_schema, to_screen
+from agents.desktop.frame import ModelFrame
 from model_runtime.budget import image_grid
 from model_runtime.profiles import IMAGE_BUDGETS
 from tools.actions import Click, Drag, parse_action
@@ -34,8 +35,8 @@ def screens(draw) -> Geometry:
 def test_image_pixel_to_screen_and_back(g: Geometry, data: st.DataObject) -> None:
     u = data.draw(st.integers(0, g.image_width - 1))
     v = data.draw(st.integers(0, g.image_height - 1))
-    assert check_model_action(Click(x=u, y=v), g, ("click",)) is None
-    screen = to_screen(Click(x=u, y=v), g)
+    assert check_model_action(Click(x=u, y=v), ModelFrame(geometry=g), ("click",)) is None
+    screen = to_screen(Click(x=u, y=v), ModelFrame(geometry=g))
     assert g.contains_screen_point(screen.x, screen.y)
     back_u, back_v = g.to_image(screen.x, screen.y)
     # Within half an image pixel when the grid shrinks the screen; when it upscales, several image
@@ -52,8 +53,8 @@ def test_image_pixel_to_screen_and_back(g: Geometry, data: st.DataObject) -> Non
 def test_corners_and_edges_are_exact(g: Geometry) -> None:
     w, h = g.image_width - 1, g.image_height - 1
     corners = Drag(path=[(0, 0), (w, 0), (w, h), (0, h)])
-    assert to_screen(corners, g).path == [(g.left, g.top), (g.right, g.top), (g.right, g.bottom), (g.left, g.bottom)]
-    assert check_model_action(corners, g, ("drag",)) is None
+    assert to_screen(corners, ModelFrame(geometry=g)).path == [(g.left, g.top), (g.right, g.top), (g.right, g.bottom), (g.left, g.bottom)]
+    assert check_model_action(corners, ModelFrame(geometry=g), ("drag",)) is None
 
 
 @settings(max_examples=100, deadline=None)
@@ -61,12 +62,13 @@ def test_corners_and_edges_are_exact(g: Geometry) -> None:
 def test_one_pixel_past_an_edge_is_invalid(g: Geometry, step: tuple[int, int]) -> None:
     x = -1 if step[0] < 0 else (g.image_width if step[0] > 0 else 0)
     y = -1 if step[1] < 0 else (g.image_height if step[1] > 0 else 0)
-    reason = check_model_action(Click(x=x, y=y), g, ("click",))
+    reason = check_model_action(Click(x=x, y=y), ModelFrame(geometry=g), ("click",))
     assert reason is not None and "outside" in reason
 
 
 def test_strict_schema_bounds_coordinates_and_offers_only_the_given_kinds() -> None:
-    schema = reply_schema(2016, 1248, ("click", "type", "done")).model_json_schema()
+    frame = ModelFrame(geometry=Geometry(left=0, top=0, width=1280, height=800, image_width=2016, image_height=1248))
+    schema = reply_schema(frame, ("click", "type", "done")).model_json_schema()
     defs = schema["$defs"]
     assert sorted(defs) == ["Click", "Done", "Type"]
     assert defs["Click"]["properties"]["x"] == {"type": "integer", "minimum": 0, "maximum": 2015}
@@ -75,5 +77,6 @@ def test_strict_schema_bounds_coordinates_and_offers_only_the_given_kinds() -> N
     assert defs["Type"]["properties"]["text"]["maxLength"] == 200
     assert sorted(schema["properties"]["action"]["discriminator"]["mapping"]) == ["click", "done", "type"]
     # Parsing still accepts any Action: the agent, not the parser, rejects what is out of bounds.
-    parsed = reply_schema(10, 10, ("click",)).model_validate_json(json.dumps({"thought": "", "action": {"kind": "click", "x": 50, "y": 1}}))
+    tiny = ModelFrame(geometry=Geometry(left=0, top=0, width=10, height=10, image_width=10, image_height=10))
+    parsed = reply_schema(tiny, ("click",)).model_validate_json(json.dumps({"thought": "", "action": {"kind": "click", "x": 50, "y": 1}}))
     assert parsed.action == parse_action({"kind": "click", "x": 50, "y": 1})
