@@ -70,7 +70,11 @@ class ReviewAnswerer:
                   (lb.page in pages or (lb.page is None and last in pages))]
         right = {"findings": [_finding(lb.rule, lb.page, lb.quote or "", f"planted {lb.rule} problem",
                                        self._pixels(document, lb, sizes)) for lb in labels]}
-        return OracleReply(key=key, right=right, wrong={"findings": self._wrong(document, pages, labels)})
+        wrong = {"findings": self._wrong(document, pages, labels)}
+        extra = _extra_fields(body)  # the rules' output.fields (a suggestion): required strings of every finding
+        for answer in (right, wrong):
+            answer["findings"] = [{**{name: f"see the {f['rule']} label" for name in extra}, **f} for f in answer["findings"]]
+        return OracleReply(key=key, right=right, wrong=wrong)
 
     def _pixels(self, document: str, label: Label, sizes: dict[int, tuple[int, int]]) -> list[float] | None:
         """The label's box in the pixels of the page image the request showed (None: no image, no box)."""
@@ -140,6 +144,14 @@ class ReviewAnswerer:
 
 def _finding(rule: str, page: int | None, quote: str, rationale: str, box: list[float] | None = None) -> dict:
     return {"rule": rule, "severity": "high", "page": page, "quote": quote, "rationale": rationale, "box": box}
+
+
+def _extra_fields(body: dict) -> list[str]:
+    """Required finding properties of the request's answer schema beyond the ones every review answer has."""
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+    finding = (schema.get("$defs") or {}).get("Finding") or {}
+    known = {"rule", "severity", "page", "quote", "rationale", "box"}
+    return [name for name in finding.get("required", []) if name not in known]
 
 
 def _image_size(url: str) -> tuple[int, int]:

@@ -1,7 +1,11 @@
 """Review agent benchmark: prints a table, asserts nothing.
 
-    python -m tests.bench.bench_review [--base-url http://127.0.0.1:8765] [--model-pages 24]
+    python -m tests.bench.bench_review [--base-url http://127.0.0.1:8765] [--model-pages 24] [--cli-sizes 30,300,1000]
 
+0. With a server: the whole ``tilepilot review`` process end to end (the CLI, its graph, the chunk
+   pool, the page workers' parent side, reports), peak RSS (its own VmHWM, read at exit) and peak
+   thread count at 30, 300 and 1000 pages of one mixed PDF, with the ratio to the 30-page peak
+   (goal: <= 1.25x). Page workers are separate processes and not counted.
 1. Client peak RSS (VmHWM of a fresh child process) at 10/100/1000 pages of the mixed corpus:
    the review's page path (plan + lazy per-chunk render at the exact grid + JPEG encode, as the
    map step does, without sending), ``--no-model`` end to end, and a naive baseline that renders
@@ -66,6 +70,19 @@ for page in doc:
 
 _HWM = "\nprint('VMHWM', [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
 
+# The real CLI in this process; at exit (normal, error or SystemExit) its own VmHWM goes to a file.
+_CLI = _CHILD_PRELUDE + """
+import atexit
+HWM_FILE = sys.argv[1]
+def _peak():
+    with open(HWM_FILE, "w") as out:
+        out.write([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])
+atexit.register(_peak)
+from agents.cli import main
+sys.argv = ["tilepilot"] + sys.argv[2:]
+main()
+"""
+
 
 def child_hwm_mib(script: str, pdf: Path) -> float:
     proc = subprocess.run([sys.executable, "-c", script + _HWM, str(pdf)], capture_output=True, text=True, timeout=1800)
@@ -93,6 +110,48 @@ def bench_memory(folder: Path, sizes: list[int]) -> None:
                      naive if isinstance(naive, str) else f"{naive:.0f}"])
     table("Peak RSS (VmHWM, MiB, client process)", ["pages", "review page path (lazy render)", "--no-model run",
                                                    "naive: render all @150 dpi, keep"], rows)
+
+
+def _status_value(pid: int, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def cli_peak(pdf: Path, out: Path, base_url: str, extra: list[str]) -> tuple[float, int, float, dict]:
+    """(VmHWM MiB, peak threads, seconds, --json output) of one ``tilepilot review`` process."""
+    hwm_file = out.with_suffix(".hwm")
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-c", _CLI, str(hwm_file), "review", str(pdf), "--out", str(out), "--json",
+                             "--base-url", base_url, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    threads = 0
+    while proc.poll() is None:
+        threads = max(threads, _status_value(proc.pid, "Threads") or 0)
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate()
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        raise RuntimeError(stderr[-800:])
+    return int(hwm_file.read_text()) / 1024, threads, seconds, json.loads(stdout)
+
+
+def bench_cli_memory(folder: Path, base_url: str, sizes: list[int], budget: int, concurrency: int) -> None:
+    from tests.gen.pdfs import mixed_corpus
+
+    rows, first = [], None
+    for n in sizes:
+        pdf = folder / f"cli-{n}.pdf"
+        mixed_corpus(pdf, n)
+        hwm, threads, seconds, result = cli_peak(pdf, folder / f"cli-run-{n}", base_url,
+                                                 ["--budget-tokens", str(budget), "--concurrency", str(concurrency)])
+        first = first or hwm
+        rows.append([n, f"{hwm:.0f}", f"{hwm / first:.2f}x", threads, result["usage"]["requests"], f"{seconds:.0f}"])
+    table(f"`tilepilot review` end to end, tiny model (VmHWM of the CLI process, MiB; --concurrency {concurrency}, "
+          f"--budget-tokens {budget})", ["pages", "peak RSS", "vs first", "peak threads", "requests", "seconds"], rows)
 
 
 def bench_tokens(folder: Path, base_url: str | None) -> None:
@@ -168,9 +227,17 @@ def main() -> None:
     parser.add_argument("--model-pages", type=int, default=24)
     parser.add_argument("--budget-tokens", type=int, default=6000)
     parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--cli-sizes", default="30,300,1000", help="pages of the end-to-end CLI runs (with --base-url)")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--only-cli", action="store_true", help="only the end-to-end CLI memory table")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        if args.base_url:
+            bench_cli_memory(folder, args.base_url.rstrip("/"), [int(s) for s in args.cli_sizes.split(",")],
+                             args.budget_tokens, args.concurrency)
+        if args.only_cli:
+            return
         bench_memory(folder, [int(s) for s in args.sizes.split(",")])
         bench_tokens(folder, args.base_url)
         if args.base_url:

@@ -6,6 +6,7 @@ Real PDFs (generated), the real planner, mapper and graph; only the model is a d
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -100,3 +101,54 @@ def test_rolling_mode_carries_notes_and_keeps_one_checkpoint(pdf: Path, tmp_path
     saver = SqliteSaver(sqlite3.connect(run / "checkpoint.sqlite", check_same_thread=False))
     assert len(list(saver.list({"configurable": {"thread_id": "doc0"}}))) == 1  # pruned between chunks and at the end
     saver.conn.close()
+
+
+def test_the_map_step_keeps_at_most_concurrency_chunks_in_flight_on_a_fixed_pool(pdf: Path, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    state = {"now": 0, "most": 0, "threads": 0}
+    lock = threading.Lock()
+
+    def in_flight(messages) -> None:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+            state["threads"] = max(state["threads"], threading.active_count())
+        time.sleep(0.3)  # hold the request open, so a pool larger than --concurrency would show
+        with lock:
+            state["now"] -= 1
+
+    chat = WordChat(on_chat=in_flight)
+    before = threading.active_count()
+    report = run_review(ReviewOptions(paths=[str(pdf)], concurrency=2, budget_tokens=900), out=tmp_path / "run",
+                        client_factory=lambda: chat, progress=None)
+    chunks = next(read_events(tmp_path / "run" / EVENTS_NAME, "planned"))["chunks"]
+    assert chunks >= 6 and report.documents[0].failed_pages == []
+    assert 1 <= state["most"] <= 2  # never more than --concurrency at once
+    # the pool's two workers and LangGraph's node thread, however many chunks: not one thread per chunk
+    assert state["threads"] - before <= 4 < chunks
+
+
+def test_a_crash_mid_map_keeps_finished_chunks_and_resume_sends_none_twice(pdf: Path, tmp_path: Path) -> None:
+    sent: list[list[int]] = []
+
+    def crash_on_third(messages) -> None:
+        pages = [int(p) for p in re.findall(r"=== page (\d+) \(", str(messages[-1].parts))]
+        if pages:
+            sent.append(pages)
+            if len(sent) == 3:
+                raise RuntimeError("killed")
+
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="killed"):
+        _review(pdf, run, WordChat(on_chat=crash_on_third), budget_tokens=900)
+    finished = [e["chunk"] for e in read_events(run / EVENTS_NAME, "chunk_done")]
+    assert len(finished) == 2 and len(sent) == 3
+    resumed = WordChat()
+    report = run_review(ReviewOptions(paths=[]), resume=run, client_factory=lambda: resumed, progress=None)
+    again = {e["chunk"] for e in read_events(run / EVENTS_NAME, "request") if e["chunk"] != "summary"}
+    chunk_requests = [e for e in read_events(run / EVENTS_NAME, "request") if e["chunk"] != "summary"]
+    assert Counter(p for e in chunk_requests for p in e["pages"]) == Counter(range(1, PAGES + 1))  # each page once
+    assert set(finished) <= again and report.documents[0].failed_pages == []
+    assert len(report.documents[0].sent) == PAGES and all(s.modality for s in report.documents[0].sent)
