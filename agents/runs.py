@@ -269,6 +269,12 @@ class RunProgress:
 
 # -- the run -------------------------------------------------------------------------------------
 
+# Called with each Run right after its first event. agents.backend adds one, so that the model
+# server an agent connected (its probe, later token-count drift) is logged in that run's own
+# events.jsonl without every agent wiring it.
+OPEN_HOOKS: list[Callable[["Run"], None]] = []
+
+
 class Run:
     """One agent run in its folder. Use :meth:`open`, then ``with run:``; see the module docstring."""
 
@@ -301,6 +307,8 @@ class Run:
         run = cls(agent, folder, resumed=resume is not None, deadline=deadline or Deadline(), progress=progress)
         run.emit(RUN_RESUMED if resume is not None else RUN_STARTED, agent=agent, options=options.model_dump(mode="json"),
                  max_runtime_s=run.deadline.limit_s, **fields)
+        for hook in OPEN_HOOKS:
+            hook(run)
         return run
 
     def emit(self, kind: str, **fields: Any) -> None:
