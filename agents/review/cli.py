@@ -37,6 +37,9 @@ def review(
     as_json: JsonOption = False,
     model: ModelOption = "tiny",
     base_url: BaseUrlOption = None,
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Review the documents as Ray tasks: auto (a local "
+                                          "Ray on loopback; auto:N for N workers) or ray://HOST:PORT (a running "
+                                          "cluster; --out on storage every node reaches). Needs tilepilot[cluster]."),
 ) -> None:
     """Review PDFs: deterministic rule checks on the text layer, plus the model on budgeted page chunks."""
     from agents.review.runner import ReviewOptions, machine_output, run_review
@@ -56,6 +59,16 @@ def review(
                                 concurrency=concurrency, mode=mode, pages=pages, no_model=no_model, model=model,
                                 max_runtime_s=max_runtime, prefer=prefer,
                                 legibility=str(legibility.resolve()) if legibility else None)
+
+    from agents.cluster.ray_review import is_cluster_run
+
+    if cluster is not None or is_cluster_run(resume):  # documents as Ray tasks, merged into one run folder
+        from agents.cluster.ray_review import review_on_cluster
+
+        typer.echo(review_on_cluster(options, cluster, out=out, resume=resume, password=password, base_urls=base_url,
+                                     as_json=as_json, console=err, max_runtime_s=max_runtime,
+                                     progress=progress_sink(as_json, err)))
+        return
 
     def client_factory():
         from agents.backend import connect
