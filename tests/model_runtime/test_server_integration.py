@@ -106,7 +106,7 @@ def test_ask_cli_with_pdf_page_and_audio(tmp_path, server_env):
     proc = tilepilot("ask", "What does the page say?", "--pdf", str(pdf), "--page", "1",
                      "--audio", str(wav), "--json", env=server_env, check=True)
     out = json.loads(proc.stdout)
-    assert set(out) == {"answer", "usage", "estimated_prompt_tokens"}
+    assert set(out) == {"answer", "usage", "estimated_prompt_tokens", "exact"} and out["exact"] is True
     assert out["usage"]["prompt_tokens"] == out["estimated_prompt_tokens"]
     bad = tilepilot("ask", "x", "--pdf", str(pdf), "--page", "3", env=server_env)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "page" in bad.stderr
