@@ -13,7 +13,8 @@ import soundfile as sf
 from PIL import Image
 
 from model_runtime import server
-from model_runtime.client import ChatClient, _repair_json, normalize_base_url
+from model_runtime.client import ChatClient, normalize_base_url
+from model_runtime.probe import lenient_json
 from model_runtime.errors import NoBackendError, ServeError, ServerUnreachableError
 from model_runtime.payloads import AudioPart, ImagePart, Message, TextPart, encode_image, encode_messages
 from model_runtime.profiles import GEMMA_4_12B, get_profile, tiny_profile
@@ -121,8 +122,8 @@ def test_unreachable_server_is_one_line():
 
 def test_small_helpers():
     assert normalize_base_url("http://h:1/v1/") == "http://h:1"
-    assert _repair_json('```json\n{"a": 1}\n```') == '{"a": 1}'
-    assert _repair_json('noise {"a": {"b": 2}} tail') == '{"a": {"b": 2}}'
+    assert lenient_json('```json\n{"a": 1}\n```') == '{"a": 1}'
+    assert lenient_json('noise {"a": {"b": 2}} tail') == '{"a": {"b": 2}}'
 
 
 def test_control_characters_in_json_strings_are_accepted(monkeypatch):
