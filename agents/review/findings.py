@@ -8,7 +8,7 @@
      "documents": [{"path", "page_count", "pages": N reviewed, "failed_pages": [page, ...],
                     "failures": [{"page", "reason"}], "plan": {"text": n, "image": n, "both": n},
                     "sent": [{"page", "modality", "image_budget", "reason"}],   # per page: what went, and why
-                    "document_map": {"headings": [...], "terms": [...]},
+                    "document_map": {"headings": [{"text", "page"}], "terms": [{"text", "page"}]},
                     "unverified_model_findings": n, "dropped_model_findings": n, "summary": str | null,
                     "findings": [Finding, ...]}],
      "usage": {"requests", "prompt_tokens", "completion_tokens", "max_prompt_tokens", "budget_tokens"}}
@@ -41,6 +41,7 @@ from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.review.docmap import DocumentMap
 from agents.review.quotes import normalise, similar
 
 SCHEMA_ID = "tilepilot.review/2"
@@ -95,7 +96,7 @@ class DocumentResult(BaseModel):
     failures: list[PageFailure] = []
     plan: dict[str, int] = {}
     sent: list[PageSent] = []
-    document_map: dict[str, list] = {}
+    document_map: DocumentMap = DocumentMap()  # headings and defined terms with their pages (from the text layer)
     unverified_model_findings: int = 0
     dropped_model_findings: int = 0
     summary: str | None = None

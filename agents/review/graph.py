@@ -33,7 +33,7 @@ from agents.review.mapper import ChunkContext, ChunkOutcome, review_chunk
 from agents.review.planner import ChunkPlan, PagePlan, Prefer, TextTokenCounter, pack_chunks, plan_page
 from agents.review.prompts import DOCUMENT_MAP_TITLE, page_text_block, summary_messages
 from agents.rules import CheckPage, CheckWord, Policy, run_checks
-from agents.runs import Deadline
+from agents.runs import Deadline, DeadlineReached
 from model_runtime.errors import InvalidOutputError, ServerError
 from model_runtime.payloads import Message
 from tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError
@@ -138,7 +138,10 @@ def _fan_out(state: ReviewState, runtime: Runtime[ReviewContext]) -> str:
 
 
 def _chunk_context(state: ReviewState, ctx: ReviewContext) -> ChunkContext:
-    """The document's chunk context with this document's map (checkpointed, so a resume sends the same prompts)."""
+    """The document's chunk context with this document's map (checkpointed, so a resume sends the same prompts).
+
+    The ChunkContext belongs to this one document's graph run, so setting its map here is safe.
+    """
     assert ctx.chunk is not None
     ctx.chunk.document_map = state.get("document_map_text", "")
     return ctx.chunk
@@ -160,10 +163,8 @@ def _map_chunks(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     with ThreadPoolExecutor(max_workers=max(1, ctx.concurrency), thread_name_prefix="review-chunk") as pool:
         while waiting or running:
             while waiting and len(running) < ctx.concurrency and stopped is None:
-                try:
-                    ctx.deadline.check()
-                except BaseException as err:  # DeadlineReached: unfinished chunks stay out of the ledger
-                    stopped = err
+                if ctx.deadline.expired():  # unfinished chunks stay out of the ledger, pending for --resume
+                    stopped = DeadlineReached(ctx.deadline.message())
                     break
                 running.add(pool.submit(_run_chunk, waiting.pop(0), chunk_ctx, ctx.ledger))
             if not running:

@@ -20,9 +20,10 @@ from agents.backend import random_weights_note
 from agents.errors import UsageError
 from agents.progress import ConsoleProgress
 from agents.review.findings import DocumentResult, Finding, FindingsFile, ModelInfo, PageFailure, PageSent, UsageTotals
+from agents.review.docmap import DocumentMap
 from agents.review.graph import NOTES_TOKENS, ReviewContext, build_graph
 from agents.review.ledger import ChunkLedger
-from agents.review.legibility_table import load_table
+from agents.review.legibility_table import LegibilityTable, load_table
 from agents.review.mapper import ChunkContext, extra_output_fields
 from agents.review.planner import PAGE_HEADER_TOKENS, Prefer, image_tokens
 from agents.review.prompts import chunk_message, system_prompt
@@ -124,7 +125,7 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
 
 def _review_documents(run: Run, options: ReviewOptions, docs: list[tuple[Path, int, list[int]]], policy: Policy,
                       client: ChatModel | None, system: str, budget: int | None, capacity: int | None,
-                      password: str | None, deadline_s: float | None, legibility) -> tuple[list[DocumentResult], UsageTotals]:
+                      password: str | None, deadline_s: float | None, legibility: LegibilityTable) -> tuple[list[DocumentResult], UsageTotals]:
     graph = build_graph(run.checkpointer())
     results: list[DocumentResult] = []
     usage = UsageTotals(budget_tokens=budget)
@@ -213,7 +214,7 @@ def _document_result(path: str, page_count: int, pages: list[int], state: dict, 
     findings = [Finding.model_validate(f) for f in state.get("final_findings", [])]
     return DocumentResult(
         path=path, page_count=page_count, pages=len(pages), failed_pages=[f.page for f in failures], failures=failures,
-        plan=state.get("plan_counts", {}), sent=_pages_sent(state, failures), document_map=state.get("document_map", {}),
+        plan=state.get("plan_counts", {}), sent=_pages_sent(state, failures), document_map=DocumentMap.model_validate(state.get("document_map") or {}),
         unverified_model_findings=sum(1 for f in findings if f.source == "model" and f.verified == "unverified"),
         dropped_model_findings=dropped, summary=state.get("summary"), findings=findings,
     )

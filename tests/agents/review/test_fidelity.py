@@ -239,7 +239,7 @@ def test_every_chunk_sees_the_document_map_within_the_budget(tmp_path: Path) -> 
     assert max(tokens for tokens, _ in chat.requests) <= budget
     events = list(read_events(tmp_path / "run" / EVENTS_NAME))
     assert next(e for e in events if e["kind"] == "planned")["document_map_tokens"] > 0
-    assert {"text": "Confidential Information", "page": 1} in report.documents[0].document_map["terms"]
+    assert ("Confidential Information", 1) in [(t.text, t.page) for t in report.documents[0].document_map.terms]
     assert [(f.page, f.verified) for f in report.documents[0].findings if f.source == "model"] == [(12, "exact")]
 
 
