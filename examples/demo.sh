@@ -7,7 +7,7 @@
 # for fast follow-up commands; stop it with `tilepilot serve stop`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source .ci/setup-env.sh
+TILEPILOT_NO_LLAMA=1 source .ci/setup-env.sh  # the demo needs no llama.cpp server (only the tests do)
 
 if [ ! -f examples/review/contract.pdf ]; then
   echo "[demo] generating examples/review/contract.pdf"
