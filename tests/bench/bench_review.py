@@ -155,13 +155,17 @@ def bench_cli_memory(folder: Path, base_url: str, sizes: list[int], budget: int,
 
 
 def bench_tokens(folder: Path, base_url: str | None) -> None:
+    """Prompt tokens per page kind: fidelity first (the default) and --prefer tokens, beside always-text / always-image."""
     from agents.review.planner import TextTokenCounter, image_tokens, plan_page
     from agents.review.prompts import page_text_block
-    from model_runtime.profiles import tiny_profile
+    from model_runtime.profiles import GEMMA_4_12B, tiny_profile
     from tests.gen.pdfs import mixed_corpus
     from tools.pdf import open_pdf
 
     profile = tiny_profile()
+    # --prefer tokens needs a profile whose legibility row reads something (tiny reads nothing): the
+    # shipped gemma-4-12b row, on the same image grid (the vision spec is the same).
+    reader = GEMMA_4_12B
     pdf = folder / "tokens-40.pdf"
     kinds = mixed_corpus(pdf, 40)
     tokenize = None
@@ -169,22 +173,23 @@ def bench_tokens(folder: Path, base_url: str | None) -> None:
         def tokenize(text: str) -> int:
             return httpx.post(f"{base_url}/tokenize", json={"model": profile.served_name, "prompt": text}).json()["count"]
     counter = TextTokenCounter(tokenize)
+
+    def cost(plan) -> int:
+        return plan.text_tokens + (image_tokens(plan.width_pt, plan.height_pt, plan.image_budget, profile) if plan.image_budget else 0)
+
     per_kind: dict[str, list[int]] = {}
-    adaptive = text_only = image_only = 0
     with open_pdf(pdf) as doc:
         for page, kind in zip(range(1, 41), kinds):
             text = doc.text(page)
-            plan = plan_page(text, profile, counter, page_text_block)
-            cost = plan.text_tokens + (image_tokens(plan.width_pt, plan.height_pt, plan.image_budget, profile) if plan.image_budget else 0)
-            text_cost = counter.count(page_text_block(text))
-            img_cost = image_tokens(text.width, text.height, 560, profile)
-            adaptive, text_only, image_only = adaptive + cost, text_only + text_cost, image_only + img_cost
-            per_kind.setdefault(kind, [0, 0, 0, 0])
-            per_kind[kind] = [a + b for a, b in zip(per_kind[kind], [1, cost, text_cost, img_cost])]
-    rows = [[k, v[0], v[1], v[2], v[3]] for k, v in per_kind.items()]
-    rows.append(["**document**", 40, adaptive, f"{text_only} (scans unread)", image_only])
+            fidelity = cost(plan_page(text, profile, counter, page_text_block))
+            cheap = cost(plan_page(text, reader, counter, page_text_block, "tokens"))
+            row = [1, fidelity, cheap, counter.count(page_text_block(text)), image_tokens(text.width, text.height, 560, profile)]
+            per_kind[kind] = [a + b for a, b in zip(per_kind.get(kind, [0] * 5), row)]
+    rows = [[k, *v] for k, v in per_kind.items()]
+    total = [sum(v[i] for v in per_kind.values()) for i in range(5)]
+    rows.append(["**document**", total[0], total[1], total[2], f"{total[3]} (scans unread)", total[4]])
     table("Prompt tokens, mixed 40-page corpus (text counts: /tokenize-calibrated)" + ("" if base_url else " [no server: estimated]"),
-          ["page kind", "pages", "adaptive", "always text", "always image@560"], rows)
+          ["page kind", "pages", "fidelity (default)", "--prefer tokens (gemma-4-12b table)", "always text", "always image@560"], rows)
 
 
 def _prefix_counters(base_url: str) -> tuple[float, float]:
