@@ -32,7 +32,7 @@ from agents.eval.oracle import OracleReply
 from agents.eval.screen_oracle import (
     DesktopRequest, RegistryAnswerer, ScreenRegistry, action_in_image, distance, fingerprint, reply,
 )
-from agents.eval.xserver import ClientSpec, park_pointer, require_xvfb, run_worker, worker_main, xvfb
+from agents.eval.xserver import ClientSpec, park_pointer, require_xvfb, run_screens, worker_main
 from agents.errors import RunError
 from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Scroll, Type
 
@@ -194,15 +194,20 @@ def run(ctx: EvalContext) -> SuiteResult:
     require_xvfb("xdotool")  # before a model server is started for nothing
     labels_dir = ctx.out_dir / "labels"
     spec = ClientSpec.of_context(ctx, DesktopAnswerer(labels_dir))
+    screens = list(SCREENS[:1] if ctx.small else SCREENS)
+
+    def job(display: str, width: int, height: int) -> DesktopJob:
+        return DesktopJob(display=display, width=width, height=height, tasks=tasks, out_dir=str(folder(width, height)),
+                          labels_dir=str(labels_dir), client=spec)
+
+    def folder(width: int, height: int) -> Path:
+        return ctx.out_dir / f"{width}x{height}"
+
     outcomes: list[TaskOutcome] = []
-    for width, height in SCREENS[:1] if ctx.small else SCREENS:
-        folder = ctx.out_dir / f"{width}x{height}"
-        with xvfb(width, height) as display:
-            job = DesktopJob(display=display, width=width, height=height, tasks=tasks, out_dir=str(folder), labels_dir=str(labels_dir), client=spec)
-            path = run_worker(__name__, job, folder)
+    for (width, height), path in zip(screens, run_screens(__name__, screens, job, folder)):
         for o in WorkerResult.model_validate_json(path.read_text(encoding="utf-8")).outcomes:
             if o.image:
-                o.image = str((folder / o.image).relative_to(ctx.out_dir.parents[1]))
+                o.image = str((folder(width, height) / o.image).relative_to(ctx.out_dir.parents[1]))
             outcomes.append(o)
     return score(outcomes)
 

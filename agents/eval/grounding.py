@@ -29,7 +29,7 @@ from agents.eval.oracle import OracleReply
 from agents.eval.screen_oracle import (
     SAME_SCREEN, DesktopRequest, RegistryAnswerer, ScreenRegistry, distance, fingerprint, reply, to_image_frame,
 )
-from agents.eval.xserver import ClientSpec, park_pointer, require_xvfb, run_worker, worker_main, xvfb
+from agents.eval.xserver import ClientSpec, park_pointer, require_xvfb, run_screens, worker_main
 from tools.actions import Click
 
 NAME = "grounding"
@@ -122,19 +122,22 @@ def run(ctx: EvalContext) -> SuiteResult:
     require_xvfb("xdotool")  # before a model server is started for nothing
     labels_dir = ctx.out_dir / "labels"
     spec = ClientSpec.of_context(ctx, GroundingAnswerer(labels_dir))
-    outcomes: list[Outcome] = []
     gtk = gtk_python()
-    for (width, height), planned in plan:
-        scenes = [(toolkit, n) for toolkit, n in planned if toolkit == "tk" or gtk is not None]
-        folder = ctx.out_dir / f"{width}x{height}"
-        with xvfb(width, height) as display:
-            job = GroundingJob(display=display, width=width, height=height, scenes=scenes, gtk_python=gtk,
-                               max_targets=SMALL_TARGETS_PER_SCREEN if ctx.small else None, budgets=list(budgets),
-                               out_dir=str(folder), labels_dir=str(labels_dir), client=spec)
-            path = run_worker(__name__, job, folder)
+    scenes = {size: [(toolkit, n) for toolkit, n in planned if toolkit == "tk" or gtk is not None] for size, planned in plan}
+
+    def job(display: str, width: int, height: int) -> GroundingJob:
+        return GroundingJob(display=display, width=width, height=height, scenes=scenes[(width, height)], gtk_python=gtk,
+                            max_targets=SMALL_TARGETS_PER_SCREEN if ctx.small else None, budgets=list(budgets),
+                            out_dir=str(folder(width, height)), labels_dir=str(labels_dir), client=spec)
+
+    def folder(width: int, height: int) -> Path:
+        return ctx.out_dir / f"{width}x{height}"
+
+    outcomes: list[Outcome] = []
+    for (width, height), path in zip(scenes, run_screens(__name__, list(scenes), job, folder)):
         for outcome in WorkerResult.model_validate_json(path.read_text(encoding="utf-8")).outcomes:
             if outcome.image:
-                outcome.image = str((folder / outcome.image).relative_to(ctx.out_dir.parents[1]))
+                outcome.image = str((folder(width, height) / outcome.image).relative_to(ctx.out_dir.parents[1]))
             outcomes.append(outcome)
     return score(outcomes)
 

@@ -15,8 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -112,32 +114,69 @@ class ClientSpec(BaseModel):
                           api_key=os.environ.get("TILEPILOT_API_KEY"))
 
 
-def run_worker(module: str, job: BaseModel, job_dir: Path, timeout_s: float = 900.0) -> Path:
+def run_worker(module: str, job: BaseModel, job_dir: Path, timeout_s: float = 900.0,
+               stop: threading.Event | None = None) -> Path:
     """Run ``python -m module --worker job.json``; returns the result file it wrote.
 
-    A worker that fails leaves its last stderr line in a one-line RunError.
+    A worker that fails leaves its last stderr line in a one-line RunError; ``stop`` ends it early.
     """
     job_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path = job_dir / "job.json", job_dir / "result.json"
     job_path.write_text(job.model_dump_json(), encoding="utf-8")
     result_path.unlink(missing_ok=True)
     stderr_path = job_dir / "worker.stderr"
+    deadline = time.monotonic() + timeout_s
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", module, "--worker", str(job_path), str(result_path)],
                                 stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    raise RunError(f"{module} worker ran past {timeout_s:.0f} s; see {stderr_path}")
+                if stop is not None and stop.is_set():
+                    raise RunError(f"{module} worker stopped: another screen's worker failed")
+                time.sleep(0.2)
+        finally:
             terminate_process(proc)
-            raise RunError(f"{module} worker ran past {timeout_s:.0f} s; see {stderr_path}") from None
-        except BaseException:
-            terminate_process(proc)
-            raise
     if proc.returncode != 0 or not result_path.is_file():
         lines = stderr_path.read_text(errors="replace").strip().splitlines() or ["no output"]
         raise RunError(f"{module} worker failed (exit {proc.returncode}): {lines[-1]}; see {stderr_path}")
     return result_path
+
+
+def run_screens(module: str, screens: Sequence[tuple[int, int]], job: Callable[[str, int, int], BaseModel],
+                folder: Callable[[int, int], Path]) -> list[Path]:
+    """One Xvfb and one worker per screen size, all at once; the result files in the order of ``screens``.
+
+    In parallel because a worker waits on its app and the mouse about half the time (pyautogui's pauses,
+    settle times): on two cores three screens finish in little more than the time of the largest.
+    The first failure stops the other workers.
+    """
+    stop, failures = threading.Event(), []
+
+    def one(size: tuple[int, int]) -> Path:
+        width, height = size
+        try:
+            with xvfb(width, height) as display:
+                return run_worker(module, job(display, width, height), folder(width, height), stop=stop)
+        except BaseException as err:
+            if not stop.is_set():
+                failures.append(err)  # the cause, not the workers it stopped
+            stop.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=len(screens)) as pool:
+        futures = [pool.submit(one, size) for size in screens]
+        try:
+            for future in futures:
+                future.exception()  # wait for all
+        except BaseException:
+            stop.set()
+            raise
+    if failures:
+        raise failures[0]
+    return [f.result() for f in futures]
 
 
 POINTER_PARK = (3, 400)  # where the pointer waits before a case: bare background, never a fail-safe corner
