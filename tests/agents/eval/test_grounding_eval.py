@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import random
 
 import pytest
@@ -112,3 +113,27 @@ def test_missing_xvfb_is_one_line(monkeypatch):
     assert "\n" not in str(err.value) and "apt-get install xvfb" in str(err.value)
     with pytest.raises(DisplayUnavailableError, match="Xvfb and xdotool are not installed"):
         require_xvfb("xdotool")
+
+
+def test_a_failing_screen_worker_is_one_line_and_leaves_no_x_server(tmp_path):
+    require_binary("Xvfb", "xvfb")
+    from pydantic import BaseModel
+
+    from agents.errors import RunError
+    from agents.eval.xserver import run_screens
+
+    class Job(BaseModel):
+        display: str
+
+    displays: list[str] = []
+
+    def job(display: str, _width: int, _height: int) -> Job:
+        displays.append(display)
+        return Job(display=display)
+
+    with pytest.raises(RunError) as err:
+        run_screens("agents.eval.no_such_suite", [(640, 480), (800, 600)], job, lambda w, h: tmp_path / f"{w}x{h}")
+    assert "\n" not in str(err.value) and "No module named agents.eval.no_such_suite" in str(err.value)
+    assert len(displays) == 2
+    for display in displays:  # both servers are gone
+        assert not os.path.exists(f"/tmp/.X11-unix/X{display.lstrip(':')}")
