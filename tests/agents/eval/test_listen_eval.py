@@ -106,14 +106,9 @@ def test_recordings_are_deterministic_and_timed(tmp_path, small_cases):
     assert starts == sorted(starts) and again.words[-1].end_s < again.duration_s
 
 
-MERGE_CEILING = ("agents/listen/merge.py compares 24 words at each seam, so a chance two-word repeat ('so please') "
-                 "beats the one word the 1 s overlap really shares")
-CAP_CEILING = ("agents/listen/agent.py caps a clip's answer at 6 tokens per second + 32: at 260 wpm a 30 s clip's "
-               "transcript needs more (counted with the tiny checkpoint's tokenizer)")
-
-
-@pytest.mark.parametrize("name", [pytest.param("fast", marks=pytest.mark.xfail(strict=True, reason=MERGE_CEILING)),
-                                  pytest.param("rapid", marks=pytest.mark.xfail(strict=True, reason=CAP_CEILING))])
+# Both recordings once found a ceiling: a 24-word seam window that let a chance repeat delete
+# words (agents/listen/merge.py) and a 6 tokens/s answer cap (agents/listen/agent.py).
+@pytest.mark.parametrize("name", ["fast", "rapid"])
 def test_oracle_transcribes_fast_speech_across_a_clip_seam(tmp_path, name):
     [case] = [c for c in cases(small=False) if c.name == name]
     ctx = EvalContext(SystemSpec(label="oracle", model="oracle"), tmp_path, small=True)
