@@ -115,7 +115,7 @@ def observe(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     if update.get("status"):
         return update
     ctx.images[state.step] = capture.image
-    ctx.forget_images_before(window_start(state.step + 1, opts.history_images, opts.history_block))
+    ctx.forget_images_before(window_start(state.step + 1, opts.history_images, opts.eviction_block))
     info = ctx.texts.read()
     capture_ms = _ms(started)
     name = ctx.writer.save_screenshot(state.step, capture.image)
@@ -162,7 +162,7 @@ def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     try:
         messages, counted, start = fit_messages(
             build, lambda m: ctx.client.count_prompt_tokens(m, image_budget=budget), cur.step + 1,
-            opts.history_images, opts.history_block, profile.input_budget,
+            opts.history_images, opts.eviction_block, profile.input_budget,
         )
     except ValueError as err:
         raise UsageError(str(err)) from None

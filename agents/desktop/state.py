@@ -40,11 +40,19 @@ class DesktopOptions(BaseModel):
     monitor: int = Field(1, ge=0)
     dry_run: bool = False
     history_images: int = Field(4, ge=1, le=8, description="last K screenshots sent as images")
-    history_block: int = Field(2, ge=1, description="evict this many screenshots at once (prefix cache)")
+    # Evict this many screenshots at once, so the requests in between extend each other and hit
+    # vLLM's prefix cache. Default K - 1: over 20 steps at 1280x800 the hit rate is 0.70 with
+    # 2.85 screenshots a request (evicting 2 of K=4: 0.56 with 3.3; evicting 4: 0.75 with 2.5).
+    history_block: Optional[int] = Field(None, ge=1, description="evict this many screenshots at once (prefix cache)")
     kinds: tuple[str, ...] = ALL_KINDS  # action kinds offered to the model
     temperature: float = 0.0
     max_tokens: int = Field(400, ge=32)
     settle_ms: int = Field(150, ge=0, description="wait after an action so the screen shows its effect")
+
+
+    @property
+    def eviction_block(self) -> int:
+        return self.history_block or max(1, self.history_images - 1)
 
 
 class Usage(BaseModel):
