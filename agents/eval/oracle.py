@@ -138,7 +138,12 @@ def minimal_instance(schema: dict, root: dict | None = None) -> Any:
         if key in schema:
             options = [_resolve(s, root) for s in schema[key]]
             null = next((s for s in options if s.get("type") == "null"), None)
-            return None if null is not None else minimal_instance(options[0], root)
+            if null is not None:
+                return None
+            # An action union: "fail" is the honest answer for a screen the oracle does not know,
+            # and never clicks (a click at (0, 0) would arm pyautogui's fail-safe corner).
+            give_up = next((s for s in options if _resolve(s.get("properties", {}).get("kind", {}), root).get("const") == "fail"), None)
+            return minimal_instance(give_up or options[0], root)
     kind = schema.get("type")
     if kind == "object":
         props = schema.get("properties", {})
