@@ -98,7 +98,7 @@ def connect(model: str, base_url: list[str] | None = None, api_key: str | None =
     except BaseException:
         client.close()
         raise
-    pending = getattr(_connected, "clients", [])
+    pending = [ref for ref in getattr(_connected, "clients", []) if (c := ref()) is not None and not c.closed]
     _connected.clients = [*pending, weakref.ref(client)]
     return client
 
@@ -113,8 +113,8 @@ def _log_into_run(run: Any) -> None:
     pending, _connected.clients = getattr(_connected, "clients", []), []
     for ref in pending:
         client = ref()
-        if client is None or client.capabilities is None:
-            continue
+        if client is None or client.closed or client.capabilities is None:
+            continue  # a client already done with (ask, or a failed start) belongs to no run
         run.emit("server_probe", exact=client.capabilities.exact, **client.capabilities.model_dump(mode="json"))
 
         def sink(kind: str, _run: Any = run, **fields: Any) -> None:

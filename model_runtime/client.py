@@ -40,6 +40,8 @@ from model_runtime.payloads import EncodedRequest, ImagePart, Message, encode_me
 from model_runtime.probe import (
     EXACT,
     MARGINS,
+    about_format,
+    about_images,
     ServerCapabilities,
     fit_profile,
     lenient_json,
@@ -49,6 +51,7 @@ from model_runtime.probe import (
     probe_images,
     probe_server,
     probe_structured,
+    response_format,
 )
 from model_runtime.profiles import ModelProfile
 
@@ -117,6 +120,10 @@ class ChatClient:
 
     def close(self) -> None:
         self._http.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
 
     def __enter__(self) -> "ChatClient":
         return self
@@ -217,14 +224,6 @@ class ChatClient:
 
     # -- chat ---------------------------------------------------------------------------------
 
-    def _response_format(self, schema: type[BaseModel], flavour: str) -> dict | None:
-        if flavour == "none":
-            return None  # parsed leniently and validated in chat()
-        if flavour == "grammar":  # llama.cpp's servers turn a schema under json_object into a grammar
-            return {"type": "json_object", "schema": schema.model_json_schema()}
-        return {"type": "json_schema",
-                "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": True}}
-
     def chat(
         self,
         messages: list[Message],
@@ -299,7 +298,7 @@ class ChatClient:
         flavours = ["json_schema", "grammar", "none"] if trying else [known]
         while True:
             body.pop("response_format", None)
-            if schema is not None and (fmt := self._response_format(schema, flavours[0])) is not None:
+            if schema is not None and (fmt := response_format(schema, flavours[0])) is not None:
                 body["response_format"] = fmt
             try:
                 data, url = self._post_chat(body)
@@ -307,11 +306,11 @@ class ChatClient:
                 self._learn_limit(str(err))
                 raise
             except ServerError as err:
-                if enc.image_grids and caps is not None and caps.images == "unchecked" and _about_images(str(err)):
+                if enc.image_grids and caps is not None and caps.images == "unchecked" and about_images(str(err)):
                     caps.images = "none"
                     self._emit("server_capability", images="none", reason=str(err)[:200])
                     raise self._no_images() from None
-                refused = "rejected the request" in str(err) or _about_format(str(err))
+                refused = "rejected the request" in str(err) or about_format(str(err))
                 if schema is None or not trying or len(flavours) == 1 or not refused:
                     raise
                 self._emit("server_capability", refused=flavours.pop(0), reason=str(err)[:200])
@@ -379,6 +378,9 @@ class ChatClient:
                     raise ContextOverflowError(_overflow_message(r)) if _is_overflow(r) else ServerError(
                         f"the model server rejected the request: {_error_text(r)}"
                     )
+                elif r.status_code == 500 and about_format(_error_text(r)):
+                    # llama-cpp-python answers an unknown response_format with a 500: a refusal, not a hiccup.
+                    raise ServerError(f"the model server rejected the request: {_error_text(r)}")
                 elif r.status_code == 404 and path == "/v1/chat/completions" and _about_model(_error_text(r)):
                     raise ModelNotServedError(f"{url} does not serve {self.model!r}: {_error_text(r)}")
                 elif r.status_code not in RETRYABLE_STATUS:
@@ -410,16 +412,6 @@ def _is_overflow(r: httpx.Response) -> bool:
 def _about_model(text: str) -> bool:
     text = text.lower()
     return "model" in text and any(k in text for k in ("not exist", "not found", "unknown", "does not"))
-
-
-def _about_images(text: str) -> bool:
-    text = text.lower()
-    return any(k in text for k in ("image", "multimodal", "multi-modal", "vision", "mm_processor"))
-
-
-def _about_format(text: str) -> bool:
-    text = text.lower()
-    return any(k in text for k in ("response_format", "json_schema", "schema", "grammar", "structured"))
 
 
 def _overflow_message(r: httpx.Response) -> str:

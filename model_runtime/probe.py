@@ -216,6 +216,27 @@ def limit_from_error(message: str) -> int | None:
     return None
 
 
+# -- what a refusal is about ---------------------------------------------------------------------
+
+def about_images(error: str) -> bool:
+    error = error.lower()
+    return any(k in error for k in ("image", "multimodal", "multi-modal", "vision", "mm_processor"))
+
+
+def about_format(error: str) -> bool:
+    error = error.lower()
+    return any(k in error for k in ("response_format", "json_schema", "schema", "grammar", "structured"))
+
+
+def response_format(schema: type[BaseModel], flavour: str) -> dict | None:
+    """The request's ``response_format`` for a flavour; None (``none``): parse leniently and validate."""
+    if flavour == "none":
+        return None
+    if flavour == "grammar":  # llama.cpp's servers turn a schema under json_object into a grammar
+        return {"type": "json_object", "schema": schema.model_json_schema()}
+    return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": True}}
+
+
 # -- the probes that need a chat request -------------------------------------------------------
 
 Post = Callable[[dict], dict]  # sends one chat body, returns the JSON answer, raises ModelRuntimeError
@@ -227,14 +248,8 @@ class _Ok(BaseModel):
 
 def probe_structured(post: Post, model: str) -> Structured:
     """Which structured-output request the server honours: OpenAI's json_schema, a grammar, or none."""
-    schema = _Ok.model_json_schema()
-    flavours: list[tuple[Structured, dict]] = [
-        ("json_schema", {"type": "json_schema", "json_schema": {"name": "Ok", "schema": schema, "strict": True}}),
-        # llama.cpp (and llama-cpp-python) turn a schema under json_object into a grammar.
-        ("grammar", {"type": "json_object", "schema": schema}),
-    ]
-    for flavour, response_format in flavours:
-        body = {"model": model, "max_tokens": 24, "temperature": 0.0, "response_format": response_format,
+    for flavour in ("json_schema", "grammar"):
+        body = {"model": model, "max_tokens": 24, "temperature": 0.0, "response_format": response_format(_Ok, flavour),
                 "messages": [{"role": "user", "content": 'Answer {"ok": true} in JSON.'}]}
         try:
             text = post(body)["choices"][0]["message"].get("content") or ""

@@ -23,7 +23,7 @@ from agents.eval.oracle import _Handler as OracleHandler
 from agents.runs import Run, read_events
 from model_runtime.client import ChatClient
 from model_runtime.counting import Corrector
-from model_runtime.errors import ImagesNotSupportedError, ModelNotServedError
+from model_runtime.errors import ContextOverflowError, ImagesNotSupportedError, ModelNotServedError
 from model_runtime.payloads import ImagePart, Message, TextPart
 from model_runtime.probe import limit_from_error, plain_messages
 from model_runtime.profiles import GEMMA_4_12B
@@ -34,7 +34,9 @@ from tests.conftest import tilepilot
 class Behaviour:
     models: list[dict]
     tokenize: str = "404"  # "404", "empty" ({"tokens": []}) or "count" (vLLM's shape)
-    structured: str = "refuse"  # "refuse" (400 naming response_format) or "ignore"
+    structured: str = "refuse"  # "refuse" (400 naming response_format), "llama" (500 for json_schema) or "ignore"
+    n_ctx: int | None = None  # answer longer prompts as llama-cpp-python does (400, naming its window)
+    chat_posts: int = 0
     answer: str = 'Sure! ```json\n{"label": "ok", "score": 7}\n```'
     requests: list[dict] = field(default_factory=list)
 
@@ -70,7 +72,14 @@ class _Handler(OracleHandler):
             self._send(404, {"error": {"message": "Not Found"}})
         elif "response_format" in body and b.structured == "refuse":
             self._send(400, {"error": {"message": "response_format is not supported by this server"}})
+        elif body.get("response_format", {}).get("type") == "json_schema" and b.structured == "llama":
+            b.chat_posts += 1
+            self._send(500, {"error": {"message": "1 validation error: ('body', 'response_format', 'type') "
+                                                  "Input should be 'text' or 'json_object'", "type": "internal_server_error"}})
+        elif b.n_ctx is not None and _prompt_tokens(body) > b.n_ctx:
+            self._send(400, {"error": {"message": f"Requested tokens ({_prompt_tokens(body)}) exceed context window of {b.n_ctx}"}})
         else:
+            b.chat_posts += 1
             b.requests.append(body)
             self._send(200, {"choices": [{"message": {"role": "assistant", "content": b.answer}, "finish_reason": "stop"}],
                              "usage": {"prompt_tokens": _prompt_tokens(body), "completion_tokens": 9}})
@@ -189,6 +198,34 @@ def test_cli_against_the_double(double, tmp_path):
     refused = tilepilot("ask", "What is this?", "--model", "gemma-4-12b", "--base-url", url, "--image", str(tmp_path / "a.png"))
     assert refused.returncode == 4
     assert refused.stderr.strip().splitlines() == [refused.stderr.strip()] and "takes no images" in refused.stderr
+
+
+def test_llama_cpp_pythons_500_for_json_schema_steps_down_to_a_grammar_at_once(double):
+    url, behaviour = double
+    behaviour.structured = "llama"
+    behaviour.answer = '{"label": "ok", "score": 7}'
+    with connect("gemma-4-12b", [url]) as client:
+        assert _ask(client, schema=Verdict).parsed == Verdict(label="ok", score=7)
+        assert client.capabilities.structured_output == "grammar"
+    assert behaviour.chat_posts == 2  # the refusal is not retried as if the server had hiccuped
+    assert behaviour.requests[-1]["response_format"]["type"] == "json_object"
+
+
+def test_an_overflow_naming_a_smaller_window_lowers_the_limit(double, tmp_path):
+    url, behaviour = double
+    behaviour.n_ctx = 2048
+
+    class Options(BaseModel):
+        model: str = "gemma-4-12b"
+
+    with connect("gemma-4-12b", [url]) as client, Run.open("probe-test", Options(), out=tmp_path / "run") as run:
+        assert client.profile.max_model_len == GEMMA_4_12B.max_model_len  # the server does not say
+        with pytest.raises(ContextOverflowError):
+            _ask(client, "word " * 4000)
+        assert client.profile.max_model_len == 2048 and client.profile.input_budget == 1024
+        run.finish("done")
+    learned = next(read_events(run.dir / "events.jsonl", "max_model_len_learned"))
+    assert learned["max_model_len"] == 2048
 
 
 def test_limit_from_error_messages():
