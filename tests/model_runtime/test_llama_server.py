@@ -92,7 +92,7 @@ def test_ask_end_to_end(llama_url: str, tmp_path: Path) -> None:
 
 
 def test_review_of_a_text_pdf_end_to_end(llama_url: str, tmp_path: Path) -> None:
-    pdf = digital_pdf(tmp_path / "contract.pdf", pages=1)  # one chunk and the summary: ~3000 prompt tokens
+    pdf = digital_pdf(tmp_path / "contract.pdf", pages=1)  # one chunk, then the summary
     out = tmp_path / "run"
     started = time.monotonic()
     proc = tilepilot("review", str(pdf), "--rules", str(REPO / "rules" / "examples" / "contract.md"), "--concurrency", "1",
