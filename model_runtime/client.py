@@ -270,7 +270,9 @@ class ChatClient:
                 text=text,
                 usage=usage,
                 estimated_prompt_tokens=estimated,
-                exact=self.exact,
+                # A server that picks its own image size (budgets ignored) makes image counts inexact.
+                exact=self.exact and not (enc.image_grids and self.capabilities is not None
+                                          and self.capabilities.images == "ignored"),
                 attempts=attempt,
                 latency_s=time.monotonic() - started,
                 base_url=url,
