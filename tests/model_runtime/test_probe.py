@@ -33,7 +33,7 @@ from tests.conftest import tilepilot
 @dataclass
 class Behaviour:
     models: list[dict]
-    tokenize: str = "404"  # "404", "empty" ({"tokens": []}) or "count" (vLLM's shape)
+    tokenize: str = "404"  # "404", "empty" ({"tokens": []}), "count" (vLLM's shape) or "llama.cpp" (text in, tokens out)
     structured: str = "refuse"  # "refuse" (400 naming response_format), "llama" (500 for json_schema) or "ignore"
     n_ctx: int | None = None  # answer longer prompts as llama-cpp-python does (400, naming its window)
     chat_posts: int = 0
@@ -64,7 +64,9 @@ class _Handler(OracleHandler):
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         b = self.behaviour
-        if self.path == "/tokenize" and b.tokenize == "empty":
+        if self.path == "/tokenize" and b.tokenize == "llama.cpp":
+            self._send(200, {"tokens": list(range(len(body.get("content", "")) // 3))})
+        elif self.path == "/tokenize" and b.tokenize == "empty":
             self._send(200, {"tokens": []})
         elif self.path == "/tokenize" and b.tokenize == "count":
             self._send(200, {"count": 12, "tokens": list(range(12))})
@@ -130,6 +132,17 @@ def test_tokenize_with_no_tokens_falls_back_to_an_estimate(double):
         counted = client.count_prompt_tokens([Message.text("user", "word " * 300)])
         assert counted > 300 * 5 / 3.5  # the margin pads the character estimate
         assert _ask(client).text
+
+
+def test_llama_cpp_servers_own_tokenize_shape(double):
+    url, behaviour = double
+    behaviour.tokenize = "llama.cpp"
+    with connect("gemma-4-12b", [url]) as client:
+        assert client.capabilities.counting == "llama.cpp" and not client.capabilities.exact
+        text = "word " * 300
+        raw = len(text) // 3 + 6 + 3  # text tokens + one message's template + the generation prompt
+        assert client.capabilities.margin == 0.05
+        assert client.count_prompt_tokens([Message.text("user", text)]) == -(-raw * 105 // 100)  # ceil of raw + 5%
 
 
 def test_plain_vllm_serve_id_and_the_servers_smaller_context(double):
