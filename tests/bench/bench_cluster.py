@@ -38,7 +38,9 @@ from agents.cluster.ray_review import parse_cluster, start_ray
 t0 = time.monotonic()
 ray, workers, init_s = start_ray(parse_cluster("auto:" + sys.argv[1]))
 t1 = time.monotonic()
-ray.get(ray.remote(num_cpus=1)(os.getpid).remote())
+def worker_pid():
+    return os.getpid()
+ray.get(ray.remote(num_cpus=1)(worker_pid).remote())
 t2 = time.monotonic()
 ray.shutdown()
 print(json.dumps({"init_s": init_s, "first_task_s": round(t2 - t1, 3), "shutdown_s": round(time.monotonic() - t2, 3)}))
@@ -77,9 +79,11 @@ def main() -> None:
     if "startup" not in skip:
         rows = []
         for attempt in (1, 2):
-            out = subprocess.run([sys.executable, "-c", _RAY_STARTUP, str(args.workers)], capture_output=True, text=True,
-                                 env={**os.environ, **env}, check=True).stdout
-            figures = json.loads(out.strip().splitlines()[-1])
+            proc = subprocess.run([sys.executable, "-c", _RAY_STARTUP, str(args.workers)], capture_output=True, text=True,
+                                  env={**os.environ, **env})
+            if proc.returncode != 0:
+                raise SystemExit(f"starting Ray failed: {proc.stderr[-1500:]}")
+            figures = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append([attempt, figures["init_s"], figures["first_task_s"], figures["shutdown_s"]])
         table(f"Ray start-up cost (local Ray on loopback, {args.workers} worker CPUs)",
               ["run", "ray.init s", "first task s", "ray.shutdown s"], rows)
