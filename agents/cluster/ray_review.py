@@ -98,6 +98,8 @@ def review_on_cluster(options: ReviewOptions, cluster: str | None, *, out: Path 
                       password: str | None, base_urls: list[str] | None, as_json: bool, console: Console,
                       max_runtime_s: float | None = None, progress: ProgressSink | None = None) -> str:
     """Run (or continue) a cluster review; returns what the CLI prints: report.html's path, or JSON with --json."""
+    if resume is not None and not is_cluster_run(resume):
+        raise UsageError(f"--resume {resume}: that run was not started with --cluster; resume it without --cluster")
     if resume is not None and cluster is None:
         cluster = ClusterInfo.model_validate_json((Path(resume) / CLUSTER_NAME).read_text(encoding="utf-8")).spec
     target = parse_cluster(cluster or "auto")

@@ -218,3 +218,16 @@ def test_corrupt_pdf_fails_alone(tmp_path: Path) -> None:
     assert event["reason"] == failed["reason"]
     assert failed["reason"] in (out / "report.md").read_text()
     assert "Traceback" not in proc.stderr
+
+
+def test_bad_cluster_values_are_one_line(tmp_path: Path) -> None:
+    folder = planted_folder(tmp_path / "in", 1, pages=1)
+    for value, words in (("bogus", "--cluster must be auto, auto:N or ray://HOST:PORT"), ("auto:0", "positive number")):
+        out = tmp_path / f"run-{value}"
+        proc = tilepilot("review", str(folder), "--no-model", "--cluster", value, "--out", str(out))
+        assert proc.returncode == 2 and words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not out.exists()
+    single = tmp_path / "single"
+    assert tilepilot("review", str(folder), "--no-model", "--out", str(single)).returncode == 0
+    proc = tilepilot("review", "--resume", str(single), "--cluster", "auto")
+    assert proc.returncode == 2 and "not started with --cluster" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
