@@ -32,7 +32,7 @@ from agents.eval.oracle import OracleReply
 from agents.eval.screen_oracle import (
     DesktopRequest, RegistryAnswerer, ScreenRegistry, action_in_image, distance, fingerprint, reply,
 )
-from agents.eval.xserver import ClientSpec, park_pointer, require_xvfb, run_screens, worker_main
+from agents.eval.xserver import ClientSpec, gather_outcomes, park_pointer, require_xvfb, screen_folder, worker_main
 from agents.errors import RunError
 from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Scroll, Type
 
@@ -180,8 +180,8 @@ class DesktopAnswerer(RegistryAnswerer):
         step = labels.steps[request.step]
         from tools.actions import parse_action
 
-        action = action_in_image(parse_action(step.action), (labels.width, labels.height),
-                                 (request.image_width, request.image_height))
+        action = request.in_model_frame(action_in_image(parse_action(step.action), (labels.width, labels.height),
+                                                        (request.image_width, request.image_height)))
         return OracleReply(key=f"desktop:{labels.key}", right=reply(action, f"step {request.step} of the task"),
                            wrong=reply(Done(result="the task is done"), "it looks done"))
 
@@ -197,19 +197,10 @@ def run(ctx: EvalContext) -> SuiteResult:
     screens = list(SCREENS[:1] if ctx.small else SCREENS)
 
     def job(display: str, width: int, height: int) -> DesktopJob:
-        return DesktopJob(display=display, width=width, height=height, tasks=tasks, out_dir=str(folder(width, height)),
-                          labels_dir=str(labels_dir), client=spec)
+        return DesktopJob(display=display, width=width, height=height, tasks=tasks,
+                          out_dir=str(screen_folder(ctx.out_dir, width, height)), labels_dir=str(labels_dir), client=spec)
 
-    def folder(width: int, height: int) -> Path:
-        return ctx.out_dir / f"{width}x{height}"
-
-    outcomes: list[TaskOutcome] = []
-    for (width, height), path in zip(screens, run_screens(__name__, screens, job, folder)):
-        for o in WorkerResult.model_validate_json(path.read_text(encoding="utf-8")).outcomes:
-            if o.image:
-                o.image = str((folder(width, height) / o.image).relative_to(ctx.out_dir.parents[1]))
-            outcomes.append(o)
-    return score(outcomes)
+    return score(gather_outcomes(__name__, screens, job, ctx.out_dir, WorkerResult, ctx.out_dir.parents[1]))
 
 
 def score(outcomes: list[TaskOutcome]) -> SuiteResult:

@@ -29,7 +29,7 @@ from agents.eval.oracle import OracleReply
 from agents.eval.screen_oracle import (
     SAME_SCREEN, DesktopRequest, RegistryAnswerer, ScreenRegistry, distance, fingerprint, reply, to_image_frame,
 )
-from agents.eval.xserver import ClientSpec, park_pointer, require_xvfb, run_screens, worker_main
+from agents.eval.xserver import ClientSpec, gather_outcomes, park_pointer, require_xvfb, screen_folder, worker_main
 from tools.actions import Click
 
 NAME = "grounding"
@@ -107,8 +107,8 @@ class GroundingAnswerer(RegistryAnswerer):
         target = labels.targets[request.task]
         others = sorted((t for t in labels.targets.values() if t is not target), key=lambda t: t.text)
         decoy = min(others, key=lambda t: abs(t.center[0] - target.center[0]) + abs(t.center[1] - target.center[1]))
-        right = Click(**dict(zip("xy", to_image_frame(*target.center, screen, image))))
-        wrong = Click(**dict(zip("xy", to_image_frame(*decoy.center, screen, image))))
+        right = request.in_model_frame(Click(**dict(zip("xy", to_image_frame(*target.center, screen, image)))))
+        wrong = request.in_model_frame(Click(**dict(zip("xy", to_image_frame(*decoy.center, screen, image)))))
         key = f"{labels.key}/{target.text}@{request.budget}"
         return OracleReply(key=key, right=reply(right, f"the target is at {right.x},{right.y}"),
                            wrong=reply(wrong, f"the target is at {wrong.x},{wrong.y}"))
@@ -128,18 +128,9 @@ def run(ctx: EvalContext) -> SuiteResult:
     def job(display: str, width: int, height: int) -> GroundingJob:
         return GroundingJob(display=display, width=width, height=height, scenes=scenes[(width, height)], gtk_python=gtk,
                             max_targets=SMALL_TARGETS_PER_SCREEN if ctx.small else None, budgets=list(budgets),
-                            out_dir=str(folder(width, height)), labels_dir=str(labels_dir), client=spec)
+                            out_dir=str(screen_folder(ctx.out_dir, width, height)), labels_dir=str(labels_dir), client=spec)
 
-    def folder(width: int, height: int) -> Path:
-        return ctx.out_dir / f"{width}x{height}"
-
-    outcomes: list[Outcome] = []
-    for (width, height), path in zip(scenes, run_screens(__name__, list(scenes), job, folder)):
-        for outcome in WorkerResult.model_validate_json(path.read_text(encoding="utf-8")).outcomes:
-            if outcome.image:
-                outcome.image = str((folder(width, height) / outcome.image).relative_to(ctx.out_dir.parents[1]))
-            outcomes.append(outcome)
-    return score(outcomes)
+    return score(gather_outcomes(__name__, list(scenes), job, ctx.out_dir, WorkerResult, ctx.out_dir.parents[1]))
 
 
 def score(outcomes: list[Outcome]) -> SuiteResult:

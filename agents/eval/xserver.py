@@ -199,3 +199,21 @@ def worker_main(argv: list[str], job_type: type[BaseModel], work) -> int:
     job = job_type.model_validate_json(Path(argv[2]).read_text(encoding="utf-8"))
     write_atomic(Path(argv[3]), work(job).model_dump_json())
     return 0
+
+
+def screen_folder(out_dir: Path, width: int, height: int) -> Path:
+    """Where one screen size's worker writes: ``out_dir/WxH``."""
+    return out_dir / f"{width}x{height}"
+
+
+def gather_outcomes(module: str, screens: Sequence[tuple[int, int]], job: Callable[[str, int, int], BaseModel],
+                    out_dir: Path, result: type[BaseModel], root: Path) -> list:
+    """Run one worker per screen size (:func:`run_screens`) and return all their outcomes, in screen
+    order, with each outcome's ``image`` made relative to ``root`` (the eval folder the report lives in)."""
+    outcomes = []
+    for (width, height), path in zip(screens, run_screens(module, screens, job, lambda w, h: screen_folder(out_dir, w, h))):
+        for outcome in result.model_validate_json(path.read_text(encoding="utf-8")).outcomes:
+            if outcome.image:
+                outcome.image = str((screen_folder(out_dir, width, height) / outcome.image).relative_to(root))
+            outcomes.append(outcome)
+    return outcomes
