@@ -108,9 +108,9 @@ def review_on_cluster(options: ReviewOptions, cluster: str | None, *, out: Path 
     paths = expand_inputs(options.paths)
     policy = build_policy("review", options.rules, target=str(paths[0]))  # a bad rule file: one line, nothing written
     urls = _endpoints(options, base_urls, as_json)
-    if resume is None:
-        options = options.model_copy(update={"paths": [str(p.resolve()) for p in paths]})
-        paths = [Path(p) for p in options.paths]
+    if resume is None:  # the folders as given, not every file in them: run.json and each task stay small
+        options = options.model_copy(update={"paths": [str(Path(p).expanduser().resolve()) for p in options.paths]})
+        paths = expand_inputs(options.paths)
     deadline = Deadline.of(options.max_runtime_s, policy.limit("max_runtime_s"))
     ray, workers, startup_s = start_ray(target)
     try:
@@ -157,7 +157,7 @@ def _schedule(ray: Any, run: Run, run_dir: Path, keys: list[tuple[str, str]], op
     in_flight: dict[Any, tuple[str, str]] = {}
     pages = 0
     stopped = False
-    option_fields = options.model_dump(mode="json")
+    option_fields = options.model_copy(update={"paths": []}).model_dump(mode="json")  # each task names its document
     while todo or in_flight:
         while todo and not stopped and len(in_flight) < workers * WINDOW_PER_WORKER:
             if run.deadline.expired():

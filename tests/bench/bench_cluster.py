@@ -60,8 +60,18 @@ def _cli(args: list[str], env: dict[str, str]) -> tuple[float, int, subprocess.C
     return wall, peak, proc
 
 
-def _findings(run: Path) -> dict[str, list[str]]:
-    return {d["path"]: sorted(f["id"] for f in d["findings"]) for d in json.loads((run / "findings.json").read_text())["documents"]}
+def _agreement(one: Path, other: Path) -> str:
+    """Whether the rule checks' findings match exactly, and in how many documents every finding matches.
+
+    The tiny random-weight model's words depend on how vLLM batches what is in flight, so its own
+    findings can differ between runs that send the same prompts with other concurrency.
+    """
+    def load(run: Path) -> dict[str, list[dict]]:
+        return {d["path"]: d["findings"] for d in json.loads((run / "findings.json").read_text())["documents"]}
+
+    a, b = load(one), load(other)
+    checks = all([f for f in a[p] if f["source"] == "check"] == [f for f in b.get(p, []) if f["source"] == "check"] for p in a)
+    return f"checks {'equal' if checks and a.keys() == b.keys() else 'DIFFER'}; all findings equal in {sum(a[p] == b.get(p) for p in a)}/{len(a)} documents"
 
 
 def main() -> None:
@@ -94,10 +104,10 @@ def main() -> None:
         common = ["review", str(folder), "--rules", RULES, *model, "--json"]
         single_s, single_kb, _ = _cli([*common, "--out", str(work / "single")], env)
         cluster_s, cluster_kb, _ = _cli([*common, "--cluster", f"auto:{args.workers}", "--out", str(work / "cluster")], env)
-        same = _findings(work / "single") == _findings(work / "cluster")
+        same = _agreement(work / "single", work / "cluster")
         what = "tiny model" if args.base_url else "--no-model"
         table(f"Documents per second, {args.documents} documents x 2 pages, {what} (wall time includes start-up)",
-              ["mode", "wall s", "documents/s", "driver VmHWM MiB", "same finding ids"],
+              ["mode", "wall s", "documents/s", "driver VmHWM MiB", "agreement with the single process"],
               [["single process", round(single_s, 1), round(args.documents / single_s, 2), single_kb // 1024, "-"],
                [f"--cluster auto:{args.workers}", round(cluster_s, 1), round(args.documents / cluster_s, 2),
                 cluster_kb // 1024, same]])
