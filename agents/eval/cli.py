@@ -16,7 +16,8 @@ def eval_command(
     suite: str = typer.Argument(..., help="Suite to run: review, grounding, desktop, legibility or listen."),
     model: Optional[list[str]] = typer.Option(
         None, "--model", "-m",
-        help="System to score: tiny, gemma-4-12b, a checkpoint folder, oracle or oracle:P. Repeat to compare several."),
+        help="System to score: tiny, gemma-4-12b, a checkpoint folder, oracle or oracle:P (oracle-normalized[:P]: "
+             "the oracle with 0..1000 coordinates). Repeat to compare several."),
     base_url: Optional[list[str]] = typer.Option(
         None, "--base-url",
         help="Server of the Nth non-oracle --model (in order; '-' = managed local server; a comma list = replicas)."),

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from agents.eval.oracle import Answerer, OracleServer
 
 ORACLE = "oracle"
+# The oracle answering in each coordinate convention a model profile may declare (ModelProfile.coordinates).
+ORACLE_COORDINATES = {ORACLE: "pixels", f"{ORACLE}-normalized": "normalized"}
 BBox = tuple[float, float, float, float]
 
 
@@ -93,7 +95,8 @@ class EvalContext:
             self.oracle = OracleServer(answerer, p).start()
         else:
             self.oracle.answerer = answerer
-        client = ChatClient([self.oracle.base_url], oracle_profile(), max_retries=1, backoff_s=0.1)
+        profile = oracle_profile(ORACLE_COORDINATES[self.system.model.partition(":")[0]])
+        client = ChatClient([self.oracle.base_url], profile, max_retries=1, backoff_s=0.1)
         client.check()
         return client
 
@@ -111,10 +114,10 @@ class EvalContext:
 
 
 def oracle_share(model: str) -> float | None:
-    """``oracle`` -> 1.0, ``oracle:0.5`` -> 0.5, anything else -> None."""
-    if model != ORACLE and not model.startswith(ORACLE + ":"):
+    """``oracle`` -> 1.0, ``oracle:0.5`` -> 0.5 (``oracle-normalized`` likewise), anything else -> None."""
+    name, _, share = model.partition(":")
+    if name not in ORACLE_COORDINATES:
         return None
-    _, _, share = model.partition(":")
     try:
         p = float(share) if share else 1.0
     except ValueError:

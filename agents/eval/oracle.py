@@ -37,7 +37,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from model_runtime.budget import audio_prompt_tokens, image_prompt_tokens
-from model_runtime.profiles import GEMMA_4_12B, ModelProfile
+from model_runtime.profiles import GEMMA_4_12B, CoordinateConvention, ModelProfile
 
 SERVED_NAME = "oracle"
 
@@ -53,9 +53,10 @@ class OracleReply(BaseModel):
 Answerer = Callable[[dict], "OracleReply | None"]  # gets the raw /v1/chat/completions JSON body
 
 
-def oracle_profile() -> ModelProfile:
+def oracle_profile(coordinates: CoordinateConvention = "pixels") -> ModelProfile:
     """The real model's limits (context, output reserve, caps), served as ``oracle``: never a ceiling itself."""
     return GEMMA_4_12B.model_copy(update={"name": SERVED_NAME, "served_name": SERVED_NAME, "model": SERVED_NAME,
+                                          "coordinates": coordinates,
                                           "requires_gpu": False})
 
 

@@ -32,6 +32,9 @@ SAME_SCREEN = 0.8
 
 _TASK = re.compile(r"^Task: (.+)$", re.M)
 _CAPTION = re.compile(r"Screenshot of step (\d+)\.")
+# The agent's system prompt names the frame it wants; a 0..N normalised one maps 0 to the first
+# pixel and N to the last (agents.desktop.frame), which the answerer computes on its own.
+_NORMALIZED = re.compile(r"normalised to 0\.\.(\d+)")
 
 
 def fingerprint(image: Image.Image) -> list[int]:
@@ -52,6 +55,15 @@ class DesktopRequest(BaseModel):
     image_height: int
     fingerprint: list[int]
     budget: int | None = None
+    normalized_max: int | None = None  # the agent asked for 0..N normalised coordinates, not image pixels
+
+    def in_model_frame(self, action: Action) -> Action:
+        """An action in image pixels, in the frame the agent asked for."""
+        n = self.normalized_max
+        if n is None:
+            return action
+        return action.map_points(lambda u, v: (round(u * n / max(1, self.image_width - 1)),
+                                               round(v * n / max(1, self.image_height - 1))))
 
 
 def _texts(message: dict) -> list[str]:
@@ -76,8 +88,11 @@ def read_request(body: dict) -> DesktopRequest | None:
         image.load()
         size, print_ = image.size, fingerprint(image)
     budget = (body.get("mm_processor_kwargs") or {}).get("max_soft_tokens")
+    system = " ".join(t for m in messages if m.get("role") == "system" for t in _texts(m))
+    normalized = _NORMALIZED.search(system)
     return DesktopRequest(task=task, step=max(steps), image_width=size[0], image_height=size[1],
-                          fingerprint=print_, budget=int(budget) if budget else None)
+                          fingerprint=print_, budget=int(budget) if budget else None,
+                          normalized_max=int(normalized.group(1)) if normalized else None)
 
 
 def to_image_frame(x: float, y: float, screen: tuple[int, int], image: tuple[int, int]) -> tuple[int, int]:
