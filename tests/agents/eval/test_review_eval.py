@@ -66,7 +66,7 @@ def test_half_oracle_scores_about_half_and_its_misses_are_drawn(oracle_run):
 
 def test_a_cap_on_findings_per_chunk_is_a_measured_ceiling(tmp_path, monkeypatch):
     capped = oracle_module.oracle_profile().model_copy(update={"max_findings_per_chunk": 1})
-    monkeypatch.setattr(oracle_module, "oracle_profile", lambda: capped)
+    monkeypatch.setattr(oracle_module, "oracle_profile", lambda *convention: capped)
     [result] = run_suite("review", [SystemSpec(label="oracle", model="oracle")], tmp_path, small=True)
     assert result.metrics["precision"] == 1.0 and result.metrics["model_recall"] < 1.0, result.metrics
 
