@@ -77,7 +77,10 @@ def test_server_killed_mid_review_then_restarted_and_resumed(doc16, tmp_path, vl
     got = json.loads(resumed.stdout)["documents"][0]
     want = json.loads(fresh.stdout)["documents"][0]
     assert got["failed_pages"] == want["failed_pages"] == []
-    assert sorted(f["id"] for f in got["findings"]) == sorted(f["id"] for f in want["findings"])
+    # Rule checks must match exactly; the random-weight model's findings can differ with the
+    # server's prefix-cache state (see tests/agents/review/test_review_model.py).
+    checks = lambda doc: sorted(f["id"] for f in doc["findings"] if f["source"] == "check")  # noqa: E731
+    assert checks(got) == checks(want) and checks(got)
 
 
 @pytest.mark.parametrize("fault, reason", [("500", "HTTP 500"), ("bad_json", "did not match")])
