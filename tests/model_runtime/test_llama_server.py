@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 
@@ -24,6 +23,7 @@ from model_runtime.server import free_port
 from tests.conftest import REPO, tilepilot
 from tests.gen.pdfs import digital_pdf
 from tests.requires import skip_missing
+from tests.serving import wait_for_models
 
 pytestmark = pytest.mark.integration
 
@@ -41,21 +41,12 @@ def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # --chat_format gemma: the GGUF carries no chat template (llama-cpp-python would fall back to llama-2's).
     cmd = [str(venv / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(venv / GGUF_NAME),
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX), "--n_threads", "2", "--chat_format", "gemma"]
-    started = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            assert proc.poll() is None, f"llama.cpp server exited: {log.read_text()[-2000:]}"
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() - started < 120, f"llama.cpp server not ready in 120 s: {log.read_text()[-2000:]}"
-            time.sleep(0.5)
-        print(f"\n[llama.cpp] server ready in {time.monotonic() - started:.1f} s", flush=True)
+        seconds = wait_for_models(proc, url, log, "llama.cpp server", limit_s=120)
+        print(f"\n[llama.cpp] server ready in {seconds:.1f} s", flush=True)
         yield url
     finally:
         proc.terminate()

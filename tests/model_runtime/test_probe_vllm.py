@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agents.runs import read_events
@@ -17,6 +15,7 @@ from model_runtime import server
 from model_runtime.profiles import tiny_profile
 from tests.conftest import REPO, tilepilot
 from tests.gen.pdfs import digital_pdf
+from tests.serving import wait_for_models
 
 pytestmark = pytest.mark.integration
 
@@ -45,22 +44,13 @@ def small_vllm(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) 
     at = cmd.index("--served-model-name")
     del cmd[at:at + 2]
     log = tmp_path_factory.mktemp("small-vllm") / "vllm.log"
-    started = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=server.serving_env(), start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            assert proc.poll() is None, f"vLLM exited: {log.read_text()[-2000:]}"
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() - started < 600, f"vLLM not ready in 600 s: {log.read_text()[-2000:]}"
-            time.sleep(1)
-        print(f"\n[vllm] second server (--max-model-len {SMALL_LEN}) ready in {time.monotonic() - started:.1f} s")
+        seconds = wait_for_models(proc, url, log, "vLLM", limit_s=600, poll_s=1)
+        print(f"\n[vllm] second server (--max-model-len {SMALL_LEN}) ready in {seconds:.1f} s")
         yield url
     finally:
         server._terminate(proc.pid)
