@@ -48,6 +48,7 @@ def _register() -> None:
     from agents.rules import cli as rules_cli; rules_cli.register(app)  # noqa: E702
     from agents.review import cli as review_cli; review_cli.register(app)  # noqa: E702
     from agents.eval import cli as eval_cli; eval_cli.register(app)  # noqa: E702
+    from agents.export import cli as export_cli; export_cli.register(app)  # noqa: E702
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 CHECKPOINT_NAME = "checkpoint.sqlite"
 EVENTS_NAME = "events.jsonl"
 MANIFEST_NAME = "run.json"
+VERDICT_NAME = "eval.json"  # written by `tilepilot eval` into each run it scored (EvalVerdict)
 
 RUN_STARTED, RUN_RESUMED, RUN_FINISHED = "run_started", "run_resumed", "run_finished"
 FinishStatus = Literal["done", "fail", "max_steps", "denied", "stopped", "stuck", "deadline", "interrupted", "error"]
@@ -174,6 +175,32 @@ def read_options(agent: str, run: Path, options_type: type[O]) -> O:
     if manifest.agent != agent:
         raise RunError(f"--resume {run}: that folder holds a {manifest.agent} run; resume it with `tilepilot {manifest.agent} --resume`")
     return options
+
+
+class EvalVerdict(BaseModel):
+    """``eval.json``: the eval harness's check of one run, from its labels, never from the model's claims.
+
+    ``tilepilot export`` takes a desktop run only when this says ``success`` (where it exists).
+    """
+
+    suite: str
+    case: str
+    success: bool
+    detail: str = ""
+
+
+def write_verdict(run: Path, verdict: EvalVerdict) -> None:
+    write_atomic(Path(run) / VERDICT_NAME, verdict.model_dump_json(indent=1))
+
+
+def read_verdict(run: Path) -> EvalVerdict | None:
+    path = Path(run) / VERDICT_NAME
+    if not path.is_file():
+        return None
+    try:
+        return EvalVerdict.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise RunError(f"{path}: not a readable eval verdict; re-run the eval or delete the file") from None
 
 
 # -- deadline ------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from langgraph.types import interrupt
 from PIL import Image
 
 from agents.desktop.actions import check_model_action, reply_schema, to_screen
-from agents.desktop.history import build_messages, fit_messages, instructions, window_start
+from agents.desktop.history import build_messages, fit_messages, system_prompt, window_start
 from agents.desktop.screen_texts import ScreenTextProvider
 from agents.desktop.state import (
     ConfirmRequest, DesktopOptions, DesktopState, GuardRecord, StepRecord, Timings, Usage,
@@ -153,7 +153,7 @@ def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     started = time.perf_counter()
     budget, profile = cur.budget, ctx.client.profile
     frame = cur.frame
-    system = "\n\n".join(p for p in (ctx.policy.prompt.strip(), instructions(frame, opts.kinds)) if p)
+    system = system_prompt(ctx.policy.prompt, frame, opts.kinds)
 
     def build(start: int) -> list[Message]:
         images = {s: ctx.image(s) for s in range(start, cur.step)}

@@ -70,6 +70,11 @@ def instructions(frame: ModelFrame, kinds: Sequence[str]) -> str:
     )
 
 
+def system_prompt(policy_prompt: str, frame: ModelFrame, kinds: Sequence[str]) -> str:
+    """The system message of every step: the rules' guidance, then how to answer."""
+    return "\n\n".join(p for p in (policy_prompt.strip(), instructions(frame, kinds)) if p)
+
+
 def short_action(step: StepRecord) -> str:
     if step.action is None:
         return "(no usable answer)"

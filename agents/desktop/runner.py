@@ -84,7 +84,7 @@ def run_desktop(
         if texts is None:
             texts = desktop_texts(display)
             stack.callback(texts.close)
-        writer = TrajectoryWriter(run, options, client.profile.name, client.profile.input_budget)
+        writer = TrajectoryWriter(run, options, client.profile.name, client.profile.input_budget, policy.prompt)
         ctx = DesktopContext(
             client=client, policy=policy, options=options, screen=screen, executor=executor, texts=texts,
             writer=writer, audit=AuditLog(writer.audit_path, agent="desktop"),

@@ -38,6 +38,9 @@ class Trajectory(BaseModel):
     options: DesktopOptions
     model: str
     input_budget: int
+    # The rules' guidance as the system prompt carried it (agents.desktop.history.system_prompt):
+    # with the steps and screenshots it rebuilds every request exactly (tilepilot export).
+    policy_prompt: str = ""
     started_at: float
     finished_at: float | None = None
     status: RunStatus | None = None
@@ -52,13 +55,14 @@ class TrajectoryWriter:
     Run's own. On a resumed run the trajectory written so far is read back and continued.
     """
 
-    def __init__(self, run: Run, options: DesktopOptions, model: str, input_budget: int) -> None:
+    def __init__(self, run: Run, options: DesktopOptions, model: str, input_budget: int, policy_prompt: str = "") -> None:
         self.run_dir = run.dir
         self.events = run.events
         (self.run_dir / STEPS_DIR).mkdir(parents=True, exist_ok=True)
         previous = load_trajectory(self.run_dir) if run.resumed and (self.run_dir / TRAJECTORY_NAME).is_file() else None
         self.data = previous.model_copy(update={"status": None, "stop_reason": "", "finished_at": None}) if previous else \
-            Trajectory(task=options.task, options=options, model=model, input_budget=input_budget, started_at=time.time())
+            Trajectory(task=options.task, options=options, model=model, input_budget=input_budget,
+                       policy_prompt=policy_prompt, started_at=time.time())
         self._flush()
 
     @property

@@ -25,6 +25,9 @@ def eval_command(
     out: Optional[Path] = typer.Option(None, "--out", help="Eval folder (default ./runs/eval-<UTC time>)."),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="Your own labelled data (review: PDFs, rules.md, labels.jsonl)."),
     small: bool = typer.Option(False, "--small", help="The small variant of the suite (what the tests run)."),
+    keep_runs: bool = typer.Option(
+        False, "--keep-runs",
+        help="Keep every agent run folder with its eval.json verdict, hits too (desktop suites; for `tilepilot export`)."),
 ) -> None:
     """Measure how well the agents do their job: metrics as rows, systems as columns, misses in report.html."""
     from agents.eval.core import parse_systems, run_suite, suite_module
@@ -42,7 +45,7 @@ def eval_command(
     def done(result) -> None:
         err.print(f"{result.suite} / {result.system}: {result.seconds:.1f} s")
 
-    results = run_suite(suite, systems, run_dir, small=small, dataset=dataset, on_done=done)
+    results = run_suite(suite, systems, run_dir, small=small, dataset=dataset, keep_runs=keep_runs, on_done=done)
     write_atomic(run_dir / "results.json", json.dumps([r.model_dump(mode="json") for r in results], indent=1))
     write_atomic(run_dir / "report.html", render_html(results, run_dir))
     if as_json:

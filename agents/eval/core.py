@@ -72,12 +72,16 @@ class SuiteResult(BaseModel):
 class EvalContext:
     """What a suite gets, per system."""
 
-    def __init__(self, system: SystemSpec, out_dir: Path, small: bool, dataset: Path | None = None, root: Path | None = None):
+    def __init__(self, system: SystemSpec, out_dir: Path, small: bool, dataset: Path | None = None, root: Path | None = None,
+                 keep_runs: bool = False):
         self.system = system
         self.out_dir = Path(out_dir)  # this suite+system's own folder (write images and runs here)
         self.root = Path(root) if root else self.out_dir  # the eval folder: Miss.image paths are relative to it
         self.small = small  # True in the test run: a small variant of the suite
         self.dataset = dataset  # --dataset DIR, for suites that accept users' own data
+        # --keep-runs: keep every agent run folder (each with its eval.json), not only the misses;
+        # `tilepilot export` turns the successful ones into a fine-tuning set.
+        self.keep_runs = keep_runs
         self.oracle: OracleServer | None = None  # started by the first connect() of an oracle system
 
     def connect(self, answerer: "Answerer | None" = None) -> ChatClient:
@@ -172,7 +176,7 @@ def slug(label: str) -> str:
 
 
 def run_suite(name: str, systems: Sequence[SystemSpec], out_dir: Path, *, small: bool = False,
-              dataset: Path | None = None, on_done: Callable[[SuiteResult], None] = lambda r: None) -> list[SuiteResult]:
+              dataset: Path | None = None, keep_runs: bool = False, on_done: Callable[[SuiteResult], None] = lambda r: None) -> list[SuiteResult]:
     """Run one suite for every system, each in its own folder ``out_dir/<suite>/<system>``."""
     module = suite_module(name)
     if dataset is not None and not getattr(module, "ACCEPTS_DATASET", False):
@@ -181,7 +185,7 @@ def run_suite(name: str, systems: Sequence[SystemSpec], out_dir: Path, *, small:
     for system in systems:
         folder = Path(out_dir) / name / slug(system.label)
         folder.mkdir(parents=True, exist_ok=True)
-        ctx = EvalContext(system, folder, small, dataset, root=Path(out_dir))
+        ctx = EvalContext(system, folder, small, dataset, root=Path(out_dir), keep_runs=keep_runs)
         started = time.monotonic()
         try:
             result = module.run(ctx)

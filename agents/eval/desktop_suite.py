@@ -33,6 +33,7 @@ from agents.eval.screen_oracle import (
     DesktopRequest, RegistryAnswerer, ScreenRegistry, action_in_image, distance, fingerprint, reply,
 )
 from agents.eval.xserver import ClientSpec, gather_outcomes, park_pointer, require_xvfb, screen_folder, worker_main
+from agents.runs import EvalVerdict, write_verdict
 from agents.errors import RunError
 from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Scroll, Type
 
@@ -344,6 +345,7 @@ def _run_task(task: DesktopTask, job: DesktopJob, folder: Path, rules: list[str]
     detail = (f"expected {task.expect}{' and a refusal' if task.refuse else ''}; app state {shown}, "
               f"run {result.status} after {len(steps)} steps ({result.stop_reason[:80]})")
     image = str((run_dir / steps[-1].screenshot).relative_to(Path(job.out_dir))) if steps else None
+    write_verdict(run_dir, EvalVerdict(suite="desktop", case=f"{job.width}x{job.height}/{task.id}", success=ok, detail=detail))
     return TaskOutcome(task=task.id, screen=f"{job.width}x{job.height}", success=ok, status=result.status, steps=len(steps), denials=denials,
                        confirmations=confirmations, seconds=seconds, detail=detail, image=image)
 

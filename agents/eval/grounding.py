@@ -30,6 +30,7 @@ from agents.eval.screen_oracle import (
     SAME_SCREEN, DesktopRequest, RegistryAnswerer, ScreenRegistry, distance, fingerprint, reply, to_image_frame,
 )
 from agents.eval.xserver import ClientSpec, gather_outcomes, park_pointer, require_xvfb, screen_folder, worker_main
+from agents.runs import EvalVerdict, write_verdict
 from tools.actions import Click
 
 NAME = "grounding"
@@ -63,6 +64,7 @@ class GroundingJob(BaseModel):
     out_dir: str
     labels_dir: str
     client: ClientSpec
+    keep_runs: bool = False
 
 
 class Outcome(BaseModel):
@@ -128,7 +130,8 @@ def run(ctx: EvalContext) -> SuiteResult:
     def job(display: str, width: int, height: int) -> GroundingJob:
         return GroundingJob(display=display, width=width, height=height, scenes=scenes[(width, height)], gtk_python=gtk,
                             max_targets=SMALL_TARGETS_PER_SCREEN if ctx.small else None, budgets=list(budgets),
-                            out_dir=str(screen_folder(ctx.out_dir, width, height)), labels_dir=str(labels_dir), client=spec)
+                            out_dir=str(screen_folder(ctx.out_dir, width, height)), labels_dir=str(labels_dir), client=spec,
+                            keep_runs=ctx.keep_runs)
 
     return score(gather_outcomes(__name__, list(scenes), job, ctx.out_dir, WorkerResult, ctx.out_dir.parents[1]))
 
@@ -203,15 +206,21 @@ def worker(job: GroundingJob) -> WorkerResult:
                 registry.add(key, labels)
                 for name, target in chosen:
                     for budget in job.budgets:
-                        outcomes.append(_one_case(run_desktop, DesktopOptions, policy, client, app, job, scene,
-                                                  name, target, budget, out))
+                        run_dir = out / "runs" / f"{scene}-{name.replace(':', '-')}-{budget}"
+                        outcome = _one_case(run_desktop, DesktopOptions, policy, client, app, job, scene,
+                                            name, target, budget, run_dir)
+                        write_verdict(run_dir, EvalVerdict(suite=NAME, case=f"{outcome.screen}/{outcome.case}@{budget}",
+                                                           success=outcome.hit, detail=outcome.detail))
+                        if outcome.hit and not job.keep_runs:  # only misses are shown (report.html); hundreds of
+                            shutil.rmtree(run_dir, ignore_errors=True)  # hit runs would only fill the disk
+                            outcome.image = None
+                        outcomes.append(outcome)
     return WorkerResult(outcomes=outcomes)
 
 
 def _one_case(run_desktop, options_type, policy, client, app: AppProcess, job: GroundingJob, scene: str,
-              name: str, target: Target, budget: int, out: Path) -> Outcome:
-    case = f"{scene}/{name}"
-    run_dir = out / "runs" / f"{scene}-{name.replace(':', '-')}-{budget}"
+              name: str, target: Target, budget: int, run_dir: Path) -> Outcome:
+    case, out = f"{scene}/{name}", Path(job.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     park_pointer(job.display)
     before = len(app.layout().state["presses"])
@@ -232,9 +241,6 @@ def _one_case(run_desktop, options_type, policy, client, app: AppProcess, job: G
     seen = presses[-1]["target"] if presses else None
     hit = bool(step.executed and target.contains(x, y) and seen == name)
     detail = f"expected {name} in {target.x},{target.y} {target.width}x{target.height}; clicked screen ({x}, {y}), app saw {seen}"
-    if hit:  # only misses are shown (report.html); hundreds of hit runs would only fill the disk
-        shutil.rmtree(run_dir, ignore_errors=True)
-        common["image"] = None
     return Outcome(hit=hit, detail=detail, model_point=step.model_xy[0] if step.model_xy else None, **common)
 
 
