@@ -154,6 +154,29 @@ def read_events(path: Path, kind: str | None = None) -> Iterator[dict[str, Any]]
                 yield event
 
 
+def read_model_file(path: Path, model_type: type[O]) -> O:
+    """A JSON file of a run folder as ``model_type``; missing, not JSON or invalid: one line naming where."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: no such file; is this the folder of a finished run?")
+    try:
+        return model_type.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as err:
+        raise RunError(f"{path}: {validation_problem(err)}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunError(f"{path}: unreadable ({err})") from None
+
+
+def validation_problem(err: ValidationError) -> str:
+    """The first problem of a validation error as one line: where in the file, and what is wrong."""
+    first, count = err.errors()[0], len(err.errors())
+    if first["type"] == "json_invalid":
+        return f"not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')})"
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".") or "the file"
+    message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" + (f" (and {count - 1} more problem(s))" if count > 1 else "")
+
+
 # -- manifest ------------------------------------------------------------------------------------
 
 class RunManifest(BaseModel):

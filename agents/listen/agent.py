@@ -31,6 +31,7 @@ from agents.rules import Policy
 from agents.runs import Deadline, EventLog, Run
 from model_runtime.chat_model import ChatModel
 from model_runtime.payloads import AudioPart, Message, TextPart
+from model_runtime.profiles import AudioSpec
 from tools.audio import SAMPLE_RATE, Clip, iter_blocks
 
 Task = Literal["transcribe", "summarize", "ask"]
@@ -50,6 +51,22 @@ PART_SUMMARY_INSTRUCTION = ("This is part {part} of {parts} of a transcript of o
 ASK_INSTRUCTION = "Answer the question using only this transcript of a recording. If it does not say, answer so."
 PART_ASK_INSTRUCTION = ("This is part {part} of {parts} of a transcript of one recording. Write down everything in "
                         "this part that helps answer the question, or 'nothing relevant'.")
+
+
+def clip_sizes(spec: AudioSpec, overlap_s: float = OVERLAP_S) -> tuple[int, int]:
+    """(longest clip, overlap) in samples for a model's audio spec; the overlap is whole tokens."""
+    return spec.max_clip_samples, round(overlap_s * SAMPLE_RATE / spec.samples_per_token) * spec.samples_per_token
+
+
+def with_system(rules_prompt: str, parts: list) -> list[Message]:
+    """A request: the rules' prose as the system message (when there is any), then ``parts`` as the user turn."""
+    user = Message(role="user", parts=parts)
+    return [Message.text("system", rules_prompt), user] if rules_prompt.strip() else [user]
+
+
+def clip_messages(rules_prompt: str, clip: Clip) -> list[Message]:
+    """The transcription request of one clip (the same for every --task: clips are always transcribed)."""
+    return with_system(rules_prompt, [AudioPart(samples=clip.samples), TextPart(text=TRANSCRIBE_INSTRUCTION)])
 
 
 class ClipTranscript(BaseModel):
@@ -90,9 +107,7 @@ class ListenAgent:
         self.client = client
         self.policy = policy
         self.workers = workers
-        spec = client.profile.audio
-        self.max_clip_samples = spec.max_clip_samples
-        self.overlap_samples = round(overlap_s * SAMPLE_RATE / spec.samples_per_token) * spec.samples_per_token
+        self.max_clip_samples, self.overlap_samples = clip_sizes(client.profile.audio, overlap_s)
         self.events = events
         limit = policy.limit("max_prompt_tokens")
         # The prompt budget of text requests; audio clips cost a fixed ~780 tokens at most.
@@ -180,7 +195,7 @@ class ListenAgent:
         return done, total
 
     def transcribe_clip(self, clip: Clip) -> ClipTranscript:
-        messages = self._with_system([AudioPart(samples=clip.samples), TextPart(text=TRANSCRIBE_INSTRUCTION)])
+        messages = clip_messages(self.policy.prompt, clip)
         # Room for fast speech (~3 words/s, ~1.5 tokens/word) and no more: a model that rambles
         # on a silent clip should not cost a full answer's worth of tokens.
         # Room for 300 words a minute in the densest tokenizer seen (the eval's listen suite
@@ -257,8 +272,7 @@ class ListenAgent:
         return self._with_system([TextPart(text=f"{instruction}\n\nTranscript:\n{transcript}")])
 
     def _with_system(self, parts: list) -> list[Message]:
-        user = Message(role="user", parts=parts)
-        return [Message.text("system", self.policy.prompt), user] if self.policy.prompt.strip() else [user]
+        return with_system(self.policy.prompt, parts)
 
     def _emit(self, kind: str, **fields: object) -> None:
         if self.events is not None:

@@ -58,7 +58,7 @@ def write_outputs(result: ListenResult, folder: Path, model: str) -> None:
     write_atomic(folder / "transcript.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
-def _output_folders(run_dir: Path, sources: list[Path]) -> list[Path]:
+def output_folders(run_dir: Path, sources: list[Path]) -> list[Path]:
     if len(sources) == 1:
         return [run_dir]
     return [run_dir / f"{i + 1}-{src.stem}" for i, src in enumerate(sources)]
@@ -114,11 +114,12 @@ def listen(
     deadline = Deadline.of(options.max_runtime_s, policy.limit("max_runtime_s"))
     with connect(options.model, base_url, quiet=as_json) as client, \
             Run.open("listen", options, out=out_dir, resume=resume, deadline=deadline,
-                     progress=progress_sink(as_json, err), model=client.profile.served_name) as run:
+                     progress=progress_sink(as_json, err), model=client.profile.served_name,
+                     system_prompt=policy.prompt) as run:  # logged so `tilepilot export` rebuilds each clip request
         agent = ListenAgent(client, policy, workers=options.workers, events=run.events, deadline=run.deadline)
         run.progress.start("listen", sum(i.num_samples for i in infos) / SAMPLE_RATE, "s of audio")
         offset = 0.0
-        for n, (info, folder) in enumerate(zip(infos, _output_folders(run.dir, [i.path for i in infos]))):
+        for n, (info, folder) in enumerate(zip(infos, output_folders(run.dir, [i.path for i in infos]))):
             result = agent.run(info.path, run, options.task, options.question, thread_id=str(n),
                                on_progress=lambda seconds, at=offset: run.progress.update(at + seconds))
             offset += info.num_samples / SAMPLE_RATE

@@ -40,8 +40,17 @@ def review(
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Review the documents as Ray tasks: auto (a local "
                                           "Ray on loopback; auto:N for N workers) or ray://HOST:PORT (a running "
                                           "cluster; --out on storage every node reaches). Needs tilepilot[cluster]."),
+    accept: Optional[Path] = typer.Option(None, "--accept", help="Mark the findings --id ID... of this finished run "
+                                          "accepted (for `tilepilot export`); reviews nothing."),
+    reject: Optional[Path] = typer.Option(None, "--reject", help="Mark the findings --id ID... of this finished run "
+                                          "rejected (export leaves them out); reviews nothing."),
+    ids: Optional[list[str]] = typer.Option(None, "--id", help="A finding id (from findings.json) for --accept or "
+                                            "--reject; repeat it for several."),
 ) -> None:
     """Review PDFs: deterministic rule checks on the text layer, plus the model on budgeted page chunks."""
+    if accept is not None or reject is not None or ids:
+        _decide(accept, reject, ids or [], paths)
+        return
     from agents.review.runner import ReviewOptions, machine_output, run_review
     from agents.runs import read_options
 
@@ -86,6 +95,21 @@ def review(
     if report.model and report.model.note:
         err.print(f"[dim]{report.model.note}[/dim]")
     typer.echo(str(Path(report.run) / "report.html"))
+
+
+def _decide(accept: Optional[Path], reject: Optional[Path], ids: list[str], paths: Optional[list[str]]) -> None:
+    """``--accept RUN --id ID...`` / ``--reject RUN --id ID...``: a reviewer's verdict, written into findings.json."""
+    from agents.review.decisions import mark_findings
+
+    if (accept is None) == (reject is None):
+        raise UsageError("--id goes with exactly one of --accept RUN or --reject RUN")
+    if not ids:
+        raise UsageError("--accept/--reject RUN needs the findings to mark: --id ID (repeat it for several)")
+    if paths:
+        raise UsageError("--accept/--reject marks findings of a finished run; it takes no PDF arguments")
+    run, decision = (accept, "accepted") if accept is not None else (reject, "rejected")
+    marked = mark_findings(run, ids, decision)
+    typer.echo(f"{run / 'findings.json'}: {marked} finding(s) {decision}")
 
 
 def register(app: typer.Typer) -> None:

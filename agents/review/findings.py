@@ -30,6 +30,20 @@ A :class:`Finding` is ``{id, rule, severity, page, pages, quote, bbox, rationale
   flagged, never dropped; the reports can hide them. The only model findings dropped are ones
   that cite a page outside the chunk they were shown (counted in ``dropped_model_findings`` and
   logged in ``events.jsonl``; the answer schema makes them impossible for a constrained server).
+
+A reviewer's verdict goes into the finding itself, for ``tilepilot export`` to learn from (the
+agent writes neither key; ``tilepilot review --accept RUN --id ID`` / ``--reject`` set them, or
+edit the file by hand)::
+
+    {"id": ..., ..., "decision": "accepted"}
+    {"id": ..., ..., "decision": "rejected"}
+    {"id": ..., ..., "decision": "corrected",
+     "correction": {"quote": ..., "rationale": ..., "severity": ..., "rule": ..., "fields": {"suggestion": ...}}}
+
+A correction names only the keys it changes, among exactly those (:class:`FindingCorrection`; any
+other key is an error), and only with ``"decision": "corrected"``. Export trains on accepted model
+findings as they are and corrected ones with the correction applied; rejected and undecided ones
+are left out.
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ import json
 import re
 from typing import Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from agents.review.docmap import DocumentMap
 from agents.review.quotes import normalise, similar
@@ -50,6 +64,22 @@ SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low", "info")  # m
 BBox = tuple[float, float, float, float]
 Verified = Literal["exact", "approximate", "unverified"]
 BUILTIN_FIELDS = ("rule", "severity", "page", "quote", "bbox", "rationale")  # always in a finding
+Decision = Literal["accepted", "rejected", "corrected"]
+
+
+class FindingCorrection(BaseModel):
+    """What a reviewer changed in a finding; absent keys keep the finding's own value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rule: str | None = None
+    severity: Severity | None = None
+    quote: str | None = None
+    rationale: str | None = None
+    fields: dict[str, str] | None = None  # replaces the named output fields (suggestion, ...), keeps the rest
+
+    @model_serializer(mode="wrap")
+    def _only_changes(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 class Finding(BaseModel):
@@ -65,6 +95,32 @@ class Finding(BaseModel):
     fields: dict[str, str] = {}  # output.fields beyond the built-in ones, e.g. {"suggestion": ...}
     source: Literal["check", "model"]
     verified: Verified = "exact"
+    decision: Decision | None = None  # a reviewer's verdict (see the module docstring); None: undecided
+    correction: FindingCorrection | None = None  # only with decision "corrected"
+
+    @model_validator(mode="after")
+    def _correction_goes_with_its_decision(self) -> "Finding":
+        if (self.decision == "corrected") != (self.correction is not None):
+            raise ValueError('"decision": "corrected" and a "correction" object go together (one needs the other)')
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_undecided(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # An undecided finding serialises as before decisions existed: the agent's files do not change.
+        data = handler(self)
+        for key in ("decision", "correction"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+    def corrected(self) -> "Finding":
+        """The finding as the reviewer wants it: the correction applied (itself when there is none)."""
+        if self.correction is None:
+            return self
+        change = self.correction.model_dump()
+        if "fields" in change:
+            change["fields"] = {**self.fields, **change["fields"]}
+        return self.model_copy(update=change)
 
 
 class PageFailure(BaseModel):

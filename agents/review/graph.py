@@ -25,7 +25,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agents.review.docmap import MapBuilder
+from agents.review.docmap import DocumentMap, MapBuilder
 from agents.review.findings import Finding, SummaryAnswer, dedupe
 from agents.review.ledger import ChunkLedger
 from agents.review.legibility_table import LegibilityTable
@@ -111,9 +111,8 @@ def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
                         rationale=f.rationale, source="check").model_dump(mode="json") for f in checks]
     map_text, map_tokens = "", 0
     if tokenize is not None:
-        # Within the budget by construction: at most MAP_SHARE of the room (>= 2 characters per
-        # token), counted exactly, taken off the room the pages are packed into.
-        map_text = document_map.map.render(max_chars=int(ctx.capacity * MAP_SHARE) * 2)
+        # Counted exactly and taken off the room the pages are packed into.
+        map_text = document_map_text(document_map.map, ctx.capacity)
         map_tokens = tokenize(f"{DOCUMENT_MAP_TITLE}\n{map_text}\n") + MAP_TOKEN_SLACK if map_text else 0
     chunks = pack_chunks(plans, ctx.capacity - map_tokens, client.profile) if client is not None else []
     counts = {m: sum(1 for p in plans if p.modality == m) for m in ("text", "image", "both")}
@@ -123,6 +122,12 @@ def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     return {"chunks": [c.model_dump(mode="json") for c in chunks], "plan_counts": counts, "check_findings": findings,
             "plan_failures": failures, "next_index": 0, "notes": "", "document_map": document_map.map.model_dump(),
             "document_map_text": map_text}
+
+
+def document_map_text(document_map: DocumentMap, capacity: int) -> str:
+    """The map as every chunk prompt of a document carries it: at most MAP_SHARE of the room
+    (>= 2 characters per token), so it stays within the budget by construction."""
+    return document_map.render(max_chars=int(capacity * MAP_SHARE) * 2)
 
 
 def _tokenizer(client) -> Callable[[str], int]:

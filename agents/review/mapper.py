@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Callable, Literal
 
+from PIL import Image
 from pydantic import BaseModel, Field, create_model
 
 from agents.review.findings import BUILTIN_FIELDS, Finding, LenientJson, ModelFinding, Severity, model_finding_id
@@ -29,7 +30,7 @@ from model_runtime.budget import image_grid
 from model_runtime.chat_model import ChatModel
 from model_runtime.errors import ContextOverflowError, InvalidOutputError, ServerError
 from model_runtime.payloads import ImagePart, Message, TextPart
-from model_runtime.profiles import ModelProfile, tiny_profile
+from model_runtime.profiles import ModelProfile, VisionSpec, tiny_profile
 from tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError
 from tools.pdf import PageText
 from tools.pdf_worker import PageWorker
@@ -164,7 +165,7 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
     request = {"chunk": chunk_id(pages), "pages": [p.page for p in pages], "image_budget": budget, "counted": counted,
                "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens,
                "budget": ctx.budget_tokens, "attempts": result.attempts, "latency_s": round(result.latency_s, 3)}
-    ctx.events.emit("request", **request)
+    ctx.events.emit("request", path=ctx.path, **request)  # the path: which document (export rebuilds the request)
     outcome.requests.append(request)
     outcome.sent += [{"page": p.page, "modality": p.modality, "image_budget": budget if p.modality != "text" else None}
                      for p in pages]
@@ -235,8 +236,14 @@ def _budget_of(pages: list[PagePlan], fallback: int | None) -> int | None:
 
 
 def _render(worker: PageWorker, page: PagePlan, budget: int | None, ctx: ChunkContext):
-    grid = image_grid(max(1, round(page.width_pt)), max(1, round(page.height_pt)), budget or 280, ctx.client.profile.vision)
-    return worker.render(page.page, grid.width, grid.height)
+    return render_page(worker, page.page, page.width_pt, page.height_pt, budget, ctx.client.profile.vision)
+
+
+def render_page(worker: PageWorker, page: int, width_pt: float, height_pt: float, budget: int | None,
+                vision: VisionSpec) -> Image.Image:
+    """The page image a chunk request carries: rendered at exactly the grid of its image budget."""
+    grid = image_grid(max(1, round(width_pt)), max(1, round(height_pt)), budget or 280, vision)
+    return worker.render(page, grid.width, grid.height)
 
 
 def _fail(outcome: ChunkOutcome, ctx: ChunkContext, page: int, reason: str) -> None:

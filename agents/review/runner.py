@@ -50,6 +50,14 @@ class ReviewOptions(BaseModel):
     legibility: str | None = None  # an eval legibility.json whose rows replace the shipped table's
 
 
+class ReviewPrompt(BaseModel):
+    """What every chunk request of a run shares, as logged in its run_started (and run_resumed) event."""
+
+    system: str
+    rule_ids: list[str]
+    extra_fields: list[str]
+
+
 def expand_inputs(paths: list[str]) -> list[Path]:
     found: list[Path] = []
     for given in paths:
@@ -111,8 +119,11 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
             options = options.model_copy(update={"paths": [str(p.resolve()) for p in paths]})
         sink = (ConsoleProgress(console) if console.is_terminal else None) if progress == "console" else progress
         deadline = Deadline.of(options.max_runtime_s, policy.limit("max_runtime_s"))
+        # The prompt is logged so `tilepilot export` rebuilds each request as sent, whatever the rule files say later.
+        prompt = ReviewPrompt(system=system, rule_ids=[c.value.id for c in policy.checks],
+                              extra_fields=extra_output_fields([f.value for f in policy.output_fields]))
         with Run.open("review", options, out=out, resume=resume, deadline=deadline, progress=sink,
-                      budget_tokens=budget, capacity=capacity) as run:
+                      budget_tokens=budget, capacity=capacity, prompt=prompt.model_dump()) as run:
             results, usage = _review_documents(run, options, docs, policy, client, system, budget, capacity, password,
                                                deadline_s, legibility)
             report = _write_outputs(run, options, client, budget, results, usage, password)

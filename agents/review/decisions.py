@@ -1,0 +1,48 @@
+"""A reviewer's verdicts on a finished review run: read ``findings.json`` strictly, mark findings in it.
+
+The edit format (``decision`` and ``correction`` on a finding) is described in
+:mod:`agents.review.findings`. ``tilepilot review --accept RUN --id ID ...`` and ``--reject`` write
+it here; ``tilepilot export`` reads it through :func:`load_findings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from agents.errors import RunError
+from agents.review.findings import FindingsFile
+from agents.runs import read_model_file, write_atomic
+
+FINDINGS_NAME = "findings.json"
+
+
+def load_findings(run: Path) -> FindingsFile:
+    """The run's ``findings.json``; a missing, non-JSON or invalid file is a one-line :class:`RunError`."""
+    return read_model_file(Path(run) / FINDINGS_NAME, FindingsFile)
+
+
+def mark_findings(run: Path, ids: list[str], decision: Literal["accepted", "rejected"]) -> int:
+    """Set ``decision`` on the findings with these ids (any correction is dropped); returns how many.
+
+    Every id must name a finding of the run, or nothing is written.
+    """
+    report = load_findings(run)
+    known = {f.id for doc in report.documents for f in doc.findings}
+    unknown = [i for i in dict.fromkeys(ids) if i not in known]
+    if unknown:
+        raise RunError(f"{Path(run) / FINDINGS_NAME}: no finding with id {', '.join(unknown)}; "
+                       "each finding's \"id\" is in findings.json")
+    wanted, marked = set(ids), 0
+    documents = []
+    for doc in report.documents:
+        findings = []
+        for finding in doc.findings:
+            if finding.id in wanted:
+                finding = finding.model_copy(update={"decision": decision, "correction": None})
+                marked += 1
+            findings.append(finding)
+        documents.append(doc.model_copy(update={"findings": findings}))
+    report = report.model_copy(update={"documents": documents})
+    write_atomic(Path(run) / FINDINGS_NAME, report.model_dump_json(indent=2, by_alias=True))
+    return marked
