@@ -91,7 +91,7 @@ def review_examples(run: Path) -> tuple[list[Example], SourceSummary]:
     rejected = sum(1 for doc in report.documents for f in doc.findings if f.decision == "rejected")
     note = f"{len(taught)} accepted/corrected, {rejected} rejected finding(s)"
     if left_out:
-        note += f"; {left_out} document-level finding(s) left out (their chunk is not known)"
+        note += f"; {left_out} finding(s) left out: no one recorded request showed them (a document-level finding over several chunks)"
     return examples, summary(len(examples), note)
 
 
