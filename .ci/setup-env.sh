@@ -47,7 +47,7 @@ fi
 key="$("$PY" - "$REPO/pyproject.toml" <<'EOF' | sha256sum | cut -c1-12
 import json, sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-extras = {k: project["optional-dependencies"][k] for k in ("serve-cpu", "asr", "test", "cluster")}
+extras = {k: project["optional-dependencies"][k] for k in ("serve-cpu", "asr", "test", "cluster", "finetune")}
 print(json.dumps([project["dependencies"], extras, sys.version], sort_keys=True))
 EOF
 )"
@@ -62,11 +62,11 @@ if [ ! -f "$DEPS/.tilepilot-ok" ]; then
     {
       "$PY" -m venv "$building" &&
       "$building/bin/python" -m pip install --upgrade pip "setuptools>=77" wheel &&
-      # The project's dependencies (CPU vLLM build, ASR baseline, test tools, Ray), without the project.
+      # The project's dependencies (CPU vLLM build, ASR baseline, test tools, Ray, PEFT), without the project.
       "$building/bin/python" - "$REPO/pyproject.toml" >"$building/requirements.txt" <<'EOF' &&
 import sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-for req in project["dependencies"] + [r for k in ("serve-cpu", "asr", "test", "cluster") for r in project["optional-dependencies"][k]]:
+for req in project["dependencies"] + [r for k in ("serve-cpu", "asr", "test", "cluster", "finetune") for r in project["optional-dependencies"][k]]:
     print(req)
 EOF
       "$building/bin/python" -m pip install -r "$building/requirements.txt"

@@ -233,6 +233,9 @@ def ask(
 
 
 def register(app: typer.Typer) -> None:
+    from agents.cli_finetune import finetune_command
+
+    model_app.command("finetune")(finetune_command)
     app.add_typer(serve_app, name="serve")
     app.add_typer(model_app, name="model")
     app.command("ask")(ask)

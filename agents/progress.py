@@ -52,6 +52,13 @@ class ConsoleProgress:
             elif self.clock() - self._last_line >= self.every_s:
                 self._line()
 
+    def relabel(self, label: str) -> None:
+        """Change the label shown from now on (a running figure such as the training loss)."""
+        with self._lock:
+            self._label = label
+            if self._bar is not None:
+                self._bar.update(self._task, description=label)
+
     def close(self, ok: bool = True) -> None:
         with self._lock:
             if self._bar is not None:

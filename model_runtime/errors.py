@@ -42,3 +42,7 @@ class NoBackendError(ModelRuntimeError):
 
 class ImagesNotSupportedError(ModelRuntimeError):
     """The server (or the model it serves) takes no images."""
+
+
+class FinetuneError(ModelRuntimeError):
+    """A fine-tuning set or option is unusable (missing files, a malformed line, a non-empty --out)."""

@@ -37,7 +37,7 @@ def desktop_examples(run: Path) -> tuple[list[Example], SourceSummary]:
         return [], SourceSummary(run=str(run), agent="desktop", examples=0,
                                  note=f"left out: finished {trajectory.status or 'unfinished'}, not done")
     counted = {e["step"]: e["usage"]["prompt_tokens"] for e in read_events(run / EVENTS_NAME, "step") if e.get("usage")}
-    examples = [_example(run, trajectory, i, counted.get(step.step))
+    examples = [step_example(run, trajectory, i, counted.get(step.step))
                 for i, step in enumerate(trajectory.steps) if teaches(step)]
     why = f"eval {verdict.suite}: success" if verdict is not None else "done"
     skipped = len(trajectory.steps) - len(examples)
@@ -56,7 +56,8 @@ def teaches(step: StepRecord) -> bool:
     return step.executed and step.screen_changed is not False and step.action.kind != "fail"
 
 
-def _example(run: Path, trajectory: Trajectory, index: int, prompt_tokens: int | None) -> Example:
+def step_example(run: Path, trajectory: Trajectory, index: int, prompt_tokens: int | None = None) -> Example:
+    """Step ``index``'s request, rebuilt exactly as it was sent, and its answer."""
     step = trajectory.steps[index]
     assert step.usage is not None and step.action is not None
     start = step.step + 1 - step.usage.images  # the window the request carried (history.window_start)
