@@ -139,6 +139,20 @@ def encode(processor, record: Record, dataset: Path) -> Encoded:
     return Encoded(inputs=dict(full), labels=labels, prompt_tokens=n)
 
 
+def answer_loss(model, enc: Encoded):
+    """Mean cross-entropy over the answer's tokens.
+
+    Logits only for the answer (``logits_to_keep``): the prompt's are never used, and with an
+    8k-token vocabulary over a 1,400-token screenshot prompt they were most of a step's work.
+    """
+    import torch.nn.functional as F
+
+    n = enc.prompt_tokens
+    keep = enc.labels.shape[1] - n + 1  # from the last prompt position, which predicts the first answer token
+    logits = model(**enc.inputs, logits_to_keep=keep).logits[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), enc.labels[:, n:].reshape(-1), ignore_index=-100)
+
+
 def finetune(opts: FinetuneOptions, emit=lambda **event: None) -> Path:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -181,7 +195,7 @@ def finetune(opts: FinetuneOptions, emit=lambda **event: None) -> Path:
         if record.tilepilot.prompt_tokens is not None:
             checked += 1
             matched += enc.prompt_tokens == record.tilepilot.prompt_tokens
-        loss = model(**enc.inputs, labels=enc.labels).loss
+        loss = answer_loss(model, enc)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -208,8 +222,7 @@ def _mean_loss(model, processor, records: list[Record], dataset: Path) -> float:
     losses = []
     with torch.no_grad():
         for record in records:
-            enc = encode(processor, record, dataset)
-            losses.append(float(model(**enc.inputs, labels=enc.labels).loss))
+            losses.append(float(answer_loss(model, encode(processor, record, dataset))))
     model.train()
     return sum(losses) / len(losses)
 

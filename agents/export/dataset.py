@@ -119,9 +119,19 @@ def write_dataset(examples: list[Example], sources: list[SourceSummary], out: Pa
     return summary
 
 
+def answer_text(target: str) -> str:
+    """A JSON answer as a constrained server emits it: compact, no free whitespace (the profiles'
+    ``disable_any_whitespace``). Trained on spaced JSON, a model fights the grammar at every comma."""
+    try:
+        value = json.loads(target)
+    except ValueError:
+        return target
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) if isinstance(value, (dict, list)) else target
+
+
 def _record(example: Example, n: int, folder: Path) -> dict:
     messages, images, audios = [], [], []
-    for msg in [*example.messages, Message.text("assistant", example.target)]:
+    for msg in [*example.messages, Message.text("assistant", answer_text(example.target))]:
         content = []
         for part in msg.parts:
             if isinstance(part, TextPart):

@@ -36,6 +36,8 @@ def desktop_examples(run: Path) -> tuple[list[Example], SourceSummary]:
     if verdict is None and trajectory.status != "done":
         return [], SourceSummary(run=str(run), agent="desktop", examples=0,
                                  note=f"left out: finished {trajectory.status or 'unfinished'}, not done")
+    for step in trajectory.steps:  # a damaged folder is refused whole, even where a left-out step lost its file
+        _screenshot(run, step)
     counted = {e["step"]: e["usage"]["prompt_tokens"] for e in read_events(run / EVENTS_NAME, "step") if e.get("usage")}
     examples = [step_example(run, trajectory, i, counted.get(step.step))
                 for i, step in enumerate(trajectory.steps) if teaches(step)]
