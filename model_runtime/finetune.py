@@ -68,11 +68,19 @@ class FinetuneOptions(BaseModel):
     out: Path
     steps: int | None = None  # default: epochs x examples
     epochs: float = 3.0
-    lr: float = 1e-3
+    lr: float | None = None  # default_lr()
     lora: bool = False
     lora_rank: int = 16
     seed: int = 0
     force: bool = False
+
+
+def default_lr(base: Path, lora: bool) -> float:
+    """The tiny random-weight model learns fast at 5e-3 (tests/bench/bench_finetune.py); a real
+    checkpoint's knowledge survives only small steps: the usual 2e-4 for LoRA, 1e-5 for all weights."""
+    if (Path(base) / "tilepilot-manifest.json").is_file():  # the tiny recipe (model_runtime.tiny)
+        return 5e-3
+    return 2e-4 if lora else 1e-5
 
 
 def load_records(dataset: Path) -> list[Record]:
@@ -149,8 +157,10 @@ def answer_loss(model, enc: Encoded):
 
     n = enc.prompt_tokens
     keep = enc.labels.shape[1] - n + 1  # from the last prompt position, which predicts the first answer token
-    logits = model(**enc.inputs, logits_to_keep=keep).logits[:, :-1]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), enc.labels[:, n:].reshape(-1), ignore_index=-100)
+    inputs = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in enc.inputs.items()}
+    logits = model(**inputs, logits_to_keep=keep).logits[:, :-1]
+    labels = enc.labels[:, n:].to(model.device)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
 
 
 def finetune(opts: FinetuneOptions, emit=lambda **event: None) -> Path:
@@ -166,13 +176,18 @@ def finetune(opts: FinetuneOptions, emit=lambda **event: None) -> Path:
     torch.manual_seed(opts.seed)
     rng = random.Random(opts.seed)
     processor = AutoProcessor.from_pretrained(opts.base)
-    model = AutoModelForImageTextToText.from_pretrained(opts.base, dtype=torch.float32)
+    # CPU: float32 (bf16 matmuls are slow there and the tiny model is small). GPU: bf16, so that a
+    # real checkpoint fits; --lora is the practical choice for the 12B.
+    gpu = torch.cuda.is_available()
+    model = AutoModelForImageTextToText.from_pretrained(opts.base, dtype=torch.bfloat16 if gpu else torch.float32)
+    model.to("cuda" if gpu else "cpu")
     saved_dtype = _saved_dtype(opts.base)
     if opts.lora:
         model = _with_lora(model, opts.lora_rank)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     total = opts.steps or max(1, math.ceil(opts.epochs * len(records)))
+    opts = opts.model_copy(update={"lr": opts.lr if opts.lr is not None else default_lr(opts.base, opts.lora)})
     optimizer = torch.optim.AdamW(trainable, lr=opts.lr, weight_decay=0.0)
     warmup = max(1, total // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -277,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--lora-rank", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

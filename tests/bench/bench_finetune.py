@@ -47,8 +47,8 @@ def timed(label: str, times: dict[str, float], *args: str, env: dict[str, str]) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="the small grounding suite (2 screens, 2 budgets)")
-    parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: 12 passes over the set)")
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: 100 passes over the set)")
+    parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temporary one)")
     args = parser.parse_args()
@@ -65,7 +65,7 @@ def main() -> None:
     exported = timed("export", times, "export", *map(str, train), "--to", str(work / "set"), env=env)
     print(f"[bench] {exported.stdout.strip()}", file=sys.stderr)
     examples = len((work / "set" / "train.jsonl").read_text().splitlines())
-    steps = args.steps or 12 * examples
+    steps = args.steps or 100 * examples
     checkpoint = work / "tiny-grounding"
     tuned = timed("fine-tune", times, "model", "finetune", str(work / "set"), "--out", str(checkpoint), "--steps", str(steps),
                   "--lr", str(args.lr), *(["--lora"] if args.lora else []), env=env)

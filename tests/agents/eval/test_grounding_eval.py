@@ -16,7 +16,6 @@ from agents.eval.apps.client import Target, gtk_python
 from agents.eval.grounding import GroundingAnswerer, ScreenLabels, pick_targets
 from agents.eval.screen_oracle import ScreenRegistry, fingerprint, to_image_frame
 from agents.eval.xserver import require_xvfb
-from tests.agents.eval.eval_cli import oracle_run_fixture
 from tests.requires import require_binary
 from tools.errors import DisplayUnavailableError
 from tools.screen import Geometry
@@ -26,8 +25,6 @@ from tools.screen import Geometry
 def x_tools() -> None:
     require_binary("Xvfb", "xvfb")
 
-
-grounding_run = oracle_run_fixture("grounding")
 
 
 def test_oracle_hits_every_widget_at_every_budget_and_screen(x_tools, grounding_run):

@@ -70,6 +70,11 @@ def test_export_round_trip_counts_the_recorded_tokens_and_teaches_the_correction
     assert np.abs(samples).max() > 0.01  # speech, not silence
     assert "cc-by-4.0" in (tmp_path / "set" / "README.md").read_text()
 
+    # The trainer's processor turns each clip into the tokens the server counted (two fine-tuning steps).
+    proc = tilepilot("model", "finetune", str(tmp_path / "set"), "--out", str(tmp_path / "ckpt"), "--steps", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "prompt tokens equal to the recorded requests in 2/2 examples" in proc.stdout, proc.stdout
+
 
 def _gone_audio(run: Path) -> None:
     path = run / SHORT_FOLDER / "transcript.json"
