@@ -40,22 +40,23 @@ def desktop_examples(run: Path) -> tuple[list[Example], SourceSummary]:
         _screenshot(run, step)
     counted = {e["step"]: e["usage"]["prompt_tokens"] for e in read_events(run / EVENTS_NAME, "step") if e.get("usage")}
     examples = [step_example(run, trajectory, i, counted.get(step.step))
-                for i, step in enumerate(trajectory.steps) if teaches(step)]
+                for i, step in enumerate(trajectory.steps) if teaches(step, last=i == len(trajectory.steps) - 1)]
     why = f"eval {verdict.suite}: success" if verdict is not None else "done"
     skipped = len(trajectory.steps) - len(examples)
     note = why + (f"; {skipped} step(s) left out (denied, invalid or no effect)" if skipped else "")
     return examples, SourceSummary(run=str(run), agent="desktop", examples=len(examples), note=note)
 
 
-def teaches(step: StepRecord) -> bool:
-    """A step worth learning: a usable action that was carried out (or ended the task) and had an effect."""
+def teaches(step: StepRecord, last: bool) -> bool:
+    """A step worth learning from a successful run: a usable action that was carried out and had an
+    effect, or the answer that ended it (``done``; or ``fail`` where refusing was the success)."""
     if step.action is None or step.invalid or step.usage is None:
         return False
     if step.guard is not None and (step.guard.verdict == "deny" or (step.guard.verdict == "confirm" and not step.guard.approved)):
         return False
-    if step.action.kind == "done":
-        return True
-    return step.executed and step.screen_changed is not False and step.action.kind != "fail"
+    if step.action.kind in ("done", "fail"):
+        return last
+    return step.executed and step.screen_changed is not False
 
 
 def step_example(run: Path, trajectory: Trajectory, index: int, prompt_tokens: int | None = None) -> Example:

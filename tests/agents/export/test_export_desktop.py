@@ -51,23 +51,25 @@ def test_every_rebuilt_request_counts_what_the_server_counted(desktop_run: Path,
     assert max(shown) >= 3  # the history really carried earlier screenshots and answers
 
 
-def test_export_round_trip_keeps_the_bytes_and_the_counts(desktop_run: Path, chat_client, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(desktop_run, run)
-    write_verdict(run, EvalVerdict(suite="test", case="press OK", success=True))  # as the harness's check would
-    proc = tilepilot("export", str(run), "--to", str(tmp_path / "set"), "--license", "CC-BY-4.0")
+def test_export_of_checked_runs_keeps_the_bytes_and_the_server_agrees_on_every_count(grounding_run, chat_client,
+                                                                                      tmp_path: Path) -> None:
+    # The reference answerer's grounding runs (each with its eval.json): the in-process oracle server
+    # recorded the counts; the real vLLM server must count the exported requests the same.
+    out, results = grounding_run
+    runs = out / "grounding" / "oracle"
+    proc = tilepilot("export", str(runs), "--to", str(tmp_path / "set"), "--license", "CC-BY-4.0")
     assert proc.returncode == 0, proc.stderr
     examples = list(load_dataset(tmp_path / "set"))
-    trajectory = load_trajectory(run)
-    teaching = [s for s in trajectory.steps if s.executed and s.screen_changed is not False]
-    assert len(examples) == len(teaching) > 0, proc.stdout
+    assert len(examples) == results["oracle"]["metrics"]["cases"]
     for example in examples:
         assert chat_client.count_prompt_tokens(example.messages, image_budget=example.meta["image_budget"]) == \
-            example.meta["prompt_tokens"]
+            example.meta["prompt_tokens"], example.meta["source"]
     lines = [json.loads(line) for line in (tmp_path / "set" / "train.jsonl").read_text().splitlines()]
-    step = int(lines[-1]["tilepilot"]["source"].rpartition("=")[2])
-    assert (tmp_path / "set" / lines[-1]["images"][-1]).read_bytes() == (run / f"steps/{step:04d}.jpg").read_bytes()
-    assert lines[0]["messages"][-1]["role"] == "assistant" and json.loads(lines[0]["messages"][-1]["content"][0]["text"])
+    run = Path(lines[-1]["tilepilot"]["source"].partition("#")[0])
+    assert (tmp_path / "set" / lines[-1]["images"][-1]).read_bytes() == (run / "steps" / "0000.jpg").read_bytes()
+    answer = lines[-1]["messages"][-1]
+    assert answer["role"] == "assistant" and json.loads(answer["content"][0]["text"])["action"]["kind"] == "click"
+    assert ": " not in answer["content"][0]["text"]  # compact, as a constrained server writes it
     card = (tmp_path / "set" / "README.md").read_text()
     assert "license: CC-BY-4.0" in card and str(run) in card and f"{len(examples)} examples" in card
 
