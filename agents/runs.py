@@ -218,12 +218,7 @@ def write_verdict(run: Path, verdict: EvalVerdict) -> None:
 
 def read_verdict(run: Path) -> EvalVerdict | None:
     path = Path(run) / VERDICT_NAME
-    if not path.is_file():
-        return None
-    try:
-        return EvalVerdict.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise RunError(f"{path}: not a readable eval verdict; re-run the eval or delete the file") from None
+    return read_model_file(path, EvalVerdict) if path.is_file() else None
 
 
 # -- deadline ------------------------------------------------------------------------------------
