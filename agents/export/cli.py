@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Annotated, Callable
 
 import typer
@@ -43,18 +44,14 @@ def agent_of(run: Path) -> str:
         raise ExportError(f"{run / MANIFEST_NAME}: unreadable; the run folder is damaged") from None
 
 
-def collect(paths: list[Path]) -> tuple[list[Example], list[SourceSummary]]:
-    examples: list[Example] = []
-    sources: list[SourceSummary] = []
+def collect(paths: list[Path]) -> Iterator[tuple[list[Example], SourceSummary]]:
+    """Each run's examples and its summary, one run at a time (the writer drops them after writing)."""
     for run in find_runs(paths):
         agent = agent_of(run)
         if agent not in EXPORTED_AGENTS:
-            sources.append(SourceSummary(run=str(run), agent=agent, examples=0, note="left out: nothing to learn from this agent"))
-            continue
-        found, summary = exporter(agent)(run)
-        examples += found
-        sources.append(summary)
-    return examples, sources
+            yield [], SourceSummary(run=str(run), agent=agent, examples=0, note="left out: nothing to learn from this agent")
+        else:
+            yield exporter(agent)(run)
 
 
 def export_command(
@@ -64,9 +61,8 @@ def export_command(
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --to folder.")] = False,
 ) -> None:
     """Export successful desktop steps, accepted review findings and corrected transcripts as a fine-tuning set."""
-    examples, sources = collect(runs)
-    summary = write_dataset(examples, sources, to, license=license, force=force)
-    for source in sources:
+    summary = write_dataset(collect(runs), to, license=license, force=force)
+    for source in summary.sources:
         err.print(f"{source.run}: {source.examples} example(s){'; ' + source.note if source.note else ''}")
     agents = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_agent.items()))
     typer.echo(f"{summary.path}: {summary.examples} examples ({agents}), {summary.images} images, {summary.audios} audio clips")

@@ -34,7 +34,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -86,13 +86,14 @@ class DatasetSummary(BaseModel):
     sources: list[SourceSummary]
 
 
-def write_dataset(examples: list[Example], sources: list[SourceSummary], out: Path, *, license: str,
+def write_dataset(batches: Iterable[tuple[list[Example], SourceSummary]], out: Path, *, license: str,
                   force: bool = False) -> DatasetSummary:
-    """Write ``examples`` as a dataset folder at ``out`` (atomically); returns what was written."""
+    """Write each run's examples (one batch per run) into a dataset folder at ``out``, atomically.
+
+    Batches are written as they come and then dropped, so an export of thousands of screenshots
+    holds one run's images at a time, never all of them.
+    """
     out = Path(out)
-    if not examples:
-        raise ExportError("nothing to export: no accepted finding, successful desktop step or corrected clip "
-                          "in the given runs")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise ExportError(f"--to {out}: exists and is not empty; pick a new folder or pass --force")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,18 +101,25 @@ def write_dataset(examples: list[Example], sources: list[SourceSummary], out: Pa
     try:
         (tmp / "images").mkdir()
         (tmp / "audio").mkdir()
-        lines, n_images, n_audio = [], 0, 0
-        for n, example in enumerate(examples):
-            record = _record(example, n, tmp)
-            n_images += len(record["images"])
-            n_audio += len(record["audios"])
-            lines.append(json.dumps(record, ensure_ascii=False))
-        (tmp / DATA_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        summary = DatasetSummary(path=str(out), examples=len(examples), images=n_images, audios=n_audio,
-                                 by_agent=dict(Counter(e.agent for e in examples)), sources=sources)
+        n, n_images, n_audio, by_agent, sources = 0, 0, 0, Counter(), []
+        with open(tmp / DATA_NAME, "w", encoding="utf-8") as lines:
+            for examples, source in batches:
+                sources.append(source)
+                for example in examples:
+                    record = _record(example, n, tmp)
+                    lines.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    n, n_images, n_audio = n + 1, n_images + len(record["images"]), n_audio + len(record["audios"])
+                    by_agent[example.agent] += 1
+        if not n:
+            raise ExportError("nothing to export: no accepted finding, successful desktop step or corrected clip "
+                              "in the given runs")
+        summary = DatasetSummary(path=str(out), examples=n, images=n_images, audios=n_audio, by_agent=dict(by_agent),
+                                 sources=sources)
         (tmp / CARD_NAME).write_text(dataset_card(summary, license), encoding="utf-8")
-        if out.exists():
+        if out.is_dir():
             shutil.rmtree(out)
+        elif out.exists():
+            out.unlink()
         tmp.rename(out)
     finally:
         if tmp.exists():

@@ -39,7 +39,8 @@ def desktop_examples(run: Path) -> tuple[list[Example], SourceSummary]:
     for step in trajectory.steps:  # a damaged folder is refused whole, even where a left-out step lost its file
         _screenshot(run, step)
     counted = {e["step"]: e["usage"]["prompt_tokens"] for e in read_events(run / EVENTS_NAME, "step") if e.get("usage")}
-    examples = [step_example(run, trajectory, i, counted.get(step.step))
+    opened: dict[Path, Image.Image] = {}  # each screenshot decoded once per run, shared by the steps that show it
+    examples = [step_example(run, trajectory, i, counted.get(step.step), opened)
                 for i, step in enumerate(trajectory.steps) if teaches(step, last=i == len(trajectory.steps) - 1)]
     why = f"eval {verdict.suite}: success" if verdict is not None else "done"
     skipped = len(trajectory.steps) - len(examples)
@@ -59,7 +60,8 @@ def teaches(step: StepRecord, last: bool) -> bool:
     return step.executed and step.screen_changed is not False
 
 
-def step_example(run: Path, trajectory: Trajectory, index: int, prompt_tokens: int | None = None) -> Example:
+def step_example(run: Path, trajectory: Trajectory, index: int, prompt_tokens: int | None = None,
+                 opened: dict[Path, Image.Image] | None = None) -> Example:
     """Step ``index``'s request, rebuilt exactly as it was sent, and its answer."""
     step = trajectory.steps[index]
     assert step.usage is not None and step.action is not None
@@ -67,7 +69,11 @@ def step_example(run: Path, trajectory: Trajectory, index: int, prompt_tokens: i
     earlier = trajectory.steps[:index]
     shown = [s for s in earlier if s.step >= start] + [step]
     files = [_screenshot(run, s) for s in shown]
-    images = {s.step: _open(path) for s, path in zip(shown, files)}
+    opened = {} if opened is None else opened
+    for path in files:
+        if path not in opened:
+            opened[path] = _open(path)
+    images = {s.step: opened[path] for s, path in zip(shown, files)}
     system = system_prompt(trajectory.policy_prompt, step.frame, trajectory.options.kinds)
     messages = build_messages(system, trajectory.task, earlier, images, images[step.step], start)
     target = step.raw_output or json.dumps({"thought": step.thought, "action": step.action.model_dump(mode="json")})

@@ -51,10 +51,9 @@ def test_export_round_trip_counts_the_recorded_tokens_and_teaches_the_correction
     run = _copy(listened, tmp_path, CORRECTIONS)
     clips = list(read_events(run / EVENTS_NAME, "clip"))
     assert len(clips) == 3  # the talk's two clips and the sentence
-    examples, sources = collect([run])
-    summary = write_dataset(examples, sources, tmp_path / "set", license="cc-by-4.0")
+    summary = write_dataset(collect([run]), tmp_path / "set", license="cc-by-4.0")
     assert (summary.examples, summary.audios, summary.images, summary.by_agent) == (2, 2, 0, {"listen": 2})
-    assert sources[0].note == "2 of 3 clip(s) corrected"
+    assert summary.sources[0].note == "2 of 3 clip(s) corrected"
 
     loaded = list(load_dataset(tmp_path / "set"))
     for example in loaded:

@@ -88,8 +88,7 @@ def _decided(reviewed: tuple[Path, dict[str, Finding]], tmp_path: Path) -> tuple
 
 def test_export_round_trip_counts_the_recorded_tokens_and_teaches_only_the_verdicts(reviewed, chat_client, tmp_path: Path) -> None:
     run, findings = _decided(reviewed, tmp_path)
-    examples, sources = collect([run])
-    summary = write_dataset(examples, sources, tmp_path / "set", license="other")
+    summary = write_dataset(collect([run]), tmp_path / "set", license="other")
     requests = [e for e in read_events(run / EVENTS_NAME, "request") if e["chunk"] != "summary"]
     taught_pages = {ACCEPTED, CORRECTED, ALSO_ACCEPTED}
     expected = {tuple(r["pages"]) for r in requests if taught_pages & set(r["pages"]) or {1, 2} <= set(r["pages"])}
