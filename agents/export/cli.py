@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Callable
 
 import typer
@@ -15,8 +15,6 @@ from agents.runs import MANIFEST_NAME, RunManifest
 
 err = Console(stderr=True)
 Exporter = Callable[[Path], tuple[list[Example], SourceSummary]]
-
-
 EXPORTED_AGENTS = ("desktop", "review", "listen")  # agents.export.<agent>.<agent>_examples
 
 
