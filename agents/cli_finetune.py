@@ -51,7 +51,9 @@ def finetune_command(
     """Fine-tune the unified model end to end on exported runs; the result serves with `tilepilot serve start --model CKPT`."""
     cmd = [sys.executable, "-m", "model_runtime.finetune", str(dataset), "--base", str(resolve_base(base)),
            "--out", str(out), "--epochs", str(epochs), "--seed", str(seed)]
-    cmd += (["--steps", str(steps)] if steps else []) + (["--lr", str(lr)] if lr is not None else []) + (["--lora"] if lora else []) + (["--force"] if force else [])
+    cmd += ["--steps", str(steps)] if steps else []
+    cmd += ["--lr", str(lr)] if lr is not None else []
+    cmd += (["--lora"] if lora else []) + (["--force"] if force else [])
     env = server.serving_env()
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", TQDM_DISABLE="1")
     done = _run(cmd, env)
