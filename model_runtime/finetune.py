@@ -22,13 +22,13 @@ import math
 import random
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from model_runtime.errors import FinetuneError
+from model_runtime.folders import folder_in_place
 
 DATA_NAME = "train.jsonl"  # what `tilepilot export` writes (agents/export/dataset.py documents the format)
 PROVENANCE_NAME = "tilepilot-finetune.json"
@@ -261,9 +261,7 @@ def _with_lora(model, rank: int):
 
 def _save(model, opts: FinetuneOptions, out: Path, losses: list[float]) -> None:
     """Base checkpoint's processor and tokenizer files + the new weights, then provenance; renamed into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with folder_in_place(out) as tmp:
         for item in Path(opts.base).iterdir():
             if item.is_file() and item.name not in WEIGHT_FILES and item.name != ".complete":
                 shutil.copy2(item, tmp / item.name)
@@ -275,12 +273,6 @@ def _save(model, opts: FinetuneOptions, out: Path, losses: list[float]) -> None:
         }
         (tmp / PROVENANCE_NAME).write_text(json.dumps(provenance, indent=2), encoding="utf-8")
         (tmp / ".complete").write_text("ok\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

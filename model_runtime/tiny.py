@@ -15,12 +15,11 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 from model_runtime.errors import CheckpointBuildError
+from model_runtime.folders import folder_in_place
 
 # Bump when the recipe changes: it is part of the cache key.
 RECIPE_VERSION = 3
@@ -96,16 +95,8 @@ def build_tiny_checkpoint(out: Path | None = None, seed: int = DEFAULT_SEED, for
             f"building the tiny model needs torch and transformers ({err.name} missing); "
             "install the serving extras: pip install 'tilepilot[serve-cpu]'"
         ) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with folder_in_place(out) as tmp:
         _write_checkpoint(tmp, seed)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -42,6 +41,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from agents.errors import RunError
+from model_runtime.folders import folder_in_place
 from model_runtime.payloads import AudioPart, ImagePart, Message, TextPart, encode_wav, image_bytes
 
 DATA_NAME = "train.jsonl"
@@ -96,9 +96,7 @@ def write_dataset(batches: Iterable[tuple[list[Example], SourceSummary]], out: P
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise ExportError(f"--to {out}: exists and is not empty; pick a new folder or pass --force")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with folder_in_place(out) as tmp:
         (tmp / "images").mkdir()
         (tmp / "audio").mkdir()
         n, n_images, n_audio, by_agent, sources = 0, 0, 0, Counter(), []
@@ -116,14 +114,6 @@ def write_dataset(batches: Iterable[tuple[list[Example], SourceSummary]], out: P
         summary = DatasetSummary(path=str(out), examples=n, images=n_images, audios=n_audio, by_agent=dict(by_agent),
                                  sources=sources)
         (tmp / CARD_NAME).write_text(dataset_card(summary, license), encoding="utf-8")
-        if out.is_dir():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return summary
 
 
