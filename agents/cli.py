@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from agents.errors import USER_ERRORS, exit_code_for
+from tilepilot.agents.errors import USER_ERRORS, exit_code_for
 
 app = typer.Typer(
     name="tilepilot",
@@ -39,16 +39,16 @@ def _root(
 
 def _register() -> None:
     # Command groups. Each module exposes `register(app)`; keep this list in CLI order.
-    from agents import cli_model
+    from tilepilot.agents import cli_model
 
     cli_model.register(app)
     # --- registered command groups (one line each) ---
-    from agents.desktop import cli as desktop_cli; desktop_cli.register(app)  # noqa: E702
-    from agents.listen import cli as listen_cli; listen_cli.register(app)  # noqa: E702
-    from agents.rules import cli as rules_cli; rules_cli.register(app)  # noqa: E702
-    from agents.review import cli as review_cli; review_cli.register(app)  # noqa: E702
-    from agents.eval import cli as eval_cli; eval_cli.register(app)  # noqa: E702
-    from agents.export import cli as export_cli; export_cli.register(app)  # noqa: E702
+    from tilepilot.agents.desktop import cli as desktop_cli; desktop_cli.register(app)  # noqa: E702
+    from tilepilot.agents.listen import cli as listen_cli; listen_cli.register(app)  # noqa: E702
+    from tilepilot.agents.rules import cli as rules_cli; rules_cli.register(app)  # noqa: E702
+    from tilepilot.agents.review import cli as review_cli; review_cli.register(app)  # noqa: E702
+    from tilepilot.agents.eval import cli as eval_cli; eval_cli.register(app)  # noqa: E702
+    from tilepilot.agents.export import cli as export_cli; export_cli.register(app)  # noqa: E702
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,8 @@
 """``tilepilot model finetune DATASET --base tiny|PATH --out CKPT [--lora] [--steps N]``.
 
 The training runs in a child process with the serving environment (model code needs it, see
-``model_runtime.server.serving_env``) and with the hub switched off: nothing is downloaded. The child
-reports JSON lines (``model_runtime.finetune``); here they become a progress bar with the loss.
+``tilepilot.model_runtime.server.serving_env``) and with the hub switched off: nothing is downloaded. The child
+reports JSON lines (``tilepilot.model_runtime.finetune``); here they become a progress bar with the loss.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from agents.backend import ensure_tiny_checkpoint
-from agents.progress import ConsoleProgress
-from model_runtime import server
-from model_runtime.errors import FinetuneError
+from tilepilot.agents.backend import ensure_tiny_checkpoint
+from tilepilot.agents.progress import ConsoleProgress
+from tilepilot.model_runtime import server
+from tilepilot.model_runtime.errors import FinetuneError
 
 err = Console(stderr=True)
 
@@ -49,7 +49,7 @@ def finetune_command(
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out folder.")] = False,
 ) -> None:
     """Fine-tune the unified model end to end on exported runs; the result serves with `tilepilot serve start --model CKPT`."""
-    cmd = [sys.executable, "-m", "model_runtime.finetune", str(dataset), "--base", str(resolve_base(base)),
+    cmd = [sys.executable, "-m", "tilepilot.model_runtime.finetune", str(dataset), "--base", str(resolve_base(base)),
            "--out", str(out), "--epochs", str(epochs), "--seed", str(seed)]
     cmd += ["--steps", str(steps)] if steps else []
     cmd += ["--lr", str(lr)] if lr is not None else []

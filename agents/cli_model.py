@@ -9,12 +9,12 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from agents.backend import connect, ensure_local_server, ensure_tiny_checkpoint, random_weights_note
-from agents.errors import UsageError
-from model_runtime import server
-from model_runtime.budget import image_grid
-from model_runtime.payloads import AudioPart, ImagePart, Message, TextPart
-from model_runtime.profiles import IMAGE_BUDGETS, get_profile
+from tilepilot.agents.backend import connect, ensure_local_server, ensure_tiny_checkpoint, random_weights_note
+from tilepilot.agents.errors import UsageError
+from tilepilot.model_runtime import server
+from tilepilot.model_runtime.budget import image_grid
+from tilepilot.model_runtime.payloads import AudioPart, ImagePart, Message, TextPart
+from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, get_profile
 
 out = Console()
 err = Console(stderr=True)
@@ -59,7 +59,7 @@ def check_resume(resume: Optional[Path], given: object, inputs: str, argument: s
 
 def progress_sink(as_json: bool, console: Console):
     """Where a run's progress goes: nowhere with --json (stdout is the machine's), else ``console``."""
-    from agents.progress import ConsoleProgress
+    from tilepilot.agents.progress import ConsoleProgress
 
     return None if as_json else ConsoleProgress(console)
 
@@ -130,8 +130,8 @@ _STRUCTURED = {"json_schema": "json_schema (constrained)", "grammar": "grammar (
 
 def _probe_status(model: str, base_url: list[str], served_name: Optional[str], as_json: bool) -> None:
     """``serve status --base-url URL``: every probe, including the two that cost a chat request."""
-    from agents.backend import base_urls_from, served_name_from
-    from model_runtime.client import ChatClient
+    from tilepilot.agents.backend import base_urls_from, served_name_from
+    from tilepilot.model_runtime.client import ChatClient
 
     with ChatClient(base_urls_from(base_url), get_profile(model), served_name=served_name_from(served_name),
                     max_retries=1, backoff_s=0.2) as client:
@@ -165,7 +165,7 @@ def build_tiny(
 
 
 def _pdf_page_image(pdf: Path, page: int, budget: int, password: Optional[str]):
-    from tools.pdf import open_pdf
+    from tilepilot.tools.pdf import open_pdf
 
     with open_pdf(pdf, password=password) as doc:
         doc.page_range(str(page))  # one-line error when out of range
@@ -203,7 +203,7 @@ def ask(
     if pdf is not None:
         parts.append(ImagePart(image=_pdf_page_image(pdf, page, budget, password)))
     if audio is not None:
-        from tools.audio import load
+        from tilepilot.tools.audio import load
 
         samples, info = load(audio)
         profile = get_profile(model)
@@ -233,7 +233,7 @@ def ask(
 
 
 def register(app: typer.Typer) -> None:
-    from agents.cli_finetune import finetune_command
+    from tilepilot.agents.cli_finetune import finetune_command
 
     model_app.command("finetune")(finetune_command)
     app.add_typer(serve_app, name="serve")

@@ -5,8 +5,8 @@ hierarchy; :data:`USER_ERRORS` joins them. Anything in it is a user mistake or a
 condition and is printed as one line, never as a traceback.
 """
 
-from model_runtime.errors import ModelRuntimeError
-from tools.errors import ToolError
+from tilepilot.model_runtime.errors import ModelRuntimeError
+from tilepilot.tools.errors import ToolError
 
 
 class TilepilotError(Exception):

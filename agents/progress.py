@@ -17,7 +17,7 @@ PLAIN_EVERY_S = 10.0
 
 
 class ConsoleProgress:
-    """A :class:`agents.runs.ProgressSink` that renders on ``console`` (stderr)."""
+    """A :class:`tilepilot.agents.runs.ProgressSink` that renders on ``console`` (stderr)."""
 
     def __init__(self, console: Console, *, every_s: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.monotonic,
                  terminal: bool | None = None) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agents.errors import RunError
+from tilepilot.agents.errors import RunError
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.sqlite import SqliteSaver
@@ -111,7 +111,7 @@ class EventLog:
     Each line goes out as one ``os.write`` on an ``O_APPEND`` descriptor, so writers in other
     threads or processes never interleave, and a kill leaves at most the last line missing.
     Values that JSON cannot encode are written with ``str()``. The run's events and the guard's
-    audit log (:class:`agents.rules.AuditLog`) both write through this class.
+    audit log (:class:`tilepilot.agents.rules.AuditLog`) both write through this class.
     """
 
     def __init__(self, path: Path):
@@ -268,7 +268,7 @@ class Deadline:
 # -- progress ------------------------------------------------------------------------------------
 
 class ProgressSink(Protocol):
-    """What the CLI renders (``agents.progress.ConsoleProgress``): a bar, or plain periodic lines."""
+    """What the CLI renders (``tilepilot.agents.progress.ConsoleProgress``): a bar, or plain periodic lines."""
 
     def start(self, label: str, total: float | None, unit: str) -> None: ...
 
@@ -314,7 +314,7 @@ class RunProgress:
 
 # -- the run -------------------------------------------------------------------------------------
 
-# Called with each Run right after its first event. agents.backend adds one, so that the model
+# Called with each Run right after its first event. tilepilot.agents.backend adds one, so that the model
 # server an agent connected (its probe, later token-count drift) is logged in that run's own
 # events.jsonl without every agent wiring it.
 OPEN_HOOKS: list[Callable[["Run"], None]] = []
@@ -374,14 +374,14 @@ class Run:
 
     def thread(self, thread_id: str, **extra: Any) -> dict[str, Any]:
         """The graph config of one thread, after repairing a prune that a kill interrupted."""
-        from agents.checkpoints import recover_thread
+        from tilepilot.agents.checkpoints import recover_thread
 
         recover_thread(self.checkpointer(), thread_id)
         return {"configurable": {"thread_id": thread_id}, **extra}
 
     def prune(self, thread_id: str) -> None:
         """Keep only the newest checkpoint of ``thread_id`` (call between supersteps, never during one)."""
-        from agents.checkpoints import prune_thread
+        from tilepilot.agents.checkpoints import prune_thread
 
         prune_thread(self.checkpointer(), thread_id)
 

@@ -24,7 +24,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict
 
-from model_runtime.profiles import AudioSpec, VisionSpec
+from tilepilot.model_runtime.profiles import AudioSpec, VisionSpec
 
 MEDIA_MARKERS = 2  # begin + end marker around every image or audio clip
 

@@ -1,6 +1,6 @@
 """The one interface every agent is typed against: what a chat model must offer.
 
-:class:`model_runtime.client.ChatClient` satisfies it structurally (no inheritance), and so can a
+:class:`tilepilot.model_runtime.client.ChatClient` satisfies it structurally (no inheritance), and so can a
 test double: an agent's loop logic (review's split-on-overflow and shrink, listen's hierarchical
 condense, desktop's history window) then runs offline with scripted answers, while behaviour
 against the real server stays covered by the integration tests.
@@ -12,9 +12,9 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
-from model_runtime.client import ChatResult
-from model_runtime.payloads import Message
-from model_runtime.profiles import ModelProfile
+from tilepilot.model_runtime.client import ChatResult
+from tilepilot.model_runtime.payloads import Message
+from tilepilot.model_runtime.profiles import ModelProfile
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -6,7 +6,7 @@ with the server's token usage and the client's own estimate. It retries transien
 backoff, spreads requests over several replicas, and turns every failure into one
 ``ModelRuntimeError`` with a one-line message.
 
-``check()`` probes the server (:mod:`model_runtime.probe`) and the client adapts to what it finds:
+``check()`` probes the server (:mod:`tilepilot.model_runtime.probe`) and the client adapts to what it finds:
 the served id, the smaller ``max_model_len`` (``client.profile`` then carries it, so every agent
 sizes its requests by it), exact counts or a margin-padded estimate corrected from usage, the
 structured-output flavour, and whether images are taken. What it learns later (a drift, a
@@ -27,8 +27,8 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from model_runtime.counting import Corrector, char_estimate, template_overhead
-from model_runtime.errors import (
+from tilepilot.model_runtime.counting import Corrector, char_estimate, template_overhead
+from tilepilot.model_runtime.errors import (
     ContextOverflowError,
     ImagesNotSupportedError,
     InvalidOutputError,
@@ -36,8 +36,8 @@ from model_runtime.errors import (
     ServerError,
     ServerUnreachableError,
 )
-from model_runtime.payloads import EncodedRequest, ImagePart, Message, encode_messages
-from model_runtime.probe import (
+from tilepilot.model_runtime.payloads import EncodedRequest, ImagePart, Message, encode_messages
+from tilepilot.model_runtime.probe import (
     EXACT,
     MARGINS,
     about_format,
@@ -53,7 +53,7 @@ from model_runtime.probe import (
     probe_structured,
     response_format,
 )
-from model_runtime.profiles import ModelProfile
+from tilepilot.model_runtime.profiles import ModelProfile
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -85,7 +85,7 @@ EventSink = Callable[..., None]  # called as sink(kind, **fields), like Run.emit
 
 
 class ChatClient:
-    """A thread-safe client for one served model, over one or more replicas (a :class:`~model_runtime.chat_model.ChatModel`)."""
+    """A thread-safe client for one served model, over one or more replicas (a :class:`~tilepilot.model_runtime.chat_model.ChatModel`)."""
 
     def __init__(
         self,

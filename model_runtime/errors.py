@@ -1,6 +1,6 @@
 """Errors raised while talking to (or serving) the model.
 
-Like ``tools.errors``: each message is one line the CLI can print as-is.
+Like ``tilepilot.tools.errors``: each message is one line the CLI can print as-is.
 """
 
 

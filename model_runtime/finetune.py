@@ -8,8 +8,8 @@ marker). ``--lora`` trains low-rank adapters (PEFT) on every linear layer but th
 the patch and audio projections included, and merges them before saving, so the result is a plain
 checkpoint that ``tilepilot serve start --model CKPT`` serves unchanged.
 
-Runs in a child process with the serving environment (``model_runtime.server.serving_env``), like the
-tiny-checkpoint builder: ``python -m model_runtime.finetune DATASET --base DIR --out DIR ...``. It
+Runs in a child process with the serving environment (``tilepilot.model_runtime.server.serving_env``), like the
+tiny-checkpoint builder: ``python -m tilepilot.model_runtime.finetune DATASET --base DIR --out DIR ...``. It
 prints one JSON object per line on stdout (``start``, ``step``, ``done``) for the CLI to show, and a
 one-line error on stderr (exit 2) for bad input. The output is written under a temporary name and
 renamed into place, so a failed or killed run leaves no half-written checkpoint.
@@ -27,8 +27,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from model_runtime.errors import FinetuneError
-from model_runtime.folders import folder_in_place
+from tilepilot.model_runtime.errors import FinetuneError
+from tilepilot.model_runtime.folders import folder_in_place
 
 DATA_NAME = "train.jsonl"  # what `tilepilot export` writes (agents/export/dataset.py documents the format)
 PROVENANCE_NAME = "tilepilot-finetune.json"
@@ -78,7 +78,7 @@ class FinetuneOptions(BaseModel):
 def default_lr(base: Path, lora: bool) -> float:
     """The tiny random-weight model learns fast at 5e-3 (tests/bench/bench_finetune.py); a real
     checkpoint's knowledge survives only small steps: the usual 2e-4 for LoRA, 1e-5 for all weights."""
-    if (Path(base) / "tilepilot-manifest.json").is_file():  # the tiny recipe (model_runtime.tiny)
+    if (Path(base) / "tilepilot-manifest.json").is_file():  # the tiny recipe (tilepilot.model_runtime.tiny)
         return 5e-3
     return 2e-4 if lora else 1e-5
 

@@ -2,7 +2,7 @@
 
 Images go as data URLs, resized once to the exact grid of the request's image budget (so the
 server's own resize is a no-op). Audio goes as 16 kHz mono 16-bit WAV ``input_audio`` parts;
-resampling happens on the client (``tools.audio``), never on the server.
+resampling happens on the client (``tilepilot.tools.audio``), never on the server.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_runtime.budget import ImageGrid, audio_prompt_tokens, image_grid
-from model_runtime.profiles import ModelProfile
+from tilepilot.model_runtime.budget import ImageGrid, audio_prompt_tokens, image_grid
+from tilepilot.model_runtime.profiles import ModelProfile
 
 ImageFormat = Literal["png", "jpeg"]
 

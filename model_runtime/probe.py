@@ -18,7 +18,7 @@ records:
 Two things need a chat request to find out, so :func:`probe_images` and :func:`probe_structured`
 run only when asked for (``tilepilot serve status --base-url``) or when an agent first needs them
 on a server whose counts are inexact; on a vLLM-like server the client learns both from its own
-requests (see :mod:`model_runtime.client`).
+requests (see :mod:`tilepilot.model_runtime.client`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model_runtime.errors import ModelNotServedError, ModelRuntimeError, ServerUnreachableError
-from model_runtime.profiles import ModelProfile
+from tilepilot.model_runtime.errors import ModelNotServedError, ModelRuntimeError, ServerUnreachableError
+from tilepilot.model_runtime.profiles import ModelProfile
 
 Counting = Literal["vllm", "llama.cpp", "llama-cpp-python", "estimate"]
 ImageSupport = Literal["unchecked", "honoured", "ignored", "none"]

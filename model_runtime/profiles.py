@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_runtime.errors import NoBackendError
+from tilepilot.model_runtime.errors import NoBackendError
 
 # How a model writes screen coordinates: "pixels" of the screenshot it was shown, or
 # "normalized" 0..1000 on both axes (several grounding models).
@@ -76,7 +76,7 @@ class ModelProfile(BaseModel):
     max_findings_per_chunk: int = 40
     max_quote_chars: int = 300
     max_rationale_chars: int = 600
-    coordinates: CoordinateConvention = "pixels"  # agents.desktop.frame maps both onto the screen
+    coordinates: CoordinateConvention = "pixels"  # tilepilot.agents.desktop.frame maps both onto the screen
     image_placeholder: str = "<|image|>"
     audio_placeholder: str = "<|audio|>"
 
@@ -99,7 +99,7 @@ GEMMA_4_12B = ModelProfile(
 
 
 def tiny_profile(checkpoint: Path | None = None) -> ModelProfile:
-    from model_runtime.tiny import MAX_MODEL_LEN, default_checkpoint_dir
+    from tilepilot.model_runtime.tiny import MAX_MODEL_LEN, default_checkpoint_dir
 
     return ModelProfile(
         name="tiny",

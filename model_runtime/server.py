@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
-from model_runtime.errors import NoBackendError, ServeError
-from model_runtime.profiles import ModelProfile
-from model_runtime.tiny import cache_root
+from tilepilot.model_runtime.errors import NoBackendError, ServeError
+from tilepilot.model_runtime.profiles import ModelProfile
+from tilepilot.model_runtime.tiny import cache_root
 
 CPU_COMPAT_DIR = Path(__file__).with_name("cpu_compat")
 DEFAULT_PORT = 8765

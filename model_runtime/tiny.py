@@ -18,8 +18,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from model_runtime.errors import CheckpointBuildError
-from model_runtime.folders import folder_in_place
+from tilepilot.model_runtime.errors import CheckpointBuildError
+from tilepilot.model_runtime.folders import folder_in_place
 
 # Bump when the recipe changes: it is part of the cache key.
 RECIPE_VERSION = 3
@@ -224,7 +224,7 @@ def _sha256(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m model_runtime.tiny --out DIR --seed N``: run in a child with the serving env."""
+    """``python -m tilepilot.model_runtime.tiny --out DIR --seed N``: run in a child with the serving env."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

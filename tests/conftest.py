@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from model_runtime.client import ChatClient
-from model_runtime.profiles import ModelProfile, tiny_profile
+from tilepilot.model_runtime.client import ChatClient
+from tilepilot.model_runtime.profiles import ModelProfile, tiny_profile
 from tests.requires import MISSING_PART
 
 # X server fixtures live here so that one Xvfb serves the whole session: pyautogui binds to one
@@ -54,7 +54,7 @@ def tilepilot(*args: str, env: dict | None = None, timeout: float = 900, check: 
               input: str | None = None, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a child process (as a user would)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "agents.cli", *args],
+        [sys.executable, "-m", "tilepilot", *args],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
         input=input, cwd=cwd or REPO,
     )
@@ -73,7 +73,7 @@ class VllmServer:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
-    from agents.backend import ensure_tiny_checkpoint
+    from tilepilot.agents.backend import ensure_tiny_checkpoint
 
     return ensure_tiny_checkpoint()
 
@@ -85,7 +85,7 @@ def vllm_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
     if reuse:
         yield VllmServer(reuse.rstrip("/"), profile, None, None)
         return
-    from model_runtime.server import free_port
+    from tilepilot.model_runtime.server import free_port
 
     state_dir = tmp_path_factory.mktemp("serve-state")
     env = {"TILEPILOT_STATE_DIR": str(state_dir)}

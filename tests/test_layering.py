@@ -1,20 +1,50 @@
-"""Imports point one way: agents -> tools and agents -> model_runtime; never back, never across."""
+"""Imports point one way: agents -> tools and agents -> model_runtime; never back, never across.
+
+Everything is imported through the one ``tilepilot`` package: no file imports the repository's folders
+(``agents``, ``tools``, ``model_runtime``, ``rules``) as top-level names, which belong to other projects.
+"""
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FORBIDDEN = {"tools": {"agents", "model_runtime"}, "model_runtime": {"agents", "tools"}}
+# What each layer may not import. The root package (agents/api) is the public API over the agents.
+FORBIDDEN = {
+    "tools": ("tilepilot.agents", "tilepilot.model_runtime"),
+    "model_runtime": ("tilepilot.agents", "tilepilot.tools"),
+}
+FOLDERS = ("agents", "tools", "model_runtime", "rules")
+
+
+def imported_names(path: Path) -> Iterator[str]:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            if node.module == "tilepilot":  # from tilepilot import agents
+                yield from (f"tilepilot.{alias.name}" for alias in node.names)
+
+
+def within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_package_imports_stay_in_their_layer(package):
-    offenders = []
-    for path in (REPO / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
-            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in FORBIDDEN[package]]
+    offenders = [f"{path.relative_to(REPO)}: {name}" for path in (REPO / package).rglob("*.py")
+                 for name in imported_names(path) if any(within(name, f) for f in FORBIDDEN[package])]
+    # The root package's own imports would drag the agents in too.
+    offenders += [f"{path.relative_to(REPO)}: {name}" for path in (REPO / package).rglob("*.py")
+                  for name in imported_names(path) if name == "tilepilot"]
     assert not offenders, offenders
+
+
+def test_no_file_imports_a_repository_folder_as_a_top_level_name():
+    files = [p for top in (*FOLDERS, "tests", "examples") for p in (REPO / top).rglob("*.py")]
+    offenders = [f"{path.relative_to(REPO)}: {name}" for path in files
+                 for name in imported_names(path) if name.split(".")[0] in FOLDERS]
+    assert files and not offenders, offenders

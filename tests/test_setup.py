@@ -46,7 +46,7 @@ def test_fresh_checkout_setup_prints_steps_only_and_no_warnings(tmp_path):
 
 def test_each_checkout_runs_its_own_code_and_survives_another_being_deleted(tmp_path):
     first, second = _checkout(tmp_path / "first"), _checkout(tmp_path / "second")
-    where = "python -c 'import agents; print(agents.__file__)' && command -v tilepilot"
+    where = "python -c 'import tilepilot.agents as a; print(a.__file__)' && command -v tilepilot"
     for checkout in (first, second):
         proc = _source_setup(checkout, where)
         assert proc.returncode == 0, proc.stderr[-2000:]

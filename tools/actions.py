@@ -3,7 +3,7 @@
 An :data:`Action` is a pydantic discriminated union on ``kind``. The same models carry
 coordinates in *image* space (what the model saw) or *screen* space (what the executor
 clicks); ``Action.map_points`` converts one into the other, so the mapping lives in exactly one
-place (the caller supplies the function, usually ``tools.screen.Geometry.to_screen``).
+place (the caller supplies the function, usually ``tilepilot.tools.screen.Geometry.to_screen``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 from pydantic import BaseModel, ConfigDict
 
-from tools.errors import AudioError, EmptyAudioError, UnreadableAudioError
+from tilepilot.tools.errors import AudioError, EmptyAudioError, UnreadableAudioError
 
 SAMPLE_RATE = 16_000
 """Every array this module returns is mono float32 at this rate."""

@@ -4,7 +4,7 @@ Pages are 1-based everywhere in this API. Coordinates are PDF points with the or
 left of the (rotated) page, as PyMuPDF reports them, so a bbox from :meth:`PdfDocument.text` can be
 passed straight back as a ``clip`` to :meth:`PdfDocument.render`.
 
-Everything here runs in the calling process. For untrusted files use :mod:`tools.pdf_worker`,
+Everything here runs in the calling process. For untrusted files use :mod:`tilepilot.tools.pdf_worker`,
 which runs the same page work in a child process that is killed at a deadline.
 
 Why PyMuPDF 1.26 and not 2.x (measured on this machine, fresh subprocess each, median of 5-7,
@@ -35,7 +35,7 @@ import pymupdf
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from tools.errors import (
+from tilepilot.tools.errors import (
     CorruptPdfError,
     EmptyPdfError,
     EncryptedPdfError,

@@ -6,7 +6,7 @@ operation per request; the parent waits at most ``deadline_s`` for the answer, t
 child, raises :class:`PageTimeoutError` for that page and starts a fresh child on the next
 request. Images cross the pipe as raw RGB bytes plus their size.
 
-Children come from a *forkserver* that has ``tools.pdf`` (and so PyMuPDF) preloaded: a restart is
+Children come from a *forkserver* that has ``tilepilot.tools.pdf`` (and so PyMuPDF) preloaded: a restart is
 a fork of that small, single-threaded process, not a new interpreter, and it is safe even when the
 caller runs threads (LangGraph, httpx), which a plain ``fork`` of the caller is not.
 Measured (``tests/bench/bench_pdf.py``): a restart costs 19-37 ms with forkserver, 8-12 ms with
@@ -36,9 +36,9 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from tools import errors
-from tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError, PdfError
-from tools.pdf import PageText, PdfSource, describe_source, open_pdf, parse_page_range
+from tilepilot.tools import errors
+from tilepilot.tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError, PdfError
+from tilepilot.tools.pdf import PageText, PdfSource, describe_source, open_pdf, parse_page_range
 
 DEFAULT_DEADLINE_S = 30.0
 DEADLINE_ENV = "TILEPILOT_PAGE_DEADLINE_S"
@@ -113,7 +113,7 @@ class _Child:
 
 
 class PageWorker:
-    """Like :class:`tools.pdf.PdfDocument` (render, text, page_size), with every call bounded by ``deadline_s``.
+    """Like :class:`tilepilot.tools.pdf.PdfDocument` (render, text, page_size), with every call bounded by ``deadline_s``.
 
     Calls from several threads are safe but take turns (one child, one request at a time); to
     render pages in parallel, give each thread its own worker.
@@ -136,7 +136,7 @@ class PageWorker:
         self._context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             # Only takes effect if the forkserver is not running yet; harmless otherwise.
-            self._context.set_forkserver_preload(["tools.pdf"])
+            self._context.set_forkserver_preload(["tilepilot.tools.pdf"])
         self._child = _Child()
         self._finalizer = weakref.finalize(self, _Child.cleanup, self._child)
         if isinstance(source, bytes):

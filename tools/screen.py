@@ -35,7 +35,7 @@ import os
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import CaptureError, DisplayUnavailableError, MonitorNotFoundError
+from tilepilot.tools.errors import CaptureError, DisplayUnavailableError, MonitorNotFoundError
 
 # Lanczos-quality downscale at a fraction of the cost: PIL first box-reduces by an integer
 # factor, then resamples the remaining <= 2x with bicubic (see Image.resize's reducing_gap).

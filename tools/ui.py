@@ -1,4 +1,4 @@
-"""Carry out :mod:`tools.actions` on the X display with pyautogui (and xdotool for text).
+"""Carry out :mod:`tilepilot.tools.actions` on the X display with pyautogui (and xdotool for text).
 
 Actions arrive in SCREEN coordinates (map model output first with ``Geometry.to_screen``).
 Coordinates outside every monitor are rejected with :class:`OffScreenError` rather than
@@ -27,16 +27,16 @@ from types import ModuleType
 
 from pydantic import BaseModel, ConfigDict
 
-from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Move, Point, Scroll, Type, Wait
-from tools.errors import (
+from tilepilot.tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Move, Point, Scroll, Type, Wait
+from tilepilot.tools.errors import (
     ActionExecutionError,
     DisplayUnavailableError,
     FailSafeTriggered,
     OffScreenError,
     UIActionError,
 )
-from tools.screen import Monitor, Screen, require_display
-from tools.ui_unicode import type_text, xauthority_fallback
+from tilepilot.tools.screen import Monitor, Screen, require_display
+from tilepilot.tools.ui_unicode import type_text, xauthority_fallback
 
 DEFAULT_PAUSE_S = 0.05  # after every pyautogui call; lets the app process the event
 DEFAULT_TYPE_DELAY_MS = 12  # between keystrokes; xdotool's default (12) is reliable on Xvfb

@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-from tools.errors import ActionExecutionError, DisplayUnavailableError
+from tilepilot.tools.errors import ActionExecutionError, DisplayUnavailableError
 
 MAPPING_SETTLE_S = 0.05  # clients must process MappingNotify before the first key event
 

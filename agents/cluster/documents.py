@@ -25,8 +25,8 @@ from typing import Literal
 from pydantic import BaseModel
 from rich.console import Console
 
-from agents.errors import USER_ERRORS
-from agents.runs import MANIFEST_NAME, DeadlineReached, EventLog, write_atomic
+from tilepilot.agents.errors import USER_ERRORS
+from tilepilot.agents.runs import MANIFEST_NAME, DeadlineReached, EventLog, write_atomic
 
 DOCS_DIR = "docs"
 FAILED_SUFFIX = ".failed.json"
@@ -39,7 +39,7 @@ class DocumentTask(BaseModel):
     key: str
     path: str
     run_dir: str
-    options: dict  # agents.review.runner.ReviewOptions of the whole run, as JSON (paths replaced per document)
+    options: dict  # tilepilot.agents.review.runner.ReviewOptions of the whole run, as JSON (paths replaced per document)
     base_urls: list[str] = []
     password: str | None = None
     max_runtime_s: float | None = None  # what is left of the run's time limit when the task starts
@@ -85,7 +85,7 @@ def one_line(err: BaseException) -> str:
 
 def review_document(task: DocumentTask) -> DocumentOutcome:
     """Review one document into its own run folder, resuming what an earlier attempt left."""
-    from agents.review.runner import ReviewOptions, run_review
+    from tilepilot.agents.review.runner import ReviewOptions, run_review
 
     run_dir = Path(task.run_dir)
     folder = document_dir(run_dir, task.key)
@@ -103,7 +103,7 @@ def review_document(task: DocumentTask) -> DocumentOutcome:
     options = ReviewOptions.model_validate({**task.options, "paths": [task.path]})
 
     def client_factory():
-        from agents.backend import connect
+        from tilepilot.agents.backend import connect
 
         return connect(options.model, task.base_urls or None, quiet=True)
 
@@ -122,7 +122,7 @@ def review_document(task: DocumentTask) -> DocumentOutcome:
 
 
 def _done(folder: Path, outcome: dict) -> DocumentOutcome:
-    from agents.review.findings import FindingsFile
+    from tilepilot.agents.review.findings import FindingsFile
 
     report = FindingsFile.model_validate_json((folder / "findings.json").read_text(encoding="utf-8"))
     doc = report.documents[0]

@@ -5,7 +5,7 @@ the next is read, so the driver's memory stays flat however many documents there
 goes to a temporary name in the run folder and is renamed into place when complete, so a reader
 (or a kill) never sees half of one.
 
-``findings.json`` is the single-process schema (:class:`agents.review.findings.FindingsFile`, same
+``findings.json`` is the single-process schema (:class:`tilepilot.agents.review.findings.FindingsFile`, same
 ``documents`` entries in input order, summed ``usage``) plus ``failed_documents``:
 ``[{"path", "reason"}]`` for inputs that could not be reviewed. ``report.md`` holds every
 document's section; ``report.html`` is an index (counts per severity) linking each document's own
@@ -24,14 +24,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from agents.cluster.documents import FailedDocument, document_dir, failed_marker
-from agents.review.findings import SCHEMA_ID, SEVERITIES, DocumentResult, FindingsFile, ModelInfo, UsageTotals
-from agents.review.report_md import render_markdown
+from tilepilot.agents.cluster.documents import FailedDocument, document_dir, failed_marker
+from tilepilot.agents.review.findings import SCHEMA_ID, SEVERITIES, DocumentResult, FindingsFile, ModelInfo, UsageTotals
+from tilepilot.agents.review.report_md import render_markdown
 
 
 @contextmanager
 def streamed_atomic(path: Path) -> Iterator[IO[str]]:
-    """Like :func:`agents.runs.write_atomic`, for a file written piece by piece."""
+    """Like :func:`tilepilot.agents.runs.write_atomic`, for a file written piece by piece."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

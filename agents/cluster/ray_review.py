@@ -2,10 +2,10 @@
 
 The driver checks the inputs (rules, model endpoint, the list of PDFs; it opens no PDF), starts or
 joins Ray, and keeps at most :data:`WINDOW_PER_WORKER` tasks per worker CPU in flight. Each task
-reviews one document with the ordinary single-process path (:mod:`agents.cluster.documents`): the
+reviews one document with the ordinary single-process path (:mod:`tilepilot.agents.cluster.documents`): the
 same graph, its own bounded chunk pool towards the ``--base-url`` endpoints, its own checkpoint.
 Tasks return a status line; findings stay on the shared run folder and are merged by streaming
-(:mod:`agents.cluster.merge`), so the driver's memory does not grow with the number of documents.
+(:mod:`tilepilot.agents.cluster.merge`), so the driver's memory does not grow with the number of documents.
 
 Faults: Ray retries a task whose worker died (:data:`TASK_RETRIES`); the retry resumes the
 document's run, so finished chunks are not sent again. ``--resume RUN`` skips finished documents.
@@ -28,12 +28,12 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 
-from agents.cluster.documents import DocumentOutcome, DocumentTask, FailedDocument, document_key, failed_marker, is_finished
-from agents.cluster.merge import merge_run
-from agents.errors import RunError, UsageError
-from agents.review.runner import ReviewOptions, expand_inputs
-from agents.rules import build_policy
-from agents.runs import Deadline, DeadlineReached, ProgressSink, Run, write_atomic
+from tilepilot.agents.cluster.documents import DocumentOutcome, DocumentTask, FailedDocument, document_key, failed_marker, is_finished
+from tilepilot.agents.cluster.merge import merge_run
+from tilepilot.agents.errors import RunError, UsageError
+from tilepilot.agents.review.runner import ReviewOptions, expand_inputs
+from tilepilot.agents.rules import build_policy
+from tilepilot.agents.runs import Deadline, DeadlineReached, ProgressSink, Run, write_atomic
 
 CLUSTER_NAME = "cluster.json"  # marks a cluster run folder: --resume continues it on a cluster
 AUTO_MAX_WORKERS = 4
@@ -138,7 +138,7 @@ def _endpoints(options: ReviewOptions, base_urls: list[str] | None, quiet: bool)
     """Probe the model endpoints once here (one-line error before any folder exists); workers get the URLs."""
     if options.no_model:
         return []
-    from agents.backend import connect
+    from tilepilot.agents.backend import connect
 
     with connect(options.model, base_urls, quiet=quiet) as client:
         return list(client.base_urls)
@@ -147,7 +147,7 @@ def _endpoints(options: ReviewOptions, base_urls: list[str] | None, quiet: bool)
 def _schedule(ray: Any, run: Run, run_dir: Path, keys: list[tuple[str, str]], options: ReviewOptions, urls: list[str],
               password: str | None, workers: int) -> int:
     """Submit the unfinished documents with a bounded window; log each outcome as it lands. Returns pages reviewed."""
-    from agents.cluster.documents import review_document
+    from tilepilot.agents.cluster.documents import review_document
 
     remote = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)(review_document)
     todo = deque((key, path) for key, path in keys if not is_finished(run_dir, key))

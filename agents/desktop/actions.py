@@ -1,7 +1,7 @@
 """What the model must answer (a JSON schema) and the one image -> screen mapping of its action.
 
-The model answers ``{"thought": ..., "action": <tools.actions.Action>}`` in its coordinate frame
-(:class:`agents.desktop.frame.ModelFrame`: screenshot pixels or 0..1000 normalised). The schema sent to the server is the shared ``Action`` schema, made
+The model answers ``{"thought": ..., "action": <tilepilot.tools.actions.Action>}`` in its coordinate frame
+(:class:`tilepilot.agents.desktop.frame.ModelFrame`: screenshot pixels or 0..1000 normalised). The schema sent to the server is the shared ``Action`` schema, made
 strict for the grammar: every field required (so ``kind`` is always present), strings and lists
 bounded (a random-weight model would otherwise write until ``max_tokens``), coordinates bounded to
 the image, and only the offered action kinds. Parsing still goes through the full ``Action``
@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agents.desktop.frame import ModelFrame
-from tools.actions import Action, Drag, Wait
+from tilepilot.agents.desktop.frame import ModelFrame
+from tilepilot.tools.actions import Action, Drag, Wait
 
 TEXT_LIMIT = 200  # characters of typed text, done/fail reasons
 KEY_LIMIT = 24

@@ -11,14 +11,14 @@ from typing import Literal, Optional
 import typer
 from rich.console import Console
 
-from agents.cli_model import (
+from tilepilot.agents.cli_model import (
     BaseUrlOption, JsonOption, MaxRuntimeOption, ModelOption, OutOption, ResumeOption, RulesOption, check_budget,
     check_resume, progress_sink, rules_paths,
 )
-from agents.desktop.state import ALL_KINDS, ConfirmRequest, DesktopOptions, StepRecord
-from agents.errors import UsageError
-from agents.runs import DeadlineReached
-from model_runtime.profiles import IMAGE_BUDGETS
+from tilepilot.agents.desktop.state import ALL_KINDS, ConfirmRequest, DesktopOptions, StepRecord
+from tilepilot.agents.errors import UsageError
+from tilepilot.agents.runs import DeadlineReached
+from tilepilot.model_runtime.profiles import IMAGE_BUDGETS
 
 err = Console(stderr=True)
 
@@ -81,11 +81,11 @@ def desktop(
 
     Without --max-runtime a run stops after 900 s (or the rules' limits.max_runtime_s if smaller).
     """
-    from agents.backend import connect, random_weights_note
-    from agents.desktop.runner import desktop_deadline, run_desktop
-    from agents.rules import build_policy
-    from agents.runs import Run, read_options
-    from tools.screen import require_display
+    from tilepilot.agents.backend import connect, random_weights_note
+    from tilepilot.agents.desktop.runner import desktop_deadline, run_desktop
+    from tilepilot.agents.rules import build_policy
+    from tilepilot.agents.runs import Run, read_options
+    from tilepilot.tools.screen import require_display
 
     check_resume(resume, task, "the TASK", "TASK argument", out)
     if resume is not None:  # the run's own task and options; only the server, the time limit and --yes may change
@@ -125,7 +125,7 @@ def replay(
     out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default RUN/replay.html)."),
 ) -> None:
     """Write one self-contained HTML page that replays a desktop run."""
-    from agents.desktop.replay import write_replay
+    from tilepilot.agents.desktop.replay import write_replay
 
     path = write_replay(run, out)
     typer.echo(str(path))

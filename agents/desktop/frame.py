@@ -17,13 +17,13 @@ from __future__ import annotations
 import re
 from pydantic import BaseModel, ConfigDict
 
-from model_runtime.profiles import CoordinateConvention as Convention
-from tools.actions import Action
-from tools.screen import Geometry
+from tilepilot.model_runtime.profiles import CoordinateConvention as Convention
+from tilepilot.tools.actions import Action
+from tilepilot.tools.screen import Geometry
 
 NORMALIZED_MAX = 1000
 
-# Screen coordinates as the guard (agents.rules.guard) and the executor (tools.ui) write them:
+# Screen coordinates as the guard (tilepilot.agents.rules.guard) and the executor (tilepilot.tools.ui) write them:
 # points "(x, y)" and rectangles "(x=.., y=.., w=.., h=..)".
 _POINT = re.compile(r"\((-?\d+(?:\.\d+)?), (-?\d+(?:\.\d+)?)\)")
 _RECT = re.compile(r"\(x=(-?[\d.]+), y=(-?[\d.]+), w=(-?[\d.]+), h=(-?[\d.]+)\)")

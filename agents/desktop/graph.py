@@ -27,25 +27,25 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from PIL import Image
 
-from agents.desktop.actions import check_model_action, reply_schema, to_screen
-from agents.desktop.history import build_messages, fit_messages, system_prompt, window_start
-from agents.desktop.screen_texts import ScreenTextProvider
-from agents.desktop.state import (
+from tilepilot.agents.desktop.actions import check_model_action, reply_schema, to_screen
+from tilepilot.agents.desktop.history import build_messages, fit_messages, system_prompt, window_start
+from tilepilot.agents.desktop.screen_texts import ScreenTextProvider
+from tilepilot.agents.desktop.state import (
     ConfirmRequest, DesktopOptions, DesktopState, GuardRecord, StepRecord, Timings, Usage,
 )
-from agents.desktop.trajectory import TrajectoryWriter
-from agents.desktop.verify import compare, stuck_reason, thumbnail
-from agents.errors import UsageError
-from agents.rules import AuditLog, GuardContext, Policy, ScreenBounds, guard
-from agents.runs import Deadline
-from model_runtime.budget import image_grid, native_budget
-from model_runtime.chat_model import ChatModel
-from model_runtime.errors import InvalidOutputError
-from model_runtime.payloads import Message
-from tools.actions import Click, Done
-from tools.errors import FailSafeTriggered, UIActionError
-from tools.screen import Capture
-from tools.ui import ActionRecord
+from tilepilot.agents.desktop.trajectory import TrajectoryWriter
+from tilepilot.agents.desktop.verify import compare, stuck_reason, thumbnail
+from tilepilot.agents.errors import UsageError
+from tilepilot.agents.rules import AuditLog, GuardContext, Policy, ScreenBounds, guard
+from tilepilot.agents.runs import Deadline
+from tilepilot.model_runtime.budget import image_grid, native_budget
+from tilepilot.model_runtime.chat_model import ChatModel
+from tilepilot.model_runtime.errors import InvalidOutputError
+from tilepilot.model_runtime.payloads import Message
+from tilepilot.tools.actions import Click, Done
+from tilepilot.tools.errors import FailSafeTriggered, UIActionError
+from tilepilot.tools.screen import Capture
+from tilepilot.tools.ui import ActionRecord
 
 
 class CaptureSource(Protocol):
@@ -71,7 +71,7 @@ class DesktopContext:
     max_steps: int
     deadline: Deadline = field(default_factory=Deadline)
     images: dict[int, Image.Image] = field(default_factory=dict)
-    thumbs: dict[int, Image.Image] = field(default_factory=dict)  # agents.desktop.verify's copies
+    thumbs: dict[int, Image.Image] = field(default_factory=dict)  # tilepilot.agents.desktop.verify's copies
     sleep: Callable[[float], None] = time.sleep
 
     def image(self, step: int) -> Image.Image:

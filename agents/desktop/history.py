@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from PIL import Image
 
-from agents.desktop.frame import ModelFrame
-from agents.desktop.state import NO_CHANGE, StepRecord
-from model_runtime.payloads import ImagePart, Message, TextPart
+from tilepilot.agents.desktop.frame import ModelFrame
+from tilepilot.agents.desktop.state import NO_CHANGE, StepRecord
+from tilepilot.model_runtime.payloads import ImagePart, Message, TextPart
 
 LINE_LIMIT = 200  # characters per history line
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from agents.desktop.state import StepRecord
-from agents.desktop.trajectory import Trajectory, load_trajectory
-from agents.runs import write_atomic
-from tools.actions import Drag
+from tilepilot.agents.desktop.state import StepRecord
+from tilepilot.agents.desktop.trajectory import Trajectory, load_trajectory
+from tilepilot.agents.runs import write_atomic
+from tilepilot.tools.actions import Drag
 
 EMBED_WIDTH = 960  # px of the embedded JPEG at most; the page scales it to its column (SVG viewBox)
 COLOURS = {"allow": "#2e7d32", "deny": "#c62828", "confirm": "#ef6c00", "invalid": "#6a1b9a", "none": "#607d8b"}

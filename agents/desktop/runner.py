@@ -1,7 +1,7 @@
 """Run the desktop graph to its end: checkpointing, confirmations, Ctrl-C, resume, trajectory.
 
 :func:`run_desktop` is the library entry point (the CLI and the tests use it). It owns the
-run's resources (X connections, the :class:`agents.runs.Run` with its checkpoint) and always
+run's resources (X connections, the :class:`tilepilot.agents.runs.Run` with its checkpoint) and always
 leaves a complete ``trajectory.json`` behind, whatever stops the run: done, fail, the step or
 time limit, an unapproved confirmation, Ctrl-C, pyautogui's fail-safe, or an error (which is
 re-raised after the trajectory is written).
@@ -21,15 +21,15 @@ from typing import Callable
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 
-from agents.desktop.graph import ActionExecutor, CaptureSource, DesktopContext, build_graph
-from agents.desktop.screen_texts import ScreenTextProvider, desktop_texts
-from agents.desktop.state import STATE_MODELS, ConfirmRequest, DesktopOptions, DesktopState, RunResult, StepRecord
-from agents.desktop.trajectory import TrajectoryWriter
-from agents.errors import USER_ERRORS
-from agents.rules import AuditLog, Policy
-from agents.runs import Deadline, Run
-from model_runtime.chat_model import ChatModel
-from tools import actions as action_models
+from tilepilot.agents.desktop.graph import ActionExecutor, CaptureSource, DesktopContext, build_graph
+from tilepilot.agents.desktop.screen_texts import ScreenTextProvider, desktop_texts
+from tilepilot.agents.desktop.state import STATE_MODELS, ConfirmRequest, DesktopOptions, DesktopState, RunResult, StepRecord
+from tilepilot.agents.desktop.trajectory import TrajectoryWriter
+from tilepilot.agents.errors import USER_ERRORS
+from tilepilot.agents.rules import AuditLog, Policy
+from tilepilot.agents.runs import Deadline, Run
+from tilepilot.model_runtime.chat_model import ChatModel
+from tilepilot.tools import actions as action_models
 
 Approver = Callable[[ConfirmRequest], bool]
 THREAD_ID = "desktop"
@@ -69,8 +69,8 @@ def run_desktop(
 
     ``approve`` answers confirmations (None: nobody can, the run stops "denied").
     """
-    from tools.screen import Screen
-    from tools.ui import UIExecutor
+    from tilepilot.tools.screen import Screen
+    from tilepilot.tools.ui import UIExecutor
 
     with ExitStack() as stack:
         if not isinstance(run, Run):

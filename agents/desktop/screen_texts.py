@@ -17,10 +17,10 @@ from typing import Protocol, Sequence
 
 from pydantic import BaseModel
 
-from agents.rules import ScreenText
-from tools.accessibility import AccessibilityTree
-from tools.errors import DisplayUnavailableError
-from tools.ui_unicode import xauthority_fallback
+from tilepilot.agents.rules import ScreenText
+from tilepilot.tools.accessibility import AccessibilityTree
+from tilepilot.tools.errors import DisplayUnavailableError
+from tilepilot.tools.ui_unicode import xauthority_fallback
 
 
 class ScreenInfo(BaseModel):

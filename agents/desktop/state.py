@@ -11,10 +11,10 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.desktop.frame import Convention, ModelFrame
-from agents.rules import ScreenText
-from tools.actions import Action, ActionKind
-from tools.screen import Geometry
+from tilepilot.agents.desktop.frame import Convention, ModelFrame
+from tilepilot.agents.rules import ScreenText
+from tilepilot.tools.actions import Action, ActionKind
+from tilepilot.tools.screen import Geometry
 
 RunStatus = Literal["done", "fail", "max_steps", "stopped", "denied", "deadline", "stuck"]
 Verdict = Literal["allow", "deny", "confirm"]
@@ -35,7 +35,7 @@ class DesktopOptions(BaseModel):
     max_steps: int = Field(30, ge=1, le=10_000)
     max_runtime_s: float = Field(900.0, gt=0)  # with the rules' limits.max_runtime_s: the smaller wins
     # Image soft tokens: one of the profile's budgets, or "auto": per screenshot the smallest
-    # budget that does not shrink the screen (model_runtime.budget.native_budget).
+    # budget that does not shrink the screen (tilepilot.model_runtime.budget.native_budget).
     budget: int | Literal["auto"] = "auto"
     monitor: int = Field(1, ge=0)
     dry_run: bool = False
@@ -107,7 +107,7 @@ class StepRecord(BaseModel):
     guard: Optional[GuardRecord] = None
     executed: bool = False
     result: str = ""
-    # Did the screen change after this executed action (agents.desktop.verify)? None: not
+    # Did the screen change after this executed action (tilepilot.agents.desktop.verify)? None: not
     # checked (nothing executed, or the run ended before the next screenshot).
     screen_changed: Optional[bool] = None
     usage: Optional[Usage] = None

@@ -3,10 +3,10 @@
 ::
 
     RUN/
-      run.json              the agent and its options (agents.runs.Run; read by --resume)
+      run.json              the agent and its options (tilepilot.agents.runs.Run; read by --resume)
       checkpoint.sqlite     LangGraph checkpoint (newest step only)
       events.jsonl          run_started / run_resumed, step, confirm, run_finished
-      audit.jsonl           one guard decision per line (agents.rules.AuditLog)
+      audit.jsonl           one guard decision per line (tilepilot.agents.rules.AuditLog)
       steps/0000.jpg ...    the screenshot each step's model saw (its coordinates refer to it)
       trajectory.json       options + every finished step (StepRecord) + status; rewritten
                             atomically after every step, so a killed run keeps all finished steps
@@ -21,10 +21,10 @@ from pathlib import Path
 from PIL import Image
 from pydantic import BaseModel
 
-from agents.desktop.state import DesktopOptions, RunStatus, StepRecord
-from agents.errors import RunError
-from agents.runs import Run, write_atomic
-from model_runtime.payloads import image_bytes
+from tilepilot.agents.desktop.state import DesktopOptions, RunStatus, StepRecord
+from tilepilot.agents.errors import RunError
+from tilepilot.agents.runs import Run, write_atomic
+from tilepilot.model_runtime.payloads import image_bytes
 
 TRAJECTORY_NAME = "trajectory.json"
 AUDIT_NAME = "audit.jsonl"
@@ -38,7 +38,7 @@ class Trajectory(BaseModel):
     options: DesktopOptions
     model: str
     input_budget: int
-    # The rules' guidance as the system prompt carried it (agents.desktop.history.system_prompt):
+    # The rules' guidance as the system prompt carried it (tilepilot.agents.desktop.history.system_prompt):
     # with the steps and screenshots it rebuilds every request exactly (tilepilot export).
     policy_prompt: str = ""
     started_at: float
@@ -86,7 +86,7 @@ class TrajectoryWriter:
         self._flush()
 
     def verified(self, record: StepRecord, change: dict) -> None:
-        """Store a finished step's screen check (agents.desktop.verify) and log it."""
+        """Store a finished step's screen check (tilepilot.agents.desktop.verify) and log it."""
         self.data.steps = [record if s.step == record.step else s for s in self.data.steps]
         self.events.emit("verified", step=record.step, **change)
         self._flush()

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from PIL import Image, ImageChops
 from pydantic import BaseModel
 
-from agents.desktop.state import StepRecord
+from tilepilot.agents.desktop.state import StepRecord
 
 THUMB_SIDE = 256  # px of the longest side of the compared copy
 PIXEL_DELTA = 24  # grey levels (of 255) a thumbnail pixel must move to count as changed

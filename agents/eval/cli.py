@@ -30,14 +30,14 @@ def eval_command(
         help="Keep every agent run folder with its eval.json verdict, hits too (desktop suites; for `tilepilot export`)."),
 ) -> None:
     """Measure how well the agents do their job: metrics as rows, systems as columns, misses in report.html."""
-    from agents.eval.core import parse_systems, run_suite, suite_module
-    from agents.eval.report import breakdown_table, machine_output, metrics_table, render_html
-    from agents.runs import new_run_dir, write_atomic
+    from tilepilot.agents.eval.core import parse_systems, run_suite, suite_module
+    from tilepilot.agents.eval.report import breakdown_table, machine_output, metrics_table, render_html
+    from tilepilot.agents.runs import new_run_dir, write_atomic
 
     systems = parse_systems(model or [], base_url or [])
     suite_module(suite)  # unknown suite: one line, before any folder exists
     if dataset is not None:
-        from agents.eval.dataset import load_dataset
+        from tilepilot.agents.eval.dataset import load_dataset
 
         load_dataset(dataset)  # a malformed dataset fails here, before anything is written
     run_dir = new_run_dir("eval", out)

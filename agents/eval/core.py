@@ -2,12 +2,12 @@
 
 A *system* is one ``--model M [--base-url URL]`` pair: the tiny model, the real model behind a
 URL, a checkpoint folder, or the reference answerer ``oracle[:p]``. A *suite* (registered by name
-in :mod:`agents.eval.registry`) generates its labelled cases, runs the real agent path against
+in :mod:`tilepilot.agents.eval.registry`) generates its labelled cases, runs the real agent path against
 ``ctx.connect(answerer)`` and scores the outcome from its labels, never from the model's claims.
 
-For ``oracle[:p]`` :meth:`EvalContext.connect` starts an in-process :class:`~agents.eval.oracle.
+For ``oracle[:p]`` :meth:`EvalContext.connect` starts an in-process :class:`~tilepilot.agents.eval.oracle.
 OracleServer` (once per suite and system; the core closes it) that answers from the suite's
-``answerer``; every other model goes through :func:`agents.backend.connect`, as the agents do.
+``answerer``; every other model goes through :func:`tilepilot.agents.backend.connect`, as the agents do.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from pydantic import BaseModel
 
-from agents.errors import UsageError
-from agents.eval.registry import SUITES
-from model_runtime.client import ChatClient
+from tilepilot.agents.errors import UsageError
+from tilepilot.agents.eval.registry import SUITES
+from tilepilot.model_runtime.client import ChatClient
 
 if TYPE_CHECKING:
-    from agents.eval.oracle import Answerer, OracleServer
+    from tilepilot.agents.eval.oracle import Answerer, OracleServer
 
 ORACLE = "oracle"
 # The oracle answering in each coordinate convention a model profile may declare (ModelProfile.coordinates).
@@ -88,10 +88,10 @@ class EvalContext:
         """A real ChatClient for the system (a new one per call: agents close theirs when done)."""
         p = self.system.oracle_p
         if p is None:
-            from agents.backend import connect
+            from tilepilot.agents.backend import connect
 
             return connect(self.system.model, self.system.base_urls or None, quiet=True)
-        from agents.eval.oracle import OracleServer, oracle_profile
+        from tilepilot.agents.eval.oracle import OracleServer, oracle_profile
 
         if answerer is None:
             raise UsageError(f"suite gave no answerer: --model {self.system.model} cannot run it")
@@ -226,7 +226,7 @@ def share(hits: Iterable[bool]) -> float:
 
 def eval_cache_dir() -> Path:
     """Where suites cache their generated labelled data (~/.cache/tilepilot/eval)."""
-    from model_runtime.tiny import cache_root
+    from tilepilot.model_runtime.tiny import cache_root
 
     path = cache_root() / "eval"
     path.mkdir(parents=True, exist_ok=True)

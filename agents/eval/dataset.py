@@ -21,9 +21,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.errors import TilepilotError
-from tools.errors import ToolError
-from tools.pdf import open_pdf
+from tilepilot.agents.errors import TilepilotError
+from tilepilot.tools.errors import ToolError
+from tilepilot.tools.pdf import open_pdf
 
 LABELS, RULES, KINDS = "labels.jsonl", "rules.md", "kinds.json"
 

@@ -1,6 +1,6 @@
 """``tilepilot eval desktop``: does the desktop agent get real tasks done, judged by the apps' own state?
 
-Twelve tasks in small real Tk apps (:mod:`agents.eval.apps.desktop_apps`) under Xvfb, at three screen
+Twelve tasks in small real Tk apps (:mod:`tilepilot.agents.eval.apps.desktop_apps`) under Xvfb, at three screen
 sizes (one X server and worker process each; the small variant: five tasks at 1280x800): fill and
 submit a form, pick a menu entry, tick a checkbox, select a list item that needs scrolling, type
 Unicode text, close a dialog, quit with Ctrl+Q (the shipped rules ask for confirmation; the eval
@@ -26,19 +26,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from agents.eval.apps.client import AppProcess, Layout
-from agents.eval.core import EvalContext, Miss, SuiteResult, share
-from agents.eval.oracle import OracleReply
-from agents.eval.screen_oracle import (
+from tilepilot.agents.eval.apps.client import AppProcess, Layout
+from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult, share
+from tilepilot.agents.eval.oracle import OracleReply
+from tilepilot.agents.eval.screen_oracle import (
     DesktopRequest, RegistryAnswerer, ScreenRegistry, action_in_image, distance, fingerprint, reply,
 )
-from agents.eval.xserver import ClientSpec, gather_outcomes, park_pointer, require_xvfb, screen_folder, worker_main
-from agents.runs import EvalVerdict, write_verdict
-from agents.errors import RunError
-from tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Scroll, Type
+from tilepilot.agents.eval.xserver import ClientSpec, gather_outcomes, park_pointer, require_xvfb, screen_folder, worker_main
+from tilepilot.agents.runs import EvalVerdict, write_verdict
+from tilepilot.agents.errors import RunError
+from tilepilot.tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Scroll, Type
 
 NAME = "desktop"
-APP = "agents.eval.apps.desktop_apps"
+APP = "tilepilot.agents.eval.apps.desktop_apps"
 SCREENS = ((1280, 800), (1024, 768), (1920, 1080))  # the full variant; the small one runs the first
 UNICODE_TEXT = "Grüße aus Köln – ¿qué tal? Żółć, 東京"
 SCROLL_STEP = -5  # wheel clicks per scroll action (negative: down)
@@ -118,7 +118,7 @@ SMALL_TASKS = ("form", "menu", "list", "quit", "delete")
 
 class StepLabel(BaseModel):
     fingerprint: list[int]
-    action: dict[str, Any]  # tools.actions JSON, screen pixels
+    action: dict[str, Any]  # tilepilot.tools.actions JSON, screen pixels
 
 
 class TaskLabels(BaseModel):
@@ -179,7 +179,7 @@ class DesktopAnswerer(RegistryAnswerer):
         if request.step >= len(labels.steps):
             return None
         step = labels.steps[request.step]
-        from tools.actions import parse_action
+        from tilepilot.tools.actions import parse_action
 
         action = request.in_model_frame(action_in_image(parse_action(step.action), (labels.width, labels.height),
                                                         (request.image_width, request.image_height)))
@@ -305,8 +305,8 @@ def task_rules(task: DesktopTask, layout: Layout, folder: Path) -> list[str]:
 
 
 def worker(job: DesktopJob) -> WorkerResult:
-    from tools.screen import Screen
-    from tools.ui import UIExecutor
+    from tilepilot.tools.screen import Screen
+    from tilepilot.tools.ui import UIExecutor
 
     out, registry = Path(job.out_dir), ScreenRegistry(Path(job.labels_dir), TaskLabels)
     executor = UIExecutor(job.display)
@@ -322,9 +322,9 @@ def worker(job: DesktopJob) -> WorkerResult:
 
 
 def _run_task(task: DesktopTask, job: DesktopJob, folder: Path, rules: list[str], client, executor, plan_steps: int) -> TaskOutcome:
-    from agents.desktop.runner import run_desktop
-    from agents.desktop.state import DesktopOptions
-    from agents.rules import build_policy
+    from tilepilot.agents.desktop.runner import run_desktop
+    from tilepilot.agents.desktop.state import DesktopOptions
+    from tilepilot.agents.rules import build_policy
 
     state_path, run_dir = folder / "state.json", folder / "run"
     run_dir.mkdir(exist_ok=True)

@@ -2,7 +2,7 @@
 
 One US-letter page per font size (6-14 pt), each full of numbered lines ("L7: ...") of words and
 numbers, written with PyMuPDF. Every page is rendered the way the review agent renders it (in a
-:class:`tools.pdf_worker.PageWorker`, straight to the exact grid of the image budget, sent as a
+:class:`tilepilot.tools.pdf_worker.PageWorker`, straight to the exact grid of the image budget, sent as a
 JPEG :class:`ImagePart` with that budget) at every budget, and the model is asked to transcribe
 one named line into a JSON answer. Scored by character error rate against the line's text.
 
@@ -32,17 +32,17 @@ import pymupdf
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from agents.eval.core import EvalContext, Miss, SuiteResult
-from agents.eval.oracle import OracleReply
-from agents.review.planner import legible_budget
-from agents.review.prompts import page_header
-from agents.runs import write_atomic
-from model_runtime.budget import image_grid
-from model_runtime.client import ChatClient
-from model_runtime.payloads import ImagePart, Message, TextPart
-from model_runtime.profiles import IMAGE_BUDGETS, ModelProfile
-from tools.pdf import open_pdf
-from tools.pdf_worker import PageWorker
+from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult
+from tilepilot.agents.eval.oracle import OracleReply
+from tilepilot.agents.review.planner import legible_budget
+from tilepilot.agents.review.prompts import page_header
+from tilepilot.agents.runs import write_atomic
+from tilepilot.model_runtime.budget import image_grid
+from tilepilot.model_runtime.client import ChatClient
+from tilepilot.model_runtime.payloads import ImagePart, Message, TextPart
+from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, ModelProfile
+from tilepilot.tools.pdf import open_pdf
+from tilepilot.tools.pdf_worker import PageWorker
 
 NAME = "legibility"
 

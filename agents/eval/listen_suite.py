@@ -1,6 +1,6 @@
 """The ``listen`` suite: word error rate of transcripts and recall of key facts in summaries.
 
-Every recording of :mod:`agents.eval.listen_data` goes through the listen agent exactly as
+Every recording of :mod:`tilepilot.agents.eval.listen_data` goes through the listen agent exactly as
 ``tilepilot listen --task summarize`` runs it (clips cut at silences, sent in parallel, merged at
 the overlaps, then one summary request), and is scored from its script: corpus WER of the merged
 transcript (``wer``, lower is better, clipped to [0, 1]; ``word_accuracy`` = 1 - WER) and the share
@@ -18,13 +18,13 @@ import shutil
 import time
 from pathlib import Path
 
-from agents.eval.core import EvalContext, Miss, SuiteResult, eval_cache_dir
-from agents.eval.listen_data import Case, ListenAnswerer, cases, fact_found
-from agents.listen.agent import ListenAgent, ListenResult
-from agents.listen.wer import normalize, wer_details
-from agents.rules import build_policy
-from model_runtime.client import ChatClient
-from tools.audio import load
+from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult, eval_cache_dir
+from tilepilot.agents.eval.listen_data import Case, ListenAnswerer, cases, fact_found
+from tilepilot.agents.listen.agent import ListenAgent, ListenResult
+from tilepilot.agents.listen.wer import normalize, wer_details
+from tilepilot.agents.rules import build_policy
+from tilepilot.model_runtime.client import ChatClient
+from tilepilot.tools.audio import load
 
 NAME = "listen"
 BASELINE = "faster-whisper-tiny.en"
@@ -38,7 +38,7 @@ def listen_to(client: ChatClient, case: Case, run_dir: Path) -> ListenResult:
 
 def baseline_transcript(case: Case) -> str | None:
     """faster-whisper tiny.en's transcript (cached per recording); None when the baseline is not installed."""
-    from agents.listen import baseline
+    from tilepilot.agents.listen import baseline
 
     digest = hashlib.sha1(case.recording.path.read_bytes()).hexdigest()[:16]
     cached = eval_cache_dir() / "listen" / f"{BASELINE}-{digest}.txt"
@@ -49,7 +49,7 @@ def baseline_transcript(case: Case) -> str | None:
         text = baseline.transcribe(samples)
     except baseline.AsrBaselineUnavailableError:
         return None
-    from agents.runs import write_atomic
+    from tilepilot.agents.runs import write_atomic
 
     write_atomic(cached, text)
     return text

@@ -8,7 +8,7 @@ score below 1.0 is a ceiling that tilepilot puts on a perfect model.
 What it emulates of a real vLLM server, so that ceilings show up rather than hide:
 
 - ``/tokenize`` counts like vLLM does for the tiny checkpoint: its chat template rendered with
-  jinja2, then its BPE tokenizer (``tokenizers``), both built locally by :mod:`model_runtime.tiny`
+  jinja2, then its BPE tokenizer (``tokenizers``), both built locally by :mod:`tilepilot.model_runtime.tiny`
   (nothing from a hub). ``usage.prompt_tokens`` is that count plus the media tokens by the
   budget math, the same arithmetic the client uses.
 - A prompt plus ``max_tokens`` beyond the profile's ``max_model_len`` is a 400 context error.
@@ -36,8 +36,8 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from model_runtime.budget import audio_prompt_tokens, image_prompt_tokens
-from model_runtime.profiles import GEMMA_4_12B, CoordinateConvention, ModelProfile
+from tilepilot.model_runtime.budget import audio_prompt_tokens, image_prompt_tokens
+from tilepilot.model_runtime.profiles import GEMMA_4_12B, CoordinateConvention, ModelProfile
 
 SERVED_NAME = "oracle"
 
@@ -75,7 +75,7 @@ class TinyTokenCounter:
         import jinja2
         from tokenizers import Tokenizer
 
-        from model_runtime.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
+        from tilepilot.model_runtime.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
 
         self._tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
         self._template = jinja2.Environment().from_string(CHAT_TEMPLATE)
@@ -93,7 +93,7 @@ class TinyTokenCounter:
 
 @lru_cache(maxsize=1)
 def _counter() -> TinyTokenCounter:
-    from agents.backend import ensure_tiny_checkpoint
+    from tilepilot.agents.backend import ensure_tiny_checkpoint
 
     return TinyTokenCounter(ensure_tiny_checkpoint())
 

@@ -14,7 +14,7 @@ from typing import Sequence
 from PIL import Image
 from rich.table import Table
 
-from agents.eval.core import Miss, SuiteResult
+from tilepilot.agents.eval.core import Miss, SuiteResult
 
 HEADLINE = ("precision", "recall", "f1", "success_rate", "hit_rate", "cer")
 MAX_MISSES_SHOWN = 2000  # per system (images are files, not inlined); the rest are counted

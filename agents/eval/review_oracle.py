@@ -21,10 +21,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from agents.eval.dataset import Dataset, Label
-from agents.eval.oracle import OracleReply
-from model_runtime.payloads import encode_image
-from tools.pdf import open_pdf
+from tilepilot.agents.eval.dataset import Dataset, Label
+from tilepilot.agents.eval.oracle import OracleReply
+from tilepilot.model_runtime.payloads import encode_image
+from tilepilot.tools.pdf import open_pdf
 
 _HEADER = re.compile(r"=== page (\d+) \((text layer|image|image and text layer)\) ===")
 _DOCUMENT = re.compile(r"^Document: (.+)$", re.M)
@@ -35,7 +35,7 @@ def _digest(text: str) -> str:
 
 
 class ReviewAnswerer:
-    """Callable as an :data:`~agents.eval.oracle.Answerer`; built once per dataset."""
+    """Callable as an :data:`~tilepilot.agents.eval.oracle.Answerer`; built once per dataset."""
 
     def __init__(self, data: Dataset, rule_ids: list[str]):
         self.data = data

@@ -1,6 +1,6 @@
 """``tilepilot eval review``: the review agent on labelled contracts (generated, or ``--dataset DIR``).
 
-The documents go through :func:`agents.review.runner.run_review`, the function behind
+The documents go through :func:`tilepilot.agents.review.runner.run_review`, the function behind
 ``tilepilot review``: planner, budgets, requests, validation, quote check, dedupe. Findings are
 scored as a user receives them, deterministic checks and model findings together. A finding
 matches a label when document, rule and page agree (a label with page null matches that rule on
@@ -19,11 +19,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from agents.eval.core import EvalContext, Miss, SuiteResult, eval_cache_dir, iou, prf, share
-from agents.eval.dataset import Dataset, Label, load_dataset
-from agents.eval.review_data import suite_dir
-from agents.review.findings import Finding
-from tools.pdf import open_pdf
+from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult, eval_cache_dir, iou, prf, share
+from tilepilot.agents.eval.dataset import Dataset, Label, load_dataset
+from tilepilot.agents.eval.review_data import suite_dir
+from tilepilot.agents.review.findings import Finding
+from tilepilot.tools.pdf import open_pdf
 
 NAME = "review"
 ACCEPTS_DATASET = True
@@ -33,13 +33,13 @@ MISS_DPI = 60
 
 
 def run(ctx: EvalContext) -> SuiteResult:
-    from agents.review.runner import ReviewOptions, run_review
-    from agents.rules import build_policy
+    from tilepilot.agents.review.runner import ReviewOptions, run_review
+    from tilepilot.agents.rules import build_policy
 
     data = load_dataset(ctx.dataset) if ctx.dataset else load_dataset(suite_dir(eval_cache_dir(), ctx.small))
     answerer = None
     if ctx.system.oracle_p is not None:
-        from agents.eval.review_oracle import ReviewAnswerer
+        from tilepilot.agents.eval.review_oracle import ReviewAnswerer
 
         policy = build_policy("review", [str(data.rules)], target=str(data.root / next(iter(data.documents))))
         answerer = ReviewAnswerer(data, [c.value.id for c in policy.checks])

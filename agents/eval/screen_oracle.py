@@ -21,8 +21,8 @@ from pathlib import Path
 from PIL import Image
 from pydantic import BaseModel
 
-from agents.eval.oracle import OracleReply
-from tools.actions import Action
+from tilepilot.agents.eval.oracle import OracleReply
+from tilepilot.tools.actions import Action
 
 FINGERPRINT_SIZE = (48, 30)
 # Mean absolute grey difference (0..255) of two fingerprints below which they show the same screen.
@@ -33,7 +33,7 @@ SAME_SCREEN = 0.8
 _TASK = re.compile(r"^Task: (.+)$", re.M)
 _CAPTION = re.compile(r"Screenshot of step (\d+)\.")
 # The agent's system prompt names the frame it wants; a 0..N normalised one maps 0 to the first
-# pixel and N to the last (agents.desktop.frame), which the answerer computes on its own.
+# pixel and N to the last (tilepilot.agents.desktop.frame), which the answerer computes on its own.
 _NORMALIZED = re.compile(r"normalised to 0\.\.(\d+)")
 
 
@@ -125,7 +125,7 @@ class ScreenRegistry:
         return self.folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.json"
 
     def add(self, key: str, entry: BaseModel) -> None:
-        from agents.runs import write_atomic
+        from tilepilot.agents.runs import write_atomic
 
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(key)

@@ -6,7 +6,7 @@ Each sentence is synthesised on its own, trimmed to its loud span and placed aft
 so sentence times are exact; word times inside a sentence are spread by letter count, which is
 all the answerer needs (it only has to agree with itself at clip seams).
 
-``tests/gen/audio.py`` uses the same espeak-ng/sox calls; neither goes through ``tools.audio``, so
+``tests/gen/audio.py`` uses the same espeak-ng/sox calls; neither goes through ``tilepilot.tools.audio``, so
 the generator does not share bugs with the decoder it feeds.
 """
 
@@ -24,8 +24,8 @@ import numpy as np
 import soundfile as sf
 from pydantic import BaseModel
 
-from agents.errors import UsageError
-from agents.runs import write_atomic
+from tilepilot.agents.errors import UsageError
+from tilepilot.agents.runs import write_atomic
 
 VOICE = "en"
 RATE = 16_000

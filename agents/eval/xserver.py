@@ -24,8 +24,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agents.errors import RunError
-from tools.errors import DisplayUnavailableError
+from tilepilot.agents.errors import RunError
+from tilepilot.tools.errors import DisplayUnavailableError
 
 START_TIMEOUT_S = 20.0
 
@@ -106,8 +106,8 @@ class ClientSpec(BaseModel):
                        max_retries=client.max_retries)
 
     def connect(self):
-        from model_runtime.client import ChatClient
-        from model_runtime.profiles import ModelProfile
+        from tilepilot.model_runtime.client import ChatClient
+        from tilepilot.model_runtime.profiles import ModelProfile
 
         profile = ModelProfile.model_validate_json(self.profile_json)
         return ChatClient(self.base_urls, profile, max_retries=self.max_retries, backoff_s=0.1,
@@ -194,7 +194,7 @@ def worker_main(argv: list[str], job_type: type[BaseModel], work) -> int:
     if len(argv) != 4 or argv[1] != "--worker":
         print(f"usage: python -m {job_type.__module__} --worker JOB.json RESULT.json", file=sys.stderr)
         return 2
-    from agents.runs import write_atomic
+    from tilepilot.agents.runs import write_atomic
 
     job = job_type.model_validate_json(Path(argv[2]).read_text(encoding="utf-8"))
     write_atomic(Path(argv[3]), work(job).model_dump_json())

@@ -10,16 +10,16 @@ from typing import Annotated, Callable
 import typer
 from rich.console import Console
 
-from agents.export.dataset import Example, ExportError, SourceSummary, write_dataset
-from agents.runs import MANIFEST_NAME, RunManifest
+from tilepilot.agents.export.dataset import Example, ExportError, SourceSummary, write_dataset
+from tilepilot.agents.runs import MANIFEST_NAME, RunManifest
 
 err = Console(stderr=True)
 Exporter = Callable[[Path], tuple[list[Example], SourceSummary]]
-EXPORTED_AGENTS = ("desktop", "review", "listen")  # agents.export.<agent>.<agent>_examples
+EXPORTED_AGENTS = ("desktop", "review", "listen")  # tilepilot.agents.export.<agent>.<agent>_examples
 
 
 def exporter(agent: str) -> Exporter:
-    return getattr(importlib.import_module(f"agents.export.{agent}"), f"{agent}_examples")
+    return getattr(importlib.import_module(f"tilepilot.agents.export.{agent}"), f"{agent}_examples")
 
 
 def find_runs(paths: list[Path]) -> list[Path]:

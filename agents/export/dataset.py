@@ -40,9 +40,9 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from agents.errors import RunError
-from model_runtime.folders import folder_in_place
-from model_runtime.payloads import AudioPart, ImagePart, Message, TextPart, encode_wav, image_bytes
+from tilepilot.agents.errors import RunError
+from tilepilot.model_runtime.folders import folder_in_place
+from tilepilot.model_runtime.payloads import AudioPart, ImagePart, Message, TextPart, encode_wav, image_bytes
 
 DATA_NAME = "train.jsonl"
 CARD_NAME = "README.md"

@@ -5,7 +5,7 @@ check exists, when the agent finished it with ``done``. Within it, a step teache
 was carried out and did something: a step the guard denied, that could not be parsed, that was
 not approved or that changed nothing on the screen is left out (the model should not learn it).
 
-The request is rebuilt with the agent's own functions (``agents.desktop.history``) from the
+The request is rebuilt with the agent's own functions (``tilepilot.agents.desktop.history``) from the
 trajectory, the recorded rules prompt and the saved screenshots, which are the very JPEG bytes
 the model received at the grid it was sized for.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from agents.desktop.history import build_messages, system_prompt
-from agents.desktop.state import StepRecord
-from agents.desktop.trajectory import Trajectory, load_trajectory
-from agents.export.dataset import Example, ExportError, SourceSummary
-from agents.runs import EVENTS_NAME, read_events, read_verdict
+from tilepilot.agents.desktop.history import build_messages, system_prompt
+from tilepilot.agents.desktop.state import StepRecord
+from tilepilot.agents.desktop.trajectory import Trajectory, load_trajectory
+from tilepilot.agents.export.dataset import Example, ExportError, SourceSummary
+from tilepilot.agents.runs import EVENTS_NAME, read_events, read_verdict
 
 
 def desktop_examples(run: Path) -> tuple[list[Example], SourceSummary]:

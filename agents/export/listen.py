@@ -8,7 +8,7 @@ The correction goes into the run's ``transcript.json`` (one per input: the run f
 
 A clip without ``corrected`` is left out. The request is rebuilt with the listen agent's own
 functions: the clips are cut again from the source file with the sizes of the run's model profile
-(:func:`agents.listen.agent.clip_sizes`, :class:`agents.listen.graph.ClipFeed`), so each carries
+(:func:`tilepilot.agents.listen.agent.clip_sizes`, :class:`tilepilot.agents.listen.graph.ClipFeed`), so each carries
 the very samples that were sent (checked against the recorded bounds), with the rules prompt
 logged in the ``run_started`` / ``run_resumed`` event before that clip's ``clip`` event, which
 also gives the server's prompt-token count. The target is the text the agent keeps of an answer
@@ -21,16 +21,16 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agents.export.dataset import Example, ExportError, SourceSummary
-from agents.listen.agent import ClipTranscript, clip_messages, clip_sizes
-from agents.listen.cli import ListenOptions, output_folders
-from agents.listen.graph import ClipFeed
-from agents.errors import RunError
-from agents.export.review import run_options
-from agents.runs import EVENTS_NAME, RUN_RESUMED, RUN_STARTED, read_events, read_model_file
-from model_runtime.profiles import get_profile
-from tools.audio import SAMPLE_RATE, Clip
-from tools.errors import ToolError
+from tilepilot.agents.export.dataset import Example, ExportError, SourceSummary
+from tilepilot.agents.listen.agent import ClipTranscript, clip_messages, clip_sizes
+from tilepilot.agents.listen.cli import ListenOptions, output_folders
+from tilepilot.agents.listen.graph import ClipFeed
+from tilepilot.agents.errors import RunError
+from tilepilot.agents.export.review import run_options
+from tilepilot.agents.runs import EVENTS_NAME, RUN_RESUMED, RUN_STARTED, read_events, read_model_file
+from tilepilot.model_runtime.profiles import get_profile
+from tilepilot.tools.audio import SAMPLE_RATE, Clip
+from tilepilot.tools.errors import ToolError
 
 TRANSCRIPT_NAME = "transcript.json"
 

@@ -1,9 +1,9 @@
 """Training examples from a review run: each chunk request with findings a reviewer accepted or corrected.
 
 The reviewer's verdicts live in ``findings.json`` (``decision`` / ``correction`` per finding, see
-:mod:`agents.review.findings`; ``tilepilot review --accept RUN --id ID`` writes them). A chunk
+:mod:`tilepilot.agents.review.findings`; ``tilepilot review --accept RUN --id ID`` writes them). A chunk
 request teaches when at least one *model* finding it produced was accepted or corrected; its target
-is the answer JSON in the schema the model answered in (:func:`agents.review.mapper.answer_schema`)
+is the answer JSON in the schema the model answered in (:func:`tilepilot.agents.review.mapper.answer_schema`)
 holding only those findings, corrections applied. Rejected and undecided findings are dropped, and
 so are the deterministic checks' findings (the model was never asked for those answers).
 
@@ -26,20 +26,20 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agents.errors import RunError
-from agents.export.dataset import Example, ExportError, SourceSummary
-from agents.review.decisions import load_findings
-from agents.review.findings import DocumentResult, Finding
-from agents.review.graph import document_map_text
-from agents.review.mapper import answer_schema, render_page
-from agents.review.prompts import chunk_message
-from agents.review.runner import ReviewOptions, ReviewPrompt
-from agents.runs import EVENTS_NAME, MANIFEST_NAME, RUN_RESUMED, RUN_STARTED, RunManifest, read_events, read_model_file, validation_problem
-from model_runtime.payloads import Message
-from model_runtime.profiles import ModelProfile, get_profile
-from tools.errors import ToolError
-from tools.pdf import PageText
-from tools.pdf_worker import PageWorker
+from tilepilot.agents.errors import RunError
+from tilepilot.agents.export.dataset import Example, ExportError, SourceSummary
+from tilepilot.agents.review.decisions import load_findings
+from tilepilot.agents.review.findings import DocumentResult, Finding
+from tilepilot.agents.review.graph import document_map_text
+from tilepilot.agents.review.mapper import answer_schema, render_page
+from tilepilot.agents.review.prompts import chunk_message
+from tilepilot.agents.review.runner import ReviewOptions, ReviewPrompt
+from tilepilot.agents.runs import EVENTS_NAME, MANIFEST_NAME, RUN_RESUMED, RUN_STARTED, RunManifest, read_events, read_model_file, validation_problem
+from tilepilot.model_runtime.payloads import Message
+from tilepilot.model_runtime.profiles import ModelProfile, get_profile
+from tilepilot.tools.errors import ToolError
+from tilepilot.tools.pdf import PageText
+from tilepilot.tools.pdf_worker import PageWorker
 
 TAUGHT = ("accepted", "corrected")
 O = TypeVar("O", bound=BaseModel)
@@ -197,7 +197,7 @@ def _target(run: Path, request: ChunkRequest, findings: list[Finding], texts: di
 
 def _box_in_image(finding: Finding, texts: dict[int, PageText], sizes: dict[int, tuple[int, int]]) -> list[float] | None:
     """The finding's box in the pixels of the page image the model was shown (the inverse of
-    :func:`agents.review.mapper.image_box_to_points`); None for a page that went as text only."""
+    :func:`tilepilot.agents.review.mapper.image_box_to_points`); None for a page that went as text only."""
     if finding.page is None or finding.bbox is None or finding.page not in sizes:
         return None
     text, (width, height) = texts[finding.page], sizes[finding.page]

@@ -1,14 +1,14 @@
 """The listen agent: audio -> clips of <= 30 s cut at silences -> model -> transcript, summary or answer.
 
 The model hears raw 16 kHz samples (one token per 640), at most 750 tokens per clip. The file is
-streamed (:func:`tools.audio.iter_blocks`) and cut into overlapping clips as it decodes
-(:func:`agents.listen.stream.plan_clips`), so an hour of audio never sits in memory. Clips go to
+streamed (:func:`tilepilot.tools.audio.iter_blocks`) and cut into overlapping clips as it decodes
+(:func:`tilepilot.agents.listen.stream.plan_clips`), so an hour of audio never sits in memory. Clips go to
 the server in parallel, a bounded number in flight; their transcripts are joined with the overlap
-said once (:mod:`agents.listen.merge`). Summaries and answers are one more text request over the
+said once (:mod:`tilepilot.agents.listen.merge`). Summaries and answers are one more text request over the
 transcript, or a map-reduce over parts of it when it does not fit the prompt budget.
 
-The steps run as a LangGraph graph (:mod:`agents.listen.graph`) checkpointed into the run folder
-(:class:`agents.runs.Run`), like every tilepilot agent: a killed run resumes without sending any
+The steps run as a LangGraph graph (:mod:`tilepilot.agents.listen.graph`) checkpointed into the run folder
+(:class:`tilepilot.agents.runs.Run`), like every tilepilot agent: a killed run resumes without sending any
 finished clip again.
 """
 
@@ -24,15 +24,15 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
-from agents.errors import RunError, UsageError
-from agents.listen.merge import merge_transcripts
-from agents.listen.stream import plan_clips
-from agents.rules import Policy
-from agents.runs import Deadline, EventLog, Run
-from model_runtime.chat_model import ChatModel
-from model_runtime.payloads import AudioPart, Message, TextPart
-from model_runtime.profiles import AudioSpec
-from tools.audio import SAMPLE_RATE, Clip, iter_blocks
+from tilepilot.agents.errors import RunError, UsageError
+from tilepilot.agents.listen.merge import merge_transcripts
+from tilepilot.agents.listen.stream import plan_clips
+from tilepilot.agents.rules import Policy
+from tilepilot.agents.runs import Deadline, EventLog, Run
+from tilepilot.model_runtime.chat_model import ChatModel
+from tilepilot.model_runtime.payloads import AudioPart, Message, TextPart
+from tilepilot.model_runtime.profiles import AudioSpec
+from tilepilot.tools.audio import SAMPLE_RATE, Clip, iter_blocks
 
 Task = Literal["transcribe", "summarize", "ask"]
 TASKS: tuple[str, ...] = ("transcribe", "summarize", "ask")
@@ -123,7 +123,7 @@ class ListenAgent:
         ``run`` is the :class:`Run` (whose deadline then applies), or a folder to checkpoint into.
         A thread that a killed run left unfinished is continued, never restarted.
         """
-        from agents.listen.graph import ClipFeed, ListenContext, build_graph, duration_s
+        from tilepilot.agents.listen.graph import ClipFeed, ListenContext, build_graph, duration_s
 
         if task not in TASKS:
             raise UsageError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")

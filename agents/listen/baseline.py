@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agents.errors import TilepilotError
+from tilepilot.agents.errors import TilepilotError
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

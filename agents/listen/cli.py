@@ -15,16 +15,16 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
-from agents.backend import connect, random_weights_note
-from agents.cli_model import (
+from tilepilot.agents.backend import connect, random_weights_note
+from tilepilot.agents.cli_model import (
     BaseUrlOption, JsonOption, MaxRuntimeOption, ModelOption, OutOption, ResumeOption, RulesOption, check_resume,
     progress_sink, rules_paths,
 )
-from agents.errors import UsageError
-from agents.listen.agent import DEFAULT_WORKERS, TASKS, ListenAgent, ListenResult, Task
-from agents.rules import build_policy
-from agents.runs import Deadline, Run, read_options, write_atomic
-from tools.audio import SAMPLE_RATE, AudioInfo, probe
+from tilepilot.agents.errors import UsageError
+from tilepilot.agents.listen.agent import DEFAULT_WORKERS, TASKS, ListenAgent, ListenResult, Task
+from tilepilot.agents.rules import build_policy
+from tilepilot.agents.runs import Deadline, Run, read_options, write_atomic
+from tilepilot.tools.audio import SAMPLE_RATE, AudioInfo, probe
 
 out = Console()
 err = Console(stderr=True)

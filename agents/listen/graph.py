@@ -28,13 +28,13 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 from pydantic import BaseModel
 
-from agents.listen.merge import merge_transcripts
-from agents.listen.stream import plan_clips
-from agents.runs import Deadline
-from tools.audio import SAMPLE_RATE, Clip, iter_blocks
+from tilepilot.agents.listen.merge import merge_transcripts
+from tilepilot.agents.listen.stream import plan_clips
+from tilepilot.agents.runs import Deadline
+from tilepilot.tools.audio import SAMPLE_RATE, Clip, iter_blocks
 
 if TYPE_CHECKING:
-    from agents.listen.agent import ListenAgent
+    from tilepilot.agents.listen.agent import ListenAgent
 
 
 class ClipSpan(BaseModel):

@@ -1,6 +1,6 @@
 """Plan model clips from a stream of audio blocks, holding at most one clip's worth of samples.
 
-:func:`tools.audio.split_clips` needs the whole signal in memory; an hour of 16 kHz float32 is
+:func:`tilepilot.tools.audio.split_clips` needs the whole signal in memory; an hour of 16 kHz float32 is
 230 MB, plus the decoder's copy at the source rate. :func:`plan_clips` gives exactly the same clips
 (same cuts, same padding) while holding only ``max_clip_samples`` plus one decoder block: it calls
 ``split_clips`` on a sliding buffer, and only commits to a cut once the buffer reaches past
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from tools.audio import SAMPLE_RATE, Clip, split_clips
+from tilepilot.tools.audio import SAMPLE_RATE, Clip, split_clips
 
 CONTEXT_GRANULES = 4  # split_clips' default; the look-ahead below depends on it
 

@@ -8,11 +8,11 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from agents.cli_model import (
+from tilepilot.agents.cli_model import (
     BaseUrlOption, JsonOption, MaxRuntimeOption, ModelOption, OutOption, ResumeOption, RulesOption, check_resume,
     progress_sink, rules_paths,
 )
-from agents.errors import UsageError
+from tilepilot.agents.errors import UsageError
 
 err = Console(stderr=True)
 
@@ -51,8 +51,8 @@ def review(
     if accept is not None or reject is not None or ids:
         _decide(accept, reject, ids or [], paths)
         return
-    from agents.review.runner import ReviewOptions, machine_output, run_review
-    from agents.runs import read_options
+    from tilepilot.agents.review.runner import ReviewOptions, machine_output, run_review
+    from tilepilot.agents.runs import read_options
 
     if mode not in ("map-reduce", "rolling"):
         raise UsageError(f"--mode must be map-reduce or rolling, got {mode!r}")
@@ -69,10 +69,10 @@ def review(
                                 max_runtime_s=max_runtime, prefer=prefer,
                                 legibility=str(legibility.resolve()) if legibility else None)
 
-    from agents.cluster.ray_review import is_cluster_run
+    from tilepilot.agents.cluster.ray_review import is_cluster_run
 
     if cluster is not None or is_cluster_run(resume):  # documents as Ray tasks, merged into one run folder
-        from agents.cluster.ray_review import review_on_cluster
+        from tilepilot.agents.cluster.ray_review import review_on_cluster
 
         typer.echo(review_on_cluster(options, cluster, out=out, resume=resume, password=password, base_urls=base_url,
                                      as_json=as_json, console=err, max_runtime_s=max_runtime,
@@ -80,7 +80,7 @@ def review(
         return
 
     def client_factory():
-        from agents.backend import connect
+        from tilepilot.agents.backend import connect
 
         return connect(options.model, base_url, quiet=as_json)
 
@@ -99,7 +99,7 @@ def review(
 
 def _decide(accept: Optional[Path], reject: Optional[Path], ids: list[str], paths: Optional[list[str]]) -> None:
     """``--accept RUN --id ID...`` / ``--reject RUN --id ID...``: a reviewer's verdict, written into findings.json."""
-    from agents.review.decisions import mark_findings
+    from tilepilot.agents.review.decisions import mark_findings
 
     if (accept is None) == (reject is None):
         raise UsageError("--id goes with exactly one of --accept RUN or --reject RUN")

@@ -1,7 +1,7 @@
 """A reviewer's verdicts on a finished review run: read ``findings.json`` strictly, mark findings in it.
 
 The edit format (``decision`` and ``correction`` on a finding) is described in
-:mod:`agents.review.findings`. ``tilepilot review --accept RUN --id ID ...`` and ``--reject`` write
+:mod:`tilepilot.agents.review.findings`. ``tilepilot review --accept RUN --id ID ...`` and ``--reject`` write
 it here; ``tilepilot export`` reads it through :func:`load_findings`.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from agents.errors import RunError
-from agents.review.findings import FindingsFile
-from agents.runs import read_model_file, write_atomic
+from tilepilot.agents.errors import RunError
+from tilepilot.agents.review.findings import FindingsFile
+from tilepilot.agents.runs import read_model_file, write_atomic
 
 FINDINGS_NAME = "findings.json"
 

@@ -23,7 +23,7 @@ from collections import defaultdict
 
 from pydantic import BaseModel
 
-from tools.pdf import PageText
+from tilepilot.tools.pdf import PageText
 
 MAX_TERMS = 80
 MAX_HEADINGS = 120

@@ -25,7 +25,7 @@ A :class:`Finding` is ``{id, rule, severity, page, pages, quote, bbox, rationale
 - ``fields``: the rules' ``output.fields`` beyond the built-in ones (``suggestion``, ...).
 - ``verified``: ``exact`` (checks; a model quote found as is on its page's text layer),
   ``approximate`` (found after normalising Unicode, hyphenation, whitespace and ellipses, or by a
-  fuzzy match above :data:`agents.review.quotes.FUZZY_THRESHOLD`), or ``unverified`` (not found,
+  fuzzy match above :data:`tilepilot.agents.review.quotes.FUZZY_THRESHOLD`), or ``unverified`` (not found,
   a page without a text layer, or a document-level finding). Unverified findings are kept and
   flagged, never dropped; the reports can hide them. The only model findings dropped are ones
   that cite a page outside the chunk they were shown (counted in ``dropped_model_findings`` and
@@ -55,8 +55,8 @@ from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from agents.review.docmap import DocumentMap
-from agents.review.quotes import normalise, similar
+from tilepilot.agents.review.docmap import DocumentMap
+from tilepilot.agents.review.quotes import normalise, similar
 
 SCHEMA_ID = "tilepilot.review/2"
 Severity = Literal["info", "low", "medium", "high", "critical"]

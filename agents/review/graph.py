@@ -7,7 +7,7 @@ The checkpointer is a SqliteSaver in the run folder.
 In map-reduce mode the chunks run in one node on a bounded pool of ``--concurrency`` workers, so
 memory and threads stay flat however long the document is (one thread per chunk let every thread
 keep its own malloc arena of page images: the process grew with the page count). Each finished
-chunk is committed to the run's :class:`~agents.review.ledger.ChunkLedger` at once, so a killed
+chunk is committed to the run's :class:`~tilepilot.agents.review.ledger.ChunkLedger` at once, so a killed
 run resumes with only the unfinished chunks and sends no finished one again. In rolling mode each
 chunk is a superstep; the runner pauses after each (``Run.drive``) and keeps only the newest
 checkpoint, so the file does not grow with the chunks. A chunk starts only before the run's
@@ -25,19 +25,19 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agents.review.docmap import DocumentMap, MapBuilder
-from agents.review.findings import Finding, SummaryAnswer, dedupe
-from agents.review.ledger import ChunkLedger
-from agents.review.legibility_table import LegibilityTable
-from agents.review.mapper import ChunkContext, ChunkOutcome, review_chunk
-from agents.review.planner import ChunkPlan, PagePlan, Prefer, TextTokenCounter, pack_chunks, plan_page
-from agents.review.prompts import DOCUMENT_MAP_TITLE, page_text_block, summary_messages
-from agents.rules import CheckPage, CheckWord, Policy, run_checks
-from agents.runs import Deadline, DeadlineReached
-from model_runtime.errors import InvalidOutputError, ServerError
-from model_runtime.payloads import Message
-from tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError
-from tools.pdf_worker import PageWorker
+from tilepilot.agents.review.docmap import DocumentMap, MapBuilder
+from tilepilot.agents.review.findings import Finding, SummaryAnswer, dedupe
+from tilepilot.agents.review.ledger import ChunkLedger
+from tilepilot.agents.review.legibility_table import LegibilityTable
+from tilepilot.agents.review.mapper import ChunkContext, ChunkOutcome, review_chunk
+from tilepilot.agents.review.planner import ChunkPlan, PagePlan, Prefer, TextTokenCounter, pack_chunks, plan_page
+from tilepilot.agents.review.prompts import DOCUMENT_MAP_TITLE, page_text_block, summary_messages
+from tilepilot.agents.rules import CheckPage, CheckWord, Policy, run_checks
+from tilepilot.agents.runs import Deadline, DeadlineReached
+from tilepilot.model_runtime.errors import InvalidOutputError, ServerError
+from tilepilot.model_runtime.payloads import Message
+from tilepilot.tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError
+from tilepilot.tools.pdf_worker import PageWorker
 
 NOTES_TOKENS = 160  # room kept in every rolling-mode request for the carried notes (<= 200 chars)
 SUMMARY_MAX_TOKENS = 400

@@ -1,7 +1,7 @@
 """Finished chunks of a map step, saved one by one as they finish, in the run's checkpoint database.
 
 The map step runs its chunks on a bounded pool of ``--concurrency`` workers inside one graph node
-(see :mod:`agents.review.graph`), so LangGraph saves nothing until the whole step ends. This
+(see :mod:`tilepilot.agents.review.graph`), so LangGraph saves nothing until the whole step ends. This
 ledger is what a SIGKILL cannot take: each chunk's outcome is committed (SQLite, same file as the
 checkpoint: ``checkpoint.sqlite``) the moment the chunk finishes, and a resumed map step reads it
 back and sends only the chunks it lacks. A chunk is recorded once (its id is the key).

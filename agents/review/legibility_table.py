@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from agents.errors import UsageError
+from tilepilot.agents.errors import UsageError
 
 DEFAULT_TABLE = Path(__file__).with_name("legibility_table.json")
 # A word box from the text layer is this many times the font size tall (Helvetica 1.374, Times

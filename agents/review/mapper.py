@@ -8,7 +8,7 @@ single page gets a lower image budget, until it fits. A page that cannot fit, ca
 whose request keeps failing is returned as a failure with its reason, never dropped silently.
 
 Every model finding is kept: its quote is checked against the page's text layer
-(:mod:`agents.review.quotes`: exact, approximate or unverified) and unverified ones are flagged,
+(:mod:`tilepilot.agents.review.quotes`: exact, approximate or unverified) and unverified ones are flagged,
 not dropped. Only a finding that cites a page the chunk did not show is dropped, counted and logged.
 """
 
@@ -21,19 +21,19 @@ from typing import Annotated, Callable, Literal
 from PIL import Image
 from pydantic import BaseModel, Field, create_model
 
-from agents.review.findings import BUILTIN_FIELDS, Finding, LenientJson, ModelFinding, Severity, model_finding_id
-from agents.review.planner import ChunkPlan, PagePlan, chunk_id, image_tokens
-from agents.review.prompts import chunk_message
-from agents.review.quotes import PageIndex, QuoteMatch, match_quote
-from agents.runs import EventLog
-from model_runtime.budget import image_grid
-from model_runtime.chat_model import ChatModel
-from model_runtime.errors import ContextOverflowError, InvalidOutputError, ServerError
-from model_runtime.payloads import ImagePart, Message, TextPart
-from model_runtime.profiles import ModelProfile, VisionSpec, tiny_profile
-from tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError
-from tools.pdf import PageText
-from tools.pdf_worker import PageWorker
+from tilepilot.agents.review.findings import BUILTIN_FIELDS, Finding, LenientJson, ModelFinding, Severity, model_finding_id
+from tilepilot.agents.review.planner import ChunkPlan, PagePlan, chunk_id, image_tokens
+from tilepilot.agents.review.prompts import chunk_message
+from tilepilot.agents.review.quotes import PageIndex, QuoteMatch, match_quote
+from tilepilot.agents.runs import EventLog
+from tilepilot.model_runtime.budget import image_grid
+from tilepilot.model_runtime.chat_model import ChatModel
+from tilepilot.model_runtime.errors import ContextOverflowError, InvalidOutputError, ServerError
+from tilepilot.model_runtime.payloads import ImagePart, Message, TextPart
+from tilepilot.model_runtime.profiles import ModelProfile, VisionSpec, tiny_profile
+from tilepilot.tools.errors import CorruptPdfError, PageRangeError, PageTimeoutError
+from tilepilot.tools.pdf import PageText
+from tilepilot.tools.pdf_worker import PageWorker
 
 
 

@@ -18,11 +18,11 @@ good text layer                 ``text``
 ==============================  ==============================================================
 
 With ``--prefer tokens`` a good-text page goes as an image instead, but only when the legibility
-table (:mod:`agents.review.legibility_table`, the evidence of ``tilepilot eval legibility``)
+table (:mod:`tilepilot.agents.review.legibility_table`, the evidence of ``tilepilot eval legibility``)
 names a budget that reads the page's font size for this model profile, and that image costs
 fewer exact tokens than the text. Each plan says why in ``reason`` (``findings.json`` shows it).
 
-Image costs come from :func:`model_runtime.budget.image_grid` (exact). Text costs come from a
+Image costs come from :func:`tilepilot.model_runtime.budget.image_grid` (exact). Text costs come from a
 :class:`TextTokenCounter` calibrated on the server's /tokenize; every chunk's full prompt is
 counted exactly again before it is sent, so an estimate can never break the budget.
 """
@@ -35,10 +35,10 @@ from typing import Callable, Iterable, Literal, Sequence
 
 from pydantic import BaseModel
 
-from agents.review.legibility_table import LegibilityTable, font_pt_of_word_height, load_table
-from model_runtime.budget import image_grid
-from model_runtime.profiles import ModelProfile
-from tools.pdf import PageText
+from tilepilot.agents.review.legibility_table import LegibilityTable, font_pt_of_word_height, load_table
+from tilepilot.model_runtime.budget import image_grid
+from tilepilot.model_runtime.profiles import ModelProfile
+from tilepilot.tools.pdf import PageText
 
 Modality = Literal["text", "image", "both"]
 Prefer = Literal["fidelity", "tokens"]

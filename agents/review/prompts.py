@@ -11,9 +11,9 @@ from typing import Sequence
 
 from PIL import Image
 
-from agents.rules import Policy
-from model_runtime.payloads import ImagePart, Message, Part, TextPart
-from tools.pdf import PageText
+from tilepilot.agents.rules import Policy
+from tilepilot.model_runtime.payloads import ImagePart, Message, Part, TextPart
+from tilepilot.tools.pdf import PageText
 
 SYSTEM_INSTRUCTIONS = """You are tilepilot's document reviewer. You receive a few pages of one document at a time.
 Each page starts with a header line "=== page N (...) ===" followed by the page's text layer, its image, or both.

@@ -24,7 +24,7 @@ from typing import Literal, Sequence
 
 from rapidfuzz import fuzz
 
-from tools.pdf import BBox, Word
+from tilepilot.tools.pdf import BBox, Word
 
 FUZZY_THRESHOLD = 90.0  # rapidfuzz partial_ratio (0-100) of the normalised quote against the page
 FUZZY_MIN_CHARS = 12  # shorter quotes match too much by chance to be matched fuzzily

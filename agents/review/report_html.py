@@ -12,9 +12,9 @@ import html
 import io
 import json
 
-from agents.review.findings import SEVERITIES, DocumentResult, Finding, FindingsFile
-from tools.errors import PdfError
-from tools.pdf import open_pdf
+from tilepilot.agents.review.findings import SEVERITIES, DocumentResult, Finding, FindingsFile
+from tilepilot.tools.errors import PdfError
+from tilepilot.tools.pdf import open_pdf
 
 MAX_THUMBNAILS = 200
 THUMB_WIDTH = 320

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.review.findings import SEVERITIES, Finding, FindingsFile
+from tilepilot.agents.review.findings import SEVERITIES, Finding, FindingsFile
 
 
 def _cell(text: str, limit: int = 160) -> str:

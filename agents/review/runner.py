@@ -2,7 +2,7 @@
 
 Every input is opened and its page range checked before the run folder exists, so a bad input
 (not a PDF, corrupt, encrypted without a password) leaves nothing behind but its one-line error.
-The options of a run are stored in its manifest (``agents.runs.Run``); ``--resume RUN`` reads them
+The options of a run are stored in its manifest (``tilepilot.agents.runs.Run``); ``--resume RUN`` reads them
 back, so a resumed run plans the same chunks and finishes with the same findings.
 """
 
@@ -16,24 +16,24 @@ from typing import Callable, Literal
 from pydantic import BaseModel
 from rich.console import Console
 
-from agents.backend import random_weights_note
-from agents.errors import UsageError
-from agents.progress import ConsoleProgress
-from agents.review.findings import DocumentResult, Finding, FindingsFile, ModelInfo, PageFailure, PageSent, UsageTotals
-from agents.review.docmap import DocumentMap
-from agents.review.graph import NOTES_TOKENS, ReviewContext, build_graph
-from agents.review.ledger import ChunkLedger
-from agents.review.legibility_table import LegibilityTable, load_table
-from agents.review.mapper import ChunkContext, extra_output_fields
-from agents.review.planner import PAGE_HEADER_TOKENS, Prefer, image_tokens
-from agents.review.prompts import chunk_message, system_prompt
-from agents.review.report_html import render_html
-from agents.review.report_md import render_markdown
-from agents.rules import Policy, build_policy
-from agents.runs import Deadline, ProgressSink, Run, read_options, write_atomic
-from model_runtime.chat_model import ChatModel
-from model_runtime.payloads import Message
-from tools.pdf import open_pdf
+from tilepilot.agents.backend import random_weights_note
+from tilepilot.agents.errors import UsageError
+from tilepilot.agents.progress import ConsoleProgress
+from tilepilot.agents.review.findings import DocumentResult, Finding, FindingsFile, ModelInfo, PageFailure, PageSent, UsageTotals
+from tilepilot.agents.review.docmap import DocumentMap
+from tilepilot.agents.review.graph import NOTES_TOKENS, ReviewContext, build_graph
+from tilepilot.agents.review.ledger import ChunkLedger
+from tilepilot.agents.review.legibility_table import LegibilityTable, load_table
+from tilepilot.agents.review.mapper import ChunkContext, extra_output_fields
+from tilepilot.agents.review.planner import PAGE_HEADER_TOKENS, Prefer, image_tokens
+from tilepilot.agents.review.prompts import chunk_message, system_prompt
+from tilepilot.agents.review.report_html import render_html
+from tilepilot.agents.review.report_md import render_markdown
+from tilepilot.agents.rules import Policy, build_policy
+from tilepilot.agents.runs import Deadline, ProgressSink, Run, read_options, write_atomic
+from tilepilot.model_runtime.chat_model import ChatModel
+from tilepilot.model_runtime.payloads import Message
+from tilepilot.tools.pdf import open_pdf
 
 
 class ReviewOptions(BaseModel):
@@ -94,7 +94,7 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
 
     ``deadline_s`` bounds each page read/render (a spinning page fails alone); ``max_runtime_s``
     (or ``options.max_runtime_s``, with the rules' ``limits.max_runtime_s``) bounds the whole run:
-    past it no new chunk starts and :class:`agents.runs.DeadlineReached` is raised, resumable.
+    past it no new chunk starts and :class:`tilepilot.agents.runs.DeadlineReached` is raised, resumable.
     ``progress`` defaults to a bar on ``console`` when it is a terminal.
     """
     console = console or Console(stderr=True)

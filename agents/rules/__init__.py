@@ -8,10 +8,10 @@ Typical use by an agent::
     findings = run_checks(pages, policy.checks)               # review agent, no model
 """
 
-from agents.rules.audit import AuditLog
-from agents.rules.checks import CheckFinding, CheckPage, CheckWord, run_checks
-from agents.rules.guard import Allow, Confirm, Decision, Deny, GuardContext, ScreenBounds, ScreenText, ToolCall, guard
-from agents.rules.merge import Policy, build_policy
+from tilepilot.agents.rules.audit import AuditLog
+from tilepilot.agents.rules.checks import CheckFinding, CheckPage, CheckWord, run_checks
+from tilepilot.agents.rules.guard import Allow, Confirm, Decision, Deny, GuardContext, ScreenBounds, ScreenText, ToolCall, guard
+from tilepilot.agents.rules.merge import Policy, build_policy
 
 __all__ = [
     "Allow", "AuditLog", "CheckFinding", "CheckPage", "CheckWord", "Confirm", "Decision", "Deny", "GuardContext",

@@ -2,7 +2,7 @@
 
 Each line names the action, the verdict, the reason and the rule file and key that decided it,
 so "why was this blocked?" is answered from the log alone. Lines go through the run's event
-writer (:class:`agents.runs.EventLog`, kind ``guard``): written whole and at once, so a crash
+writer (:class:`tilepilot.agents.runs.EventLog`, kind ``guard``): written whole and at once, so a crash
 leaves at most the last line missing, never a half line before a good one.
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agents.rules.guard import Decision, ToolCall
-from agents.runs import EventLog, read_events
-from tools.actions import Action
+from tilepilot.agents.rules.guard import Decision, ToolCall
+from tilepilot.agents.runs import EventLog, read_events
+from tilepilot.tools.actions import Action
 
 AUDIT_KIND = "guard"
 

@@ -14,11 +14,11 @@ from typing import Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.errors import RuleProblemsError
-from agents.rules.merge import Provenance, Sourced
-from agents.rules.patterns import PatternTimeout, search_all
-from agents.rules.pii import find_pii
-from agents.rules.schema import Check, Severity, parse_page_scope
+from tilepilot.agents.errors import RuleProblemsError
+from tilepilot.agents.rules.merge import Provenance, Sourced
+from tilepilot.agents.rules.patterns import PatternTimeout, search_all
+from tilepilot.agents.rules.pii import find_pii
+from tilepilot.agents.rules.schema import Check, Severity, parse_page_scope
 
 BBox = tuple[float, float, float, float]
 

@@ -8,11 +8,11 @@ from typing import List, Optional
 
 import typer
 
-from agents.errors import RuleError, RuleProblemsError, UsageError
-from agents.rules.discovery import agents_files_for
-from agents.rules.loader import RuleFile, load_rule_file
-from agents.rules.merge import Policy, Sourced, build_policy
-from agents.rules.schema import AGENT_NAMES
+from tilepilot.agents.errors import RuleError, RuleProblemsError, UsageError
+from tilepilot.agents.rules.discovery import agents_files_for
+from tilepilot.agents.rules.loader import RuleFile, load_rule_file
+from tilepilot.agents.rules.merge import Policy, Sourced, build_policy
+from tilepilot.agents.rules.schema import AGENT_NAMES
 
 rules_app = typer.Typer(name="rules", help="Check, explain and scaffold rule files.", no_args_is_help=True)
 

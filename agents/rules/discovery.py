@@ -16,7 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Literal, Sequence
 
-from agents.errors import RuleProblemsError
+from tilepilot.agents.errors import RuleProblemsError
 
 Origin = Literal["shipped default", "shipped agent", "--rules", "AGENTS.md"]
 AGENTS_FILE_NAME = "AGENTS.md"
@@ -29,18 +29,8 @@ class RuleSource:
 
 
 def shipped_rules_dir() -> Path:
-    """The folder of the shipped rule files (``rules`` is a namespace package of data files)."""
-    try:
-        return Path(str(files("rules").joinpath("default.md"))).parent
-    except NotADirectoryError:
-        # Python 3.11 + a setuptools editable install: the namespace path also holds the editable
-        # finder's path hook, which MultiplexedPath rejects. Take the real folder from __path__.
-        import rules
-
-        for entry in rules.__path__:
-            if (Path(entry) / "default.md").is_file():
-                return Path(entry)
-        raise
+    """The folder of the shipped rule files (the package ``tilepilot.shipped_rules``, data only)."""
+    return Path(str(files("tilepilot.shipped_rules").joinpath("default.md"))).parent
 
 
 def discover(agent: str, rules_paths: Sequence[str | Path] = (), target: str | Path | None = None) -> list[RuleSource]:

@@ -2,7 +2,7 @@
 
 :func:`guard` is pure and deterministic. It only reads the action's kind, coordinates and keys,
 the caller-supplied context (screen bounds, on-screen texts with boxes, window title, focus point)
-and the merged :class:`~agents.rules.merge.Policy`. Nothing the model or a page *says* can unlock
+and the merged :class:`~tilepilot.agents.rules.merge.Policy`. Nothing the model or a page *says* can unlock
 anything: the text of a type action, ``done.result`` or an on-screen "ignore the rules" are never
 read as instructions. Texts only ever make the guard stricter (a denied label, a password field).
 
@@ -19,10 +19,10 @@ from typing import Any, Iterable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.rules.merge import Policy, Provenance, Sourced
-from agents.rules.patterns import PatternTimeout, matches
-from agents.rules.schema import ActionRule, Region
-from tools.actions import Action, Drag, Hotkey, Key, Type
+from tilepilot.agents.rules.merge import Policy, Provenance, Sourced
+from tilepilot.agents.rules.patterns import PatternTimeout, matches
+from tilepilot.agents.rules.schema import ActionRule, Region
+from tilepilot.tools.actions import Action, Drag, Hotkey, Key, Type
 
 Point = tuple[int, int]
 Box = tuple[float, float, float, float]

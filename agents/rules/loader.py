@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from agents.errors import RuleProblemsError
-from agents.rules.schema import RuleFrontMatter
+from tilepilot.agents.errors import RuleProblemsError
+from tilepilot.agents.rules.schema import RuleFrontMatter
 
 MAX_RULE_FILE_BYTES = 256 * 1024
 _FENCE = "---"

@@ -29,10 +29,10 @@ from typing import Generic, Sequence, TypeVar
 
 from pydantic import BaseModel
 
-from agents.errors import RuleProblemsError
-from agents.rules.discovery import RuleSource, discover
-from agents.rules.loader import RuleFile, load_rule_file
-from agents.rules.schema import LIMIT_NAMES, ActionRule, Check, Region
+from tilepilot.agents.errors import RuleProblemsError
+from tilepilot.agents.rules.discovery import RuleSource, discover
+from tilepilot.agents.rules.loader import RuleFile, load_rule_file
+from tilepilot.agents.rules.schema import LIMIT_NAMES, ActionRule, Check, Region
 
 T = TypeVar("T")
 

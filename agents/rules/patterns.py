@@ -6,7 +6,7 @@ itself. Matching is *search* semantics: the pattern may match anywhere in the te
 
 Rule files come from users and from AGENTS.md files that travel with documents, so a pattern is
 untrusted input: it is length-limited, rejected at load time when its shape backtracks
-catastrophically (a static check in :mod:`agents.rules.redos`, the same on every machine), and
+catastrophically (a static check in :mod:`tilepilot.agents.rules.redos`, the same on every machine), and
 every match runs with a timeout (the ``regex`` package's ``timeout=``).
 """
 
@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import regex
 
-from agents.rules.redos import catastrophic_reason
+from tilepilot.agents.rules.redos import catastrophic_reason
 
 MAX_PATTERN_LENGTH = 300
 MATCH_TIMEOUT_S = 0.5

@@ -12,7 +12,7 @@ engine, both inside a repeat that may run more than once:
 Possessive repeats and atomic groups never backtrack into themselves and are not flagged.
 Characters are compared on a sample alphabet (ASCII plus a few non-ASCII letters, digits and
 spaces), which is enough to see that two classes overlap. Polynomial blow-ups such as
-``.*.*.*x`` are left to the match-time timeout in :mod:`agents.rules.patterns`.
+``.*.*.*x`` are left to the match-time timeout in :mod:`tilepilot.agents.rules.patterns`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The front matter of a rule file: a strict pydantic schema (unknown keys are errors, never ignored).
 
 The front matter is the part of a rule file that code enforces; the Markdown body is guidance for
-the model. Every pattern field is a regular expression (see :mod:`agents.rules.patterns`), vetted
+the model. Every pattern field is a regular expression (see :mod:`tilepilot.agents.rules.patterns`), vetted
 while the file loads, so a bad pattern is reported at its file and line instead of failing mid-run.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from agents.rules.patterns import compile_pattern
+from tilepilot.agents.rules.patterns import compile_pattern
 
 AgentName = Literal["review", "desktop", "listen"]
 AGENT_NAMES: tuple[str, ...] = ("review", "desktop", "listen")

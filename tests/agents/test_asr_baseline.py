@@ -16,8 +16,8 @@ from tests.requires import require_module
 
 require_module("faster_whisper", "asr")
 
-from agents.listen import baseline  # noqa: E402
-from agents.listen.wer import wer_details  # noqa: E402
+from tilepilot.agents.listen import baseline  # noqa: E402
+from tilepilot.agents.listen.wer import wer_details  # noqa: E402
 from tests.gen.audio import SENTENCES, AudioFactory  # noqa: E402
 
 WER_BOUND = 0.20

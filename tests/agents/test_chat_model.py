@@ -1,12 +1,12 @@
-"""Every agent is typed against model_runtime.chat_model.ChatModel: the real client and the doubles fit it."""
+"""Every agent is typed against tilepilot.model_runtime.chat_model.ChatModel: the real client and the doubles fit it."""
 
 from __future__ import annotations
 
 import inspect
 
-from model_runtime.chat_model import ChatModel
-from model_runtime.client import ChatClient
-from model_runtime.profiles import tiny_profile
+from tilepilot.model_runtime.chat_model import ChatModel
+from tilepilot.model_runtime.client import ChatClient
+from tilepilot.model_runtime.profiles import tiny_profile
 from tests.agents.desktop.doubles import ScriptedChat
 from tests.agents.doubles import WordChat
 

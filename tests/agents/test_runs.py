@@ -1,4 +1,4 @@
-"""agents.runs.Run: the manifest, the one event vocabulary, the deadline, checkpoint pruning, progress."""
+"""tilepilot.agents.runs.Run: the manifest, the one event vocabulary, the deadline, checkpoint pruning, progress."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
 from rich.console import Console
 
-from agents.checkpoints import BACKUP_SUFFIX, prune_thread, recover_thread
-from agents.errors import RunError
-from agents.progress import ConsoleProgress
-from agents.runs import (
+from tilepilot.agents.checkpoints import BACKUP_SUFFIX, prune_thread, recover_thread
+from tilepilot.agents.errors import RunError
+from tilepilot.agents.progress import ConsoleProgress
+from tilepilot.agents.runs import (
     EVENTS_NAME, FINISH_STATUSES, MANIFEST_NAME, RUN_FINISHED, RUN_RESUMED, RUN_STARTED, Deadline, DeadlineReached, Run,
     read_events, read_options,
 )
@@ -184,8 +184,8 @@ def test_plain_progress_prints_periodic_lines_and_a_last_one(tmp_path: Path) -> 
 
 
 def test_the_audit_log_writes_through_the_event_writer(tmp_path: Path) -> None:
-    from agents.rules import AuditLog, GuardContext, ScreenBounds, build_policy, guard
-    from tools.actions import Click
+    from tilepilot.agents.rules import AuditLog, GuardContext, ScreenBounds, build_policy, guard
+    from tilepilot.tools.actions import Click
 
     policy = build_policy("desktop")
     log = AuditLog(tmp_path / "audit.jsonl", agent="desktop")
@@ -212,18 +212,18 @@ def test_every_agent_takes_resume_with_the_same_rules(agent: str, inputs: list[s
 
 def test_every_agent_logs_the_same_lifecycle(tmp_path: Path) -> None:
     """Review, desktop and listen, each to its end offline: run_started first, run_finished(done) last."""
-    from agents.desktop.runner import run_desktop
-    from agents.desktop.screen_texts import StaticTexts
-    from agents.desktop.state import DesktopOptions
-    from agents.listen.agent import ListenAgent
-    from agents.review.runner import ReviewOptions, run_review
-    from agents.rules import build_policy
+    from tilepilot.agents.desktop.runner import run_desktop
+    from tilepilot.agents.desktop.screen_texts import StaticTexts
+    from tilepilot.agents.desktop.state import DesktopOptions
+    from tilepilot.agents.listen.agent import ListenAgent
+    from tilepilot.agents.review.runner import ReviewOptions, run_review
+    from tilepilot.agents.rules import build_policy
     from tests.agents.desktop.doubles import ScriptedChat, fixed
     from tests.agents.desktop.test_loop_offline import SCREEN, FakeScreen, RecordingExecutor
     from tests.agents.doubles import WordChat
     from tests.gen.audio import AudioFactory
     from tests.gen.pdfs import digital_pdf
-    from tools.actions import Done
+    from tilepilot.tools.actions import Done
 
     run_review(ReviewOptions(paths=[str(digital_pdf(tmp_path / "doc.pdf"))], no_model=True), out=tmp_path / "review",
                progress=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.listen.wer import normalize, number_to_words, ordinal_to_words, wer_details, word_error_rate
+from tilepilot.agents.listen.wer import normalize, number_to_words, ordinal_to_words, wer_details, word_error_rate
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,11 @@
 
 A *system* is any ``Callable[[np.ndarray], str]`` taking 16 kHz mono float32 samples (of any
 length: the 45 s talk is longer than one model clip, so a system that needs <= 30 s clips must
-split with ``tools.audio.split_clips`` itself) and returning a transcript. The faster-whisper
+split with ``tilepilot.tools.audio.split_clips`` itself) and returning a transcript. The faster-whisper
 baseline is always included; add more with ``--system module:attr`` (attr is a system or a
 ``dict[str, system]``) or from Python with ``main(extra_systems={...})``.
 
-The tilepilot model path (``agents.listen``: clips of <= 30 s cut at silences, sent to the vLLM
+The tilepilot model path (``tilepilot.agents.listen``: clips of <= 30 s cut at silences, sent to the vLLM
 server in parallel, transcripts merged at the overlaps) is included unless ``--no-model``; it uses
 ``--base-url`` / ``TILEPILOT_BASE_URL``, or starts the managed local server for ``--model``. With
 the tiny random-weight model its words are noise, so its WER is 1.0 or more by construction (about 2.5
@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from agents.listen.wer import wer_details
+from tilepilot.agents.listen.wer import wer_details
 from tests.gen.audio import SENTENCES, AudioFactory
-from tools.audio import SAMPLE_RATE, load
+from tilepilot.tools.audio import SAMPLE_RATE, load
 
 System = Callable[[np.ndarray], str]
 
@@ -74,17 +74,17 @@ def fixed_clips(factory: AudioFactory) -> list[BenchClip]:
 
 
 def default_systems() -> dict[str, System]:
-    from agents.listen import baseline
+    from tilepilot.agents.listen import baseline
 
     return {"faster-whisper tiny.en int8": baseline.transcribe}
 
 
 def model_systems(model: str = "tiny", base_url: list[str] | None = None, workers: int = 4) -> dict[str, System]:
     """The listen agent's transcription path as a bench system (the server must be reachable)."""
-    from agents.backend import connect
-    from agents.listen.agent import ListenAgent
-    from agents.listen.merge import merge_transcripts
-    from agents.rules import build_policy
+    from tilepilot.agents.backend import connect
+    from tilepilot.agents.listen.agent import ListenAgent
+    from tilepilot.agents.listen.merge import merge_transcripts
+    from tilepilot.agents.rules import build_policy
 
     client = connect(model, base_url, quiet=True)
     agent = ListenAgent(client, build_policy("listen"), workers=workers)

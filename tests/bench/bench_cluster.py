@@ -34,7 +34,7 @@ RULES = str(REPO / "rules" / "examples" / "contract.md")
 _RAY_STARTUP = """
 import json, os, sys, time
 sys.path.insert(0, %r)
-from agents.cluster.ray_review import parse_cluster, start_ray
+from tilepilot.agents.cluster.ray_review import parse_cluster, start_ray
 t0 = time.monotonic()
 ray, workers, init_s = start_ray(parse_cluster("auto:" + sys.argv[1]))
 t1 = time.monotonic()

@@ -32,28 +32,28 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from agents.desktop.actions import to_screen  # noqa: E402
-from agents.desktop.frame import ModelFrame  # noqa: E402
-from agents.desktop.history import build_messages, instructions  # noqa: E402
-from agents.desktop.verify import compare, thumbnail  # noqa: E402
-from agents.desktop.screen_texts import X11WindowTitles  # noqa: E402
-from agents.desktop.state import DesktopOptions  # noqa: E402
-from agents.rules import GuardContext, ScreenBounds, build_policy, guard  # noqa: E402
-from model_runtime.budget import image_grid, native_budget  # noqa: E402
-from model_runtime.payloads import encode_messages  # noqa: E402
-from model_runtime.profiles import tiny_profile  # noqa: E402
+from tilepilot.agents.desktop.actions import to_screen  # noqa: E402
+from tilepilot.agents.desktop.frame import ModelFrame  # noqa: E402
+from tilepilot.agents.desktop.history import build_messages, instructions  # noqa: E402
+from tilepilot.agents.desktop.verify import compare, thumbnail  # noqa: E402
+from tilepilot.agents.desktop.screen_texts import X11WindowTitles  # noqa: E402
+from tilepilot.agents.desktop.state import DesktopOptions  # noqa: E402
+from tilepilot.agents.rules import GuardContext, ScreenBounds, build_policy, guard  # noqa: E402
+from tilepilot.model_runtime.budget import image_grid, native_budget  # noqa: E402
+from tilepilot.model_runtime.payloads import encode_messages  # noqa: E402
+from tilepilot.model_runtime.profiles import tiny_profile  # noqa: E402
 from tests.bench.bench_screen import BUSY_WINDOW  # noqa: E402
 from tests.x11.servers import start_xvfb, terminate_process  # noqa: E402
-from tools.actions import Click  # noqa: E402
-from tools.screen import Screen  # noqa: E402
+from tilepilot.tools.actions import Click  # noqa: E402
+from tilepilot.tools.screen import Screen  # noqa: E402
 
 CASES = ((1280, 800, "auto"), (1280, 800, 1120), (1920, 1080, "auto"))
 SAFE_RULES = REPO_ROOT / "rules" / "examples" / "safe-desktop.md"
 
 
 def step_overhead(width: int, height: int, budget_option: int | str, runs: int) -> dict[str, float | str]:
-    from agents.desktop.trajectory import TrajectoryWriter
-    from agents.runs import Run
+    from tilepilot.agents.desktop.trajectory import TrajectoryWriter
+    from tilepilot.agents.runs import Run
 
     profile = tiny_profile()
     policy = build_policy("desktop", [str(SAFE_RULES)])
@@ -68,7 +68,7 @@ def step_overhead(width: int, height: int, budget_option: int | str, runs: int) 
             with Screen(server.display) as screen:
                 budget = native_budget(width, height) if budget_option == "auto" else int(budget_option)
                 grid = image_grid(width, height, budget)
-                from agents.desktop.state import StepRecord
+                from tilepilot.agents.desktop.state import StepRecord
 
                 stages: dict[str, list[float]] = {k: [] for k in ("capture", "resize", "verify", "save jpeg", "titles",
                                                                  "build 1 img", "build 4 img", "map", "guard")}
@@ -138,8 +138,8 @@ def _metrics(base_url: str) -> dict[str, float]:
 
 
 def prefix_cache(base_url: str, steps: int, budget: int | str, block: int | None = None) -> dict[str, float]:
-    from agents.desktop.runner import run_desktop
-    from model_runtime.client import ChatClient
+    from tilepilot.agents.desktop.runner import run_desktop
+    from tilepilot.model_runtime.client import ChatClient
 
     client = ChatClient([base_url], tiny_profile())
     policy = build_policy("desktop", [])
@@ -173,7 +173,7 @@ def prefix_cache(base_url: str, steps: int, budget: int | str, block: int | None
 @contextlib.contextmanager
 def tiny_server() -> Iterator[str]:
     """The tiny vLLM CPU server, in its own state folder, stopped afterwards."""
-    from model_runtime.server import free_port
+    from tilepilot.model_runtime.server import free_port
     from tests.conftest import tilepilot
 
     with tempfile.TemporaryDirectory() as state:

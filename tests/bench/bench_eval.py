@@ -21,8 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from agents.eval.core import SystemSpec, eval_cache_dir, run_suite  # noqa: E402
-from agents.eval.registry import SUITES  # noqa: E402
+from tilepilot.agents.eval.core import SystemSpec, eval_cache_dir, run_suite  # noqa: E402
+from tilepilot.agents.eval.registry import SUITES  # noqa: E402
 
 HEADLINE = ("precision", "recall", "f1", "success_rate", "hit_rate", "cer")
 

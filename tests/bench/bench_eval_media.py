@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from agents.eval.core import SuiteResult, eval_cache_dir, parse_systems, run_suite  # noqa: E402
+from tilepilot.agents.eval.core import SuiteResult, eval_cache_dir, parse_systems, run_suite  # noqa: E402
 
 SUITES = ("legibility", "listen")
 

@@ -30,7 +30,7 @@ HELD_OUT = "1920x1080"
 
 
 def tilepilot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "agents.cli", *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+    proc = subprocess.run([sys.executable, "-m", "tilepilot", *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"tilepilot {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-3000:]}")
     return proc
@@ -75,7 +75,7 @@ def main() -> None:
                        "--json", "--out", str(work / "after"), env=env)
     finally:
         for model in ("tiny", str(checkpoint)):
-            subprocess.run([sys.executable, "-m", "agents.cli", "serve", "stop", "--model", model], env=env, cwd=REPO_ROOT,
+            subprocess.run([sys.executable, "-m", "tilepilot", "serve", "stop", "--model", model], env=env, cwd=REPO_ROOT,
                            capture_output=True)
     systems = {r["system"]: r["metrics"] for r in json.loads(result.stdout)["results"]}
     train_names = [p.name for p in train]

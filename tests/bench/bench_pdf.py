@@ -33,8 +33,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tests.gen import pdfs  # noqa: E402
-from tools.pdf import open_pdf  # noqa: E402
-from tools.pdf_worker import PageWorker  # noqa: E402
+from tilepilot.tools.pdf import open_pdf  # noqa: E402
+from tilepilot.tools.pdf_worker import PageWorker  # noqa: E402
 
 BUDGETS = (280, 560, 1120)
 PATCH = 48  # 16 px patches merged 3x3
@@ -98,7 +98,7 @@ def bench_encode(images: dict, runs: int) -> None:
 
 _COLD_START_CHILD = """
 import sys, time
-from tools.pdf_worker import PageWorker
+from tilepilot.tools.pdf_worker import PageWorker
 started = time.perf_counter()
 PageWorker(sys.argv[1], start_method=sys.argv[2]).close()
 print(time.perf_counter() - started)
@@ -122,7 +122,7 @@ def bench_restart(corpus: Path, runs: int) -> None:
 
 _RSS_CHILD = """
 import json, sys
-from tools.pdf_worker import PageWorker, iter_pages
+from tilepilot.tools.pdf_worker import PageWorker, iter_pages
 def hwm(pid="self"):
     return int(next(l for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM")).split()[1]) // 1024
 path, width, height, keep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "keep"

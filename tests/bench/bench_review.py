@@ -34,11 +34,11 @@ _CHILD_PRELUDE = "import sys; sys.path.insert(0, %r)\n" % str(REPO)
 
 _REVIEW_PATH = _CHILD_PRELUDE + """
 import io
-from agents.review.planner import TextTokenCounter, pack_chunks, plan_page
-from agents.review.prompts import page_text_block
-from model_runtime.budget import image_grid
-from model_runtime.profiles import tiny_profile
-from tools.pdf_worker import PageWorker
+from tilepilot.agents.review.planner import TextTokenCounter, pack_chunks, plan_page
+from tilepilot.agents.review.prompts import page_text_block
+from tilepilot.model_runtime.budget import image_grid
+from tilepilot.model_runtime.profiles import tiny_profile
+from tilepilot.tools.pdf_worker import PageWorker
 profile = tiny_profile()
 with PageWorker(sys.argv[1]) as worker:
     counter = TextTokenCounter(None)
@@ -51,7 +51,7 @@ with PageWorker(sys.argv[1]) as worker:
 """
 
 _NO_MODEL = _CHILD_PRELUDE + """
-from agents.review.runner import ReviewOptions, run_review
+from tilepilot.agents.review.runner import ReviewOptions, run_review
 from rich.console import Console
 import tempfile, pathlib
 run_review(ReviewOptions(paths=[sys.argv[1]], no_model=True), out=pathlib.Path(tempfile.mkdtemp()) / "run",
@@ -78,7 +78,7 @@ def _peak():
     with open(HWM_FILE, "w") as out:
         out.write([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])
 atexit.register(_peak)
-from agents.cli import main
+from tilepilot.agents.cli import main
 sys.argv = ["tilepilot"] + sys.argv[2:]
 main()
 """
@@ -156,11 +156,11 @@ def bench_cli_memory(folder: Path, base_url: str, sizes: list[int], budget: int,
 
 def bench_tokens(folder: Path, base_url: str | None) -> None:
     """Prompt tokens per page kind: fidelity first (the default) and --prefer tokens, beside always-text / always-image."""
-    from agents.review.planner import TextTokenCounter, image_tokens, plan_page
-    from agents.review.prompts import page_text_block
-    from model_runtime.profiles import GEMMA_4_12B, tiny_profile
+    from tilepilot.agents.review.planner import TextTokenCounter, image_tokens, plan_page
+    from tilepilot.agents.review.prompts import page_text_block
+    from tilepilot.model_runtime.profiles import GEMMA_4_12B, tiny_profile
     from tests.gen.pdfs import mixed_corpus
-    from tools.pdf import open_pdf
+    from tilepilot.tools.pdf import open_pdf
 
     profile = tiny_profile()
     # --prefer tokens needs a profile whose legibility row reads something (tiny reads nothing): the
@@ -209,7 +209,7 @@ def bench_model(folder: Path, base_url: str, pages: int, budget: int) -> None:
     for concurrency in (1, 4):
         out = folder / f"run-c{concurrency}"
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "agents.cli", "review", str(pdf), "--budget-tokens", str(budget),
+        proc = subprocess.run([sys.executable, "-m", "tilepilot", "review", str(pdf), "--budget-tokens", str(budget),
                                "--concurrency", str(concurrency), "--out", str(out), "--json", "--base-url", base_url],
                               capture_output=True, text=True, cwd=REPO, timeout=1800)
         seconds = time.monotonic() - started

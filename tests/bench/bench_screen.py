@@ -23,7 +23,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from tests.tools.test_geometry import model_grid  # noqa: E402
 from tests.x11.servers import terminate_process, start_xvfb  # noqa: E402
-from tools.screen import Capture, Screen  # noqa: E402
+from tilepilot.tools.screen import Capture, Screen  # noqa: E402
 
 SIZES = ((1280, 800), (1920, 1080))
 BUDGET = 1120

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.runs import read_events
-from model_runtime.server import free_port
+from tilepilot.agents.runs import read_events
+from tilepilot.model_runtime.server import free_port
 from tests.conftest import REPO, tilepilot
 from tests.faults.proxy import FaultProxy
 from tests.gen.pdfs import mixed_corpus
@@ -47,7 +47,7 @@ def test_server_killed_mid_review_then_restarted_and_resumed(doc16, tmp_path, vl
     # took long enough on a loaded machine for the last chunks to finish before the kill.
     state = json.loads(tilepilot("serve", "status", "--json", env=env).stdout)
     try:
-        review = subprocess.Popen([sys.executable, "-m", "agents.cli", "review", *args, "--out", str(run), "--json"],
+        review = subprocess.Popen([sys.executable, "-m", "tilepilot", "review", *args, "--out", str(run), "--json"],
                                   cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
         deadline = time.monotonic() + 300

@@ -11,7 +11,7 @@ import time
 WRITER = """
 import json, sys
 from pathlib import Path
-from agents.runs import write_atomic
+from tilepilot.agents.runs import write_atomic
 target = Path(sys.argv[1])
 print("ready", flush=True)
 n = 0

@@ -3,10 +3,10 @@
 import pytest
 from pydantic import BaseModel, Field
 
-from model_runtime.client import ChatClient
-from model_runtime.errors import InvalidOutputError, ServerError, ServerUnreachableError
-from model_runtime.payloads import Message
-from model_runtime.server import free_port
+from tilepilot.model_runtime.client import ChatClient
+from tilepilot.model_runtime.errors import InvalidOutputError, ServerError, ServerUnreachableError
+from tilepilot.model_runtime.payloads import Message
+from tilepilot.model_runtime.server import free_port
 from tests.faults.proxy import FaultProxy
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agents.runs import read_events
+from tilepilot.agents.runs import read_events
 from tests.conftest import tilepilot
 from tests.faults.proxy import FaultProxy
 from tests.gen.hostile_pdfs import claims_million_pages, huge_page

@@ -71,7 +71,7 @@ def test_every_agent_path_stays_offline(tmp_path, server_env, xvfb):
 def test_asr_baseline_loads_its_weights_offline(tmp_path):
     require_module("faster_whisper", "asr")
     env, log = _guarded_env(tmp_path)
-    code = ("import numpy as np\nfrom agents.listen.baseline import transcribe\n"
+    code = ("import numpy as np\nfrom tilepilot.agents.listen.baseline import transcribe\n"
             "print(repr(transcribe(np.zeros(16000, dtype=np.float32))))\n")
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=300)

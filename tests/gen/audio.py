@@ -6,7 +6,7 @@ fixture can ask for the same file many times and pay for it once.
 
 Speech comes from the espeak-ng CLI (22.05 kHz mono WAV) and is converted by sox to the requested
 rate, channel count and container (wav, flac, ogg, mp3, chosen by suffix). None of it goes through
-``tools.audio``: the generator must not share bugs with the code it tests.
+``tilepilot.tools.audio``: the generator must not share bugs with the code it tests.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 import soundfile as sf
 
 # The espeak-ng/sox calls are shared with the eval suite's speech generator (package code cannot import tests).
-from agents.eval.speech import espeak_wav, require_tools, sox_convert  # noqa: F401  (re-exported)
-from agents.eval.speech import loud_span as _loud_span
+from tilepilot.agents.eval.speech import espeak_wav, require_tools, sox_convert  # noqa: F401  (re-exported)
+from tilepilot.agents.eval.speech import loud_span as _loud_span
 
 VOICE = "en"
 WORDS_PER_MINUTE = 130
@@ -104,7 +104,7 @@ class AudioFactory:
         return out if out.exists() else sox_convert(src, out, rate=rate, channels=channels)
 
     def speech_samples(self, text: str) -> np.ndarray:
-        """``text`` as 16 kHz mono float32 (via sox, not tools.audio)."""
+        """``text`` as 16 kHz mono float32 (via sox, not tilepilot.tools.audio)."""
         data, rate = sf.read(self.speech(text), dtype="float32")
         assert rate == 16_000, rate
         return data

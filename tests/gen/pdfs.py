@@ -1,4 +1,4 @@
-"""Deterministic test PDFs, written with PyMuPDF's *writing* API (tools.pdf only reads).
+"""Deterministic test PDFs, written with PyMuPDF's *writing* API (tilepilot.tools.pdf only reads).
 
 Each function writes one file to the path it is given and returns that path (or, for
 :func:`mixed_corpus`, the kind of every page). The same arguments give the same content; only

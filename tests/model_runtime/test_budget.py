@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from model_runtime.budget import (
+from tilepilot.model_runtime.budget import (
     _processor_resize,
     audio_soft_tokens,
     clip_lengths,
     image_grid,
     server_soft_tokens,
 )
-from model_runtime.profiles import IMAGE_BUDGETS, AudioSpec, VisionSpec
-from model_runtime.server import serving_env
+from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, AudioSpec, VisionSpec
+from tilepilot.model_runtime.server import serving_env
 
 SPEC = VisionSpec()
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from agents.runs import read_events
-from model_runtime.server import free_port
+from tilepilot.agents.runs import read_events
+from tilepilot.model_runtime.server import free_port
 from tests.conftest import REPO, tilepilot
 from tests.gen.pdfs import digital_pdf
 from tests.requires import skip_missing

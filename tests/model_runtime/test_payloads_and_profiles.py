@@ -12,12 +12,12 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from model_runtime import server
-from model_runtime.client import ChatClient, normalize_base_url
-from model_runtime.probe import lenient_json
-from model_runtime.errors import NoBackendError, ServeError, ServerUnreachableError
-from model_runtime.payloads import AudioPart, ImagePart, Message, TextPart, encode_image, encode_messages
-from model_runtime.profiles import GEMMA_4_12B, get_profile, tiny_profile
+from tilepilot.model_runtime import server
+from tilepilot.model_runtime.client import ChatClient, normalize_base_url
+from tilepilot.model_runtime.probe import lenient_json
+from tilepilot.model_runtime.errors import NoBackendError, ServeError, ServerUnreachableError
+from tilepilot.model_runtime.payloads import AudioPart, ImagePart, Message, TextPart, encode_image, encode_messages
+from tilepilot.model_runtime.profiles import GEMMA_4_12B, get_profile, tiny_profile
 
 
 def _decode_data_url(url: str) -> Image.Image:
@@ -144,7 +144,7 @@ def test_control_characters_in_json_strings_are_accepted(monkeypatch):
 def test_each_image_is_encoded_once_and_forgotten_with_it():
     import gc
 
-    from model_runtime import payloads
+    from tilepilot.model_runtime import payloads
 
     image = Image.new("RGB", (96, 48), "red")
     first = payloads.image_bytes(image)

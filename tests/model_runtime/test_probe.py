@@ -18,15 +18,15 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from agents.backend import connect
-from agents.eval.oracle import _Handler as OracleHandler
-from agents.runs import Run, read_events
-from model_runtime.client import ChatClient
-from model_runtime.counting import Corrector
-from model_runtime.errors import ContextOverflowError, ImagesNotSupportedError, ModelNotServedError
-from model_runtime.payloads import ImagePart, Message, TextPart
-from model_runtime.probe import limit_from_error, plain_messages
-from model_runtime.profiles import GEMMA_4_12B
+from tilepilot.agents.backend import connect
+from tilepilot.agents.eval.oracle import _Handler as OracleHandler
+from tilepilot.agents.runs import Run, read_events
+from tilepilot.model_runtime.client import ChatClient
+from tilepilot.model_runtime.counting import Corrector
+from tilepilot.model_runtime.errors import ContextOverflowError, ImagesNotSupportedError, ModelNotServedError
+from tilepilot.model_runtime.payloads import ImagePart, Message, TextPart
+from tilepilot.model_runtime.probe import limit_from_error, plain_messages
+from tilepilot.model_runtime.profiles import GEMMA_4_12B
 from tests.conftest import tilepilot
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.runs import read_events
-from model_runtime import server
-from model_runtime.profiles import tiny_profile
+from tilepilot.agents.runs import read_events
+from tilepilot.model_runtime import server
+from tilepilot.model_runtime.profiles import tiny_profile
 from tests.conftest import REPO, tilepilot
 from tests.gen.pdfs import digital_pdf
 from tests.serving import wait_for_models

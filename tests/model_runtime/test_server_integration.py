@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from model_runtime.budget import clip_lengths, image_grid
-from model_runtime.payloads import AudioPart, ImagePart, Message, TextPart
-from model_runtime.profiles import IMAGE_BUDGETS
+from tilepilot.model_runtime.budget import clip_lengths, image_grid
+from tilepilot.model_runtime.payloads import AudioPart, ImagePart, Message, TextPart
+from tilepilot.model_runtime.profiles import IMAGE_BUDGETS
 from tests.gen.audio import tone_samples
 from tests.conftest import tilepilot
 

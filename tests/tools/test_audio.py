@@ -1,4 +1,4 @@
-"""tools.audio on real files: espeak-ng speech and numpy signals through sox/soundfile/PyAV."""
+"""tilepilot.tools.audio on real files: espeak-ng speech and numpy signals through sox/soundfile/PyAV."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from tests.gen.audio import SENTENCES, AudioFactory
-from tools import audio
-from tools.errors import AudioError, EmptyAudioError, UnreadableAudioError
+from tilepilot.tools import audio
+from tilepilot.tools.errors import AudioError, EmptyAudioError, UnreadableAudioError
 
 RATE = audio.SAMPLE_RATE
 MAX_CLIP = 480_000  # 30 s, what the model accepts
@@ -182,7 +182,7 @@ def test_split_rejects_sizes_that_break_the_granule() -> None:
 _PEAK_SCRIPT = textwrap.dedent(
     """
     import sys
-    from tools import audio
+    from tilepilot.tools import audio
 
     def hwm_kib():
         for line in open("/proc/self/status"):

@@ -1,4 +1,4 @@
-"""Property tests for tools.screen.Geometry, the one screen <-> image coordinate mapping."""
+"""Property tests for tilepilot.tools.screen.Geometry, the one screen <-> image coordinate mapping."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tools.screen import Geometry
+from tilepilot.tools.screen import Geometry
 
 BUDGETS = (70, 140, 280, 560, 1120)
 PATCH = 48  # 16 px patches merged 3x3 (see DESIGN.md "Images")

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from tests.gen.hostile_pdfs import HOSTILE
 from tests.gen.pdfs import digital_pdf, spinning_pdf
-from tools.errors import ToolError
-from tools.pdf import open_pdf
-from tools.pdf_worker import iter_pages
+from tilepilot.tools.errors import ToolError
+from tilepilot.tools.pdf import open_pdf
+from tilepilot.tools.pdf_worker import iter_pages
 
 
 def _read_everything(source) -> list[str]:
@@ -57,7 +57,7 @@ def test_huge_page_renders_at_the_grid_with_bounded_memory(tmp_path):
     path = HOSTILE["huge_page"](tmp_path / "huge.pdf")
     code = f"""
 import json
-from tools.pdf import open_pdf
+from tilepilot.tools.pdf import open_pdf
 with open_pdf({str(path)!r}) as doc:
     img = doc.render(1, 1632, 1632)
     dark = sum(1 for p in img.convert('L').getdata() if p < 128)

@@ -1,4 +1,4 @@
-"""tools.pdf on real generated PDFs: errors, sizes, exact renders, text layer, search, page ranges."""
+"""tilepilot.tools.pdf on real generated PDFs: errors, sizes, exact renders, text layer, search, page ranges."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.gen import pdfs
-from tools.errors import (
+from tilepilot.tools.errors import (
     CorruptPdfError,
     EmptyPdfError,
     EncryptedPdfError,
@@ -20,7 +20,7 @@ from tools.errors import (
     PdfNotFoundError,
     PdfPasswordError,
 )
-from tools.pdf import PdfDocument, coverage, open_pdf, parse_page_range
+from tilepilot.tools.pdf import PdfDocument, coverage, open_pdf, parse_page_range
 
 PASSWORD = "open-sesame"
 

@@ -1,4 +1,4 @@
-"""tools.pdf_worker on real PDFs: the deadline kills a really slow page, streaming holds one image."""
+"""tilepilot.tools.pdf_worker on real PDFs: the deadline kills a really slow page, streaming holds one image."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.gen import pdfs
-from tools.errors import EncryptedPdfError, NotAPdfError, PageRangeError, PageTimeoutError, PdfError, PdfPasswordError
-from tools.pdf_worker import DEADLINE_ENV, PageWorker, default_deadline_s, iter_pages
+from tilepilot.tools.errors import EncryptedPdfError, NotAPdfError, PageRangeError, PageTimeoutError, PdfError, PdfPasswordError
+from tilepilot.tools.pdf_worker import DEADLINE_ENV, PageWorker, default_deadline_s, iter_pages
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 1.0  # the heavy page needs ~30 s; ordinary pages ~10 ms even on a busy machine
@@ -89,7 +89,7 @@ def test_streaming_memory_stays_at_one_page_in_a_child_process(files) -> None:
     script = textwrap.dedent(
         f"""
         import json
-        from tools.pdf_worker import PageWorker, iter_pages
+        from tilepilot.tools.pdf_worker import PageWorker, iter_pages
         def hwm(pid="self"):
             return int(next(l for l in open(f"/proc/{{pid}}/status") if l.startswith("VmHWM")).split()[1]) * 1024
         worker = PageWorker({str(files["long"])!r})
@@ -170,7 +170,7 @@ def test_fork_start_method_works_too(files) -> None:
 def test_unguarded_caller_script_is_not_rerun_in_the_worker(files, tmp_path: Path) -> None:
     # multiprocessing would re-import a script lacking `if __name__ == "__main__":` in the child.
     script = tmp_path / "unguarded.py"
-    script.write_text(f"from tools.pdf_worker import PageWorker\nprint('RUN')\nw = PageWorker({str(files['long'])!r})\nprint(w.render(1, 8, 9).size)\nw.close()\n")
+    script.write_text(f"from tilepilot.tools.pdf_worker import PageWorker\nprint('RUN')\nw = PageWorker({str(files['long'])!r})\nprint(w.render(1, 8, 9).size)\nw.close()\n")
     out = subprocess.run([sys.executable, str(script)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["RUN", "(8,", "9)"]

@@ -1,4 +1,4 @@
-"""tools.screen against real X servers: Xvfb (one monitor) and Xorg+dummy (two side by side)."""
+"""tilepilot.tools.screen against real X servers: Xvfb (one monitor) and Xorg+dummy (two side by side)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from tests.tools.test_geometry import model_grid
 from tests.x11.servers import DEFAULT_DUAL_HEADS, XServer
 from tests.x11.tk import TkApp, launch_tk_app
-from tools.errors import CaptureError, DisplayUnavailableError, MonitorNotFoundError
-from tools.screen import Capture, Region, Screen, capture, list_monitors
+from tilepilot.tools.errors import CaptureError, DisplayUnavailableError, MonitorNotFoundError
+from tilepilot.tools.screen import Capture, Region, Screen, capture, list_monitors
 
 pytestmark = pytest.mark.x11
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def test_second_monitor_capture_and_click_through_geometry(
 def _click_in_child_process(display: str, point: tuple[int, int]) -> None:
     # pyautogui binds to one display per process (the session's Xvfb here), so use a child.
     code = (
-        "import sys\nfrom tools.ui import UIExecutor\nfrom tools.actions import Click\n"
+        "import sys\nfrom tilepilot.tools.ui import UIExecutor\nfrom tilepilot.tools.actions import Click\n"
         f"UIExecutor({display!r}, pause_s=0.02).execute(Click(x={point[0]}, y={point[1]}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DISPLAY": display}

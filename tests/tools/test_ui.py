@@ -12,16 +12,16 @@ import pytest
 
 from tests.x11.servers import XServer
 from tests.x11.tk import TkApp
-from tools.actions import Click, Done, Drag, Fail, Hotkey, Key, Move, Scroll, Type, Wait
-from tools.errors import (
+from tilepilot.tools.actions import Click, Done, Drag, Fail, Hotkey, Key, Move, Scroll, Type, Wait
+from tilepilot.tools.errors import (
     ActionExecutionError,
     DisplayUnavailableError,
     FailSafeTriggered,
     OffScreenError,
 )
-from tools.screen import Monitor
-from tools.ui import ActionRecord, UIExecutor
-from tools.ui_unicode import KeymapPatch, segments
+from tilepilot.tools.screen import Monitor
+from tilepilot.tools.ui import ActionRecord, UIExecutor
+from tilepilot.tools.ui_unicode import KeymapPatch, segments
 
 pytestmark = pytest.mark.x11
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -243,8 +243,8 @@ def test_no_display_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_display_is_one_line_error_in_a_fresh_process() -> None:
     # pyautogui is bound to Xvfb in this process, so check the import path in a child.
     code = (
-        "from tools.ui import UIExecutor\nfrom tools.actions import Click\n"
-        "from tools.errors import DisplayUnavailableError\nfrom tools.screen import Monitor\n"
+        "from tilepilot.tools.ui import UIExecutor\nfrom tilepilot.tools.actions import Click\n"
+        "from tilepilot.tools.errors import DisplayUnavailableError\nfrom tilepilot.tools.screen import Monitor\n"
         "mons = [Monitor(index=1, left=0, top=0, width=100, height=100)]\n"
         "try:\n    UIExecutor(':987', monitors=mons).execute(Click(x=1, y=1))\n"
         "except DisplayUnavailableError as e:\n    print('ERR', e)\n"

@@ -2,7 +2,7 @@
 the AT-SPI bus that GTK apps start through it, and helpers to launch GTK apps into it.
 
 The GTK apps run with Debian's python3 and python3-gi (GTK does not install into a virtualenv);
-the agent side reads the tree with tools.accessibility, over D-Bus, from the test's virtualenv.
+the agent side reads the tree with tilepilot.tools.accessibility, over D-Bus, from the test's virtualenv.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests.requires import require_binary, skip_missing
 from tests.x11.servers import XServer
-from tools.accessibility import AccessibilityTree, Widget
+from tilepilot.tools.accessibility import AccessibilityTree, Widget
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 GTK_FORM = Path(__file__).resolve().parent.parent / "apps" / "gtk_form.py"

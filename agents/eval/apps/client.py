@@ -1,8 +1,9 @@
-"""Start an eval app on a display and ask it where its targets are (see :mod:`agents.eval.apps.base`)."""
+"""Start an eval app on a display and ask it where its targets are (see :mod:`tilepilot.agents.eval.apps.base`)."""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import select
@@ -15,10 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents.errors import RunError
+from tilepilot.agents.errors import RunError
 
 READY_TIMEOUT_S = 30.0
-PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the folder that holds agents/
 GTK_CHECK = "import gi; gi.require_version('Gtk', '3.0'); from gi.repository import Gtk"
 
 
@@ -77,10 +77,13 @@ class AppProcess:
 
     def __enter__(self) -> "AppProcess":
         env = {**os.environ, "DISPLAY": self.display}
-        if self.python != sys.executable:  # another interpreter (the system one, for GTK) finds this package too
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+        program = ["-m", self.module]
+        if self.python != sys.executable:  # another interpreter (the system one, for GTK) runs the file itself
+            spec = importlib.util.find_spec(self.module)
+            assert spec is not None and spec.origin is not None, self.module
+            program = [spec.origin]
         with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen([self.python, "-m", self.module, *self.args], env=env,
+            self.proc = subprocess.Popen([self.python, *program, *self.args], env=env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                          start_new_session=True)
         try:

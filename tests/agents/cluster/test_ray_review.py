@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.cluster.documents import ATTEMPTS_NAME, DOCS_DIR
-from agents.runs import read_events
+from tilepilot.agents.cluster.documents import ATTEMPTS_NAME, DOCS_DIR
+from tilepilot.agents.runs import read_events
 from tests.agents.killing import kill_when
 from tests.agents.review.conftest import CONTRACT_RULES
 from tests.conftest import REPO, tilepilot
@@ -141,7 +141,7 @@ def _worker_pids(run: Path) -> dict[str, list[int]]:
 
 def test_worker_sigkilled_mid_run(corpus: Path, single: Path, tmp_path: Path, server_env: dict) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "review", str(corpus), *REVIEW_ARGS, "--cluster", "auto:2",
+    proc = subprocess.Popen([sys.executable, "-m", "tilepilot", "review", str(corpus), *REVIEW_ARGS, "--cluster", "auto:2",
                              "--out", str(out), "--json"], cwd=REPO, env={**os.environ, **server_env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     victim = None

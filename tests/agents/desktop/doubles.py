@@ -11,12 +11,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from model_runtime.budget import image_prompt_tokens
-from model_runtime.client import ChatResult, Usage
-from model_runtime.payloads import ImagePart, Message, TextPart, fit_image
-from model_runtime.profiles import ModelProfile, tiny_profile
-from tools.actions import Action, Click
-from tools.screen import Geometry
+from tilepilot.model_runtime.budget import image_prompt_tokens
+from tilepilot.model_runtime.client import ChatResult, Usage
+from tilepilot.model_runtime.payloads import ImagePart, Message, TextPart, fit_image
+from tilepilot.model_runtime.profiles import ModelProfile, tiny_profile
+from tilepilot.tools.actions import Action, Click
+from tilepilot.tools.screen import Geometry
 
 ScriptStep = Callable[[Geometry], Action]
 

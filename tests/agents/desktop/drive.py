@@ -16,12 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-from agents.desktop.runner import run_desktop
-from agents.desktop.screen_texts import CombinedTexts, StaticTexts, X11WindowTitles
-from agents.desktop.state import DesktopOptions
-from agents.rules import ScreenText, build_policy
+from tilepilot.agents.desktop.runner import run_desktop
+from tilepilot.agents.desktop.screen_texts import CombinedTexts, StaticTexts, X11WindowTitles
+from tilepilot.agents.desktop.state import DesktopOptions
+from tilepilot.agents.rules import ScreenText, build_policy
 from tests.agents.desktop.doubles import ScriptedChat, click_screen, fixed
-from tools.actions import parse_action
+from tilepilot.tools.actions import parse_action
 
 
 def main(spec_path: str) -> int:

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from agents.desktop.screen_texts import AccessibilityTexts, desktop_texts
-from agents.rules import Allow, Confirm, Deny, GuardContext, ScreenBounds, guard
-from agents.rules.loader import load_rule_file
-from agents.rules.merge import merge_files
+from tilepilot.agents.desktop.screen_texts import AccessibilityTexts, desktop_texts
+from tilepilot.agents.rules import Allow, Confirm, Deny, GuardContext, ScreenBounds, guard
+from tilepilot.agents.rules.loader import load_rule_file
+from tilepilot.agents.rules.merge import merge_files
 from tests.agents.desktop.conftest import drive
 from tests.conftest import tilepilot
 from tests.requires import skip_missing
 from tests.x11.a11y import A11ySession, launch_gtk_form, start_a11y_session
-from tools.actions import Click, Type
+from tilepilot.tools.actions import Click, Type
 
 pytestmark = pytest.mark.x11
 

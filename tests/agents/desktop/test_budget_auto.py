@@ -1,6 +1,6 @@
 """``--budget auto`` (issue 13, point 4): the smallest image budget whose grid keeps every screen pixel.
 
-The grids come from model_runtime.budget.image_grid (the server's own resize); these tests pin
+The grids come from tilepilot.model_runtime.budget.image_grid (the server's own resize); these tests pin
 the documented choice for common screens and check the agent sends exactly that.
 """
 
@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from model_runtime.budget import image_grid, native_budget
-from model_runtime.profiles import IMAGE_BUDGETS
+from tilepilot.model_runtime.budget import image_grid, native_budget
+from tilepilot.model_runtime.profiles import IMAGE_BUDGETS
 from tests.agents.desktop.doubles import fixed
 from tests.agents.desktop.test_loop_offline import _run
 from tests.conftest import tilepilot
-from tools.actions import Done
-from tools.screen import Capture, Geometry
+from tilepilot.tools.actions import Done
+from tilepilot.tools.screen import Capture, Geometry
 
 DOCUMENTED = {(800, 600): 280, (1280, 800): 560, (1366, 768): 560, (1920, 1080): 1120, (2560, 1440): 1120}
 

@@ -1,7 +1,7 @@
 """Issue 5, test 3: the agent's image -> screen mapping, property-based, on the real budget grids.
 
 tests/tools/test_geometry.py checks Geometry on arbitrary sizes; here the image is always the
-grid that model_runtime.budget gives for the screen (often an *upscale*: 1280x800 at 1120 is
+grid that tilepilot.model_runtime.budget gives for the screen (often an *upscale*: 1280x800 at 1120 is
 2016x1248), the offsets include negative ones, and the mapping is the agent's own ``to_screen``.
 """
 
@@ -12,12 +12,12 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.desktop.actions import check_model_action, reply_schema, to_screen
-from agents.desktop.frame import ModelFrame
-from model_runtime.budget import image_grid
-from model_runtime.profiles import IMAGE_BUDGETS
-from tools.actions import Click, Drag, parse_action
-from tools.screen import Geometry
+from tilepilot.agents.desktop.actions import check_model_action, reply_schema, to_screen
+from tilepilot.agents.desktop.frame import ModelFrame
+from tilepilot.model_runtime.budget import image_grid
+from tilepilot.model_runtime.profiles import IMAGE_BUDGETS
+from tilepilot.tools.actions import Click, Drag, parse_action
+from tilepilot.tools.screen import Geometry
 
 
 @st.composite

@@ -15,16 +15,16 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.desktop.actions import check_model_action, to_screen
-from agents.desktop.frame import NORMALIZED_MAX, ModelFrame
-from agents.desktop.history import history_line, instructions
-from agents.desktop.state import ALL_KINDS, GuardRecord, StepRecord
-from agents.rules import GuardContext, ScreenBounds, build_policy, guard
-from model_runtime.budget import image_grid
-from model_runtime.profiles import IMAGE_BUDGETS
-from tools.actions import Click
-from tools.screen import Geometry, Monitor
-from tools.ui import UIExecutor
+from tilepilot.agents.desktop.actions import check_model_action, to_screen
+from tilepilot.agents.desktop.frame import NORMALIZED_MAX, ModelFrame
+from tilepilot.agents.desktop.history import history_line, instructions
+from tilepilot.agents.desktop.state import ALL_KINDS, GuardRecord, StepRecord
+from tilepilot.agents.rules import GuardContext, ScreenBounds, build_policy, guard
+from tilepilot.model_runtime.budget import image_grid
+from tilepilot.model_runtime.profiles import IMAGE_BUDGETS
+from tilepilot.tools.actions import Click
+from tilepilot.tools.screen import Geometry, Monitor
+from tilepilot.tools.ui import UIExecutor
 
 POINT = re.compile(r"\((-?\d+), (-?\d+)\)")
 RECT = re.compile(r"\(x=(-?\d+), y=(-?\d+), w=(-?\d+), h=(-?\d+)\)")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agents.runs import read_events
+from tilepilot.agents.runs import read_events
 from tests.agents.desktop.doubles import fixed
 from tests.agents.desktop.test_loop_offline import _run
 from tests.conftest import tilepilot
 from tests.gen.pdfs import mixed_corpus
-from tools.actions import Wait
+from tilepilot.tools.actions import Wait
 
 RULES_LIMIT = "limits:\n  max_runtime_s: 0.3\n"
 

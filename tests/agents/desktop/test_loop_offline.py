@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from agents.desktop.replay import write_replay
-from agents.desktop.runner import run_desktop
-from agents.desktop.screen_texts import StaticTexts
-from agents.desktop.state import DesktopOptions
-from agents.rules import build_policy
+from tilepilot.agents.desktop.replay import write_replay
+from tilepilot.agents.desktop.runner import run_desktop
+from tilepilot.agents.desktop.screen_texts import StaticTexts
+from tilepilot.agents.desktop.state import DesktopOptions
+from tilepilot.agents.rules import build_policy
 from tests.agents.desktop.doubles import ScriptedChat, click_screen, fixed
-from tools.actions import Action, Click, Done, Type, Wait
-from tools.errors import FailSafeTriggered
-from tools.screen import Capture, Geometry
-from tools.ui import ActionRecord
+from tilepilot.tools.actions import Action, Click, Done, Type, Wait
+from tilepilot.tools.errors import FailSafeTriggered
+from tilepilot.tools.screen import Capture, Geometry
+from tilepilot.tools.ui import ActionRecord
 
 SCREEN = (-1280, -200, 1280, 800)  # a left monitor above the primary's top edge
 
@@ -99,8 +99,8 @@ def test_confirmation_approved_executes_and_refused_stops_as_denied(tmp_path: Pa
 
 
 def test_dry_run_neither_asks_nor_executes(tmp_path: Path) -> None:
-    from tools.screen import Monitor
-    from tools.ui import UIExecutor
+    from tilepilot.tools.screen import Monitor
+    from tilepilot.tools.ui import UIExecutor
 
     dry = UIExecutor(dry_run=True, monitors=[Monitor(index=1, left=SCREEN[0], top=SCREEN[1], width=SCREEN[2], height=SCREEN[3])])
     rule = 'actions:\n  confirm:\n    - {action: "click"}\n'

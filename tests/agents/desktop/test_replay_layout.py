@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from agents.desktop.replay import write_replay
-from agents.desktop.runner import run_desktop
-from agents.desktop.screen_texts import StaticTexts
-from agents.desktop.state import DesktopOptions
-from agents.rules import ScreenText, build_policy
+from tilepilot.agents.desktop.replay import write_replay
+from tilepilot.agents.desktop.runner import run_desktop
+from tilepilot.agents.desktop.screen_texts import StaticTexts
+from tilepilot.agents.desktop.state import DesktopOptions
+from tilepilot.agents.rules import ScreenText, build_policy
 from tests.agents.desktop.doubles import ScriptedChat, click_screen, fixed
 from tests.agents.desktop.test_loop_offline import RecordingExecutor
-from tools.actions import Done, Drag, Type
-from tools.screen import Capture, Geometry
+from tilepilot.tools.actions import Done, Drag, Type
+from tilepilot.tools.screen import Capture, Geometry
 
 SCREEN = (0, 0, 1366, 768)
 DELETE = (1100, 600, 1220, 640)  # the Delete button's box, screen px

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.runs import EVENTS_NAME, RUN_FINISHED, RUN_RESUMED, RUN_STARTED, read_events
+from tilepilot.agents.runs import EVENTS_NAME, RUN_FINISHED, RUN_RESUMED, RUN_STARTED, read_events
 from tests.agents.killing import kill_when
 from tests.conftest import tilepilot
 from tests.x11.servers import XServer

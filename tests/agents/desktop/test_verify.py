@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from agents.desktop.replay import write_replay
-from agents.desktop.state import NO_CHANGE
-from agents.desktop.verify import STUCK_REPEATS, compare, thumbnail
-from model_runtime.payloads import image_bytes
+from tilepilot.agents.desktop.replay import write_replay
+from tilepilot.agents.desktop.state import NO_CHANGE
+from tilepilot.agents.desktop.verify import STUCK_REPEATS, compare, thumbnail
+from tilepilot.model_runtime.payloads import image_bytes
 from tests.agents.desktop.conftest import drive
 from tests.agents.desktop.doubles import click_screen, fixed
 from tests.agents.desktop.test_loop_offline import SCREEN, _run
-from tools.actions import Click, Done, Wait
-from tools.screen import Capture, Geometry
+from tilepilot.tools.actions import Click, Done, Wait
+from tilepilot.tools.screen import Capture, Geometry
 
 
 def _form(label: str) -> Image.Image:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.eval.core import eval_cache_dir
-from agents.eval.dataset import DatasetError, load_dataset
-from agents.eval.review_data import suite_dir
+from tilepilot.agents.eval.core import eval_cache_dir
+from tilepilot.agents.eval.dataset import DatasetError, load_dataset
+from tilepilot.agents.eval.review_data import suite_dir
 from tests.conftest import tilepilot
 from tests.gen.pdfs import digital_pdf, truncated_pdf
 

@@ -12,13 +12,13 @@ import random
 import pytest
 from PIL import Image
 
-from agents.eval.apps.client import Target, gtk_python
-from agents.eval.grounding import GroundingAnswerer, ScreenLabels, pick_targets
-from agents.eval.screen_oracle import ScreenRegistry, fingerprint, to_image_frame
-from agents.eval.xserver import require_xvfb
+from tilepilot.agents.eval.apps.client import Target, gtk_python
+from tilepilot.agents.eval.grounding import GroundingAnswerer, ScreenLabels, pick_targets
+from tilepilot.agents.eval.screen_oracle import ScreenRegistry, fingerprint, to_image_frame
+from tilepilot.agents.eval.xserver import require_xvfb
 from tests.requires import require_binary
-from tools.errors import DisplayUnavailableError
-from tools.screen import Geometry
+from tilepilot.tools.errors import DisplayUnavailableError
+from tilepilot.tools.screen import Geometry
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_small_variant_spreads_over_widget_kinds():
 
 
 def test_missing_xvfb_is_one_line(monkeypatch):
-    monkeypatch.setattr("agents.eval.xserver.shutil.which", lambda _name: None)
+    monkeypatch.setattr("tilepilot.agents.eval.xserver.shutil.which", lambda _name: None)
     with pytest.raises(DisplayUnavailableError) as err:
         require_xvfb()
     assert "\n" not in str(err.value) and "apt-get install xvfb" in str(err.value)
@@ -116,8 +116,8 @@ def test_a_failing_screen_worker_is_one_line_and_leaves_no_x_server(tmp_path):
     require_binary("Xvfb", "xvfb")
     from pydantic import BaseModel
 
-    from agents.errors import RunError
-    from agents.eval.xserver import run_screens
+    from tilepilot.agents.errors import RunError
+    from tilepilot.agents.eval.xserver import run_screens
 
     class Job(BaseModel):
         display: str
@@ -129,8 +129,8 @@ def test_a_failing_screen_worker_is_one_line_and_leaves_no_x_server(tmp_path):
         return Job(display=display)
 
     with pytest.raises(RunError) as err:
-        run_screens("agents.eval.no_such_suite", [(640, 480), (800, 600)], job, lambda w, h: tmp_path / f"{w}x{h}")
-    assert "\n" not in str(err.value) and "No module named agents.eval.no_such_suite" in str(err.value)
+        run_screens("tilepilot.agents.eval.no_such_suite", [(640, 480), (800, 600)], job, lambda w, h: tmp_path / f"{w}x{h}")
+    assert "\n" not in str(err.value) and "No module named tilepilot.agents.eval.no_such_suite" in str(err.value)
     assert len(displays) == 2
     for display in displays:  # both servers are gone
         assert not os.path.exists(f"/tmp/.X11-unix/X{display.lstrip(':')}")

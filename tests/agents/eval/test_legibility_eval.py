@@ -8,8 +8,8 @@ import json
 import pytest
 from PIL import Image
 
-from agents.eval.core import SuiteResult, SystemSpec, run_suite
-from agents.eval.legibility import (
+from tilepilot.agents.eval.core import SuiteResult, SystemSpec, run_suite
+from tilepilot.agents.eval.legibility import (
     INSTRUCTION,
     PAGE,
     SMALL_BUDGETS,
@@ -20,10 +20,10 @@ from agents.eval.legibility import (
     smallest_legible_budgets,
     write_pages,
 )
-from model_runtime.budget import image_grid
-from model_runtime.payloads import ImagePart, Message, TextPart, encode_messages
-from model_runtime.profiles import GEMMA_4_12B
-from tools.pdf import open_pdf
+from tilepilot.model_runtime.budget import image_grid
+from tilepilot.model_runtime.payloads import ImagePart, Message, TextPart, encode_messages
+from tilepilot.model_runtime.profiles import GEMMA_4_12B
+from tilepilot.tools.pdf import open_pdf
 from tests.agents.eval.eval_cli import oracle_run_fixture
 
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from agents.eval.core import EvalContext, SystemSpec, run_suite
-from agents.eval.listen_data import WRONG_SUMMARY, WRONG_TRANSCRIPT, ListenAnswerer, cases, fact_found
-from agents.eval.listen_suite import listen_to
-from agents.eval.speech import RATE, build_recording
-from agents.listen.agent import SUMMARY_INSTRUCTION
-from agents.listen.wer import wer_details
-from model_runtime.payloads import AudioPart, Message, TextPart, encode_messages
-from model_runtime.profiles import GEMMA_4_12B
+from tilepilot.agents.eval.core import EvalContext, SystemSpec, run_suite
+from tilepilot.agents.eval.listen_data import WRONG_SUMMARY, WRONG_TRANSCRIPT, ListenAnswerer, cases, fact_found
+from tilepilot.agents.eval.listen_suite import listen_to
+from tilepilot.agents.eval.speech import RATE, build_recording
+from tilepilot.agents.listen.agent import SUMMARY_INSTRUCTION
+from tilepilot.agents.listen.wer import wer_details
+from tilepilot.model_runtime.payloads import AudioPart, Message, TextPart, encode_messages
+from tilepilot.model_runtime.profiles import GEMMA_4_12B
 from tests.agents.eval.eval_cli import oracle_run_fixture
 
 

@@ -8,12 +8,12 @@ import json
 import pytest
 from rich.console import Console
 
-from agents.eval import oracle as oracle_module
-from agents.eval.core import SuiteResult, SystemSpec, run_suite
-from agents.eval.dataset import Label
-from agents.eval.report import metrics_table
-from agents.eval.review_suite import match, score
-from agents.review.findings import Finding
+from tilepilot.agents.eval import oracle as oracle_module
+from tilepilot.agents.eval.core import SuiteResult, SystemSpec, run_suite
+from tilepilot.agents.eval.dataset import Label
+from tilepilot.agents.eval.report import metrics_table
+from tilepilot.agents.eval.review_suite import match, score
+from tilepilot.agents.review.findings import Finding
 from tests.conftest import tilepilot
 
 
@@ -79,7 +79,7 @@ def test_matching_is_one_to_one_and_page_null_labels_match_any_page():
     labels = [Label(document="a.pdf", rule="r", page=2), Label(document="a.pdf", rule="gdpr", page=None)]
     pairs = match(labels, [_finding("r", 2), _finding("r", 2, "check"), _finding("gdpr", 7), _finding("x", 1)])
     assert [(p.label is not None, p.finding is not None) for p in pairs] == [(True, True), (True, True), (False, True), (False, True)]
-    from agents.eval.dataset import Dataset
+    from tilepilot.agents.eval.dataset import Dataset
 
     data = Dataset(root=".", rules="rules.md", documents={"a.pdf": 9}, labels=labels)
     result = score(data, {"a.pdf": [_finding("r", 3), _finding("gdpr", 4)]})

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.desktop.trajectory import load_trajectory
-from agents.export.dataset import load_dataset
-from agents.export.desktop import step_example
-from agents.runs import EVENTS_NAME, EvalVerdict, read_events, write_verdict
+from tilepilot.agents.desktop.trajectory import load_trajectory
+from tilepilot.agents.export.dataset import load_dataset
+from tilepilot.agents.export.desktop import step_example
+from tilepilot.agents.runs import EVENTS_NAME, EvalVerdict, read_events, write_verdict
 from tests.conftest import tilepilot
 from tests.x11.servers import XServer
 from tests.x11.tk import launch_tk_app

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.export.cli import collect
-from agents.export.dataset import load_dataset, write_dataset
-from agents.runs import EVENTS_NAME, read_events
-from model_runtime.payloads import AudioPart
+from tilepilot.agents.export.cli import collect
+from tilepilot.agents.export.dataset import load_dataset, write_dataset
+from tilepilot.agents.runs import EVENTS_NAME, read_events
+from tilepilot.model_runtime.payloads import AudioPart
 from tests.conftest import tilepilot
 from tests.gen.audio import SENTENCES, AudioFactory
 

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from agents.export.cli import collect
-from agents.export.dataset import load_dataset, write_dataset
-from agents.review.findings import Finding, model_finding_id
-from agents.runs import EVENTS_NAME, read_events, write_atomic
-from model_runtime.payloads import ImagePart
+from tilepilot.agents.export.cli import collect
+from tilepilot.agents.export.dataset import load_dataset, write_dataset
+from tilepilot.agents.review.findings import Finding, model_finding_id
+from tilepilot.agents.runs import EVENTS_NAME, read_events, write_atomic
+from tilepilot.model_runtime.payloads import ImagePart
 from tests.agents.review.conftest import CONTRACT_RULES
 from tests.conftest import tilepilot
 from tests.gen.pdfs import mixed_corpus
-from tools.pdf import open_pdf
+from tilepilot.tools.pdf import open_pdf
 
 pytestmark = pytest.mark.integration
 

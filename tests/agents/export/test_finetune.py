@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from agents.backend import ensure_tiny_checkpoint
-from model_runtime.server import free_port
+from tilepilot.agents.backend import ensure_tiny_checkpoint
+from tilepilot.model_runtime.server import free_port
 from tests.conftest import tilepilot
 
 pytestmark = [pytest.mark.integration, pytest.mark.x11, pytest.mark.slow]

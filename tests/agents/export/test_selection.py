@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from agents.desktop.state import GuardRecord, StepRecord, Usage
-from agents.export.dataset import answer_text
-from agents.export.desktop import teaches
-from tools.actions import Click, Done, Fail
-from tools.screen import Geometry
+from tilepilot.agents.desktop.state import GuardRecord, StepRecord, Usage
+from tilepilot.agents.export.dataset import answer_text
+from tilepilot.agents.export.desktop import teaches
+from tilepilot.tools.actions import Click, Done, Fail
+from tilepilot.tools.screen import Geometry
 
 GEOMETRY = Geometry(left=0, top=0, width=1024, height=768, image_width=1008, image_height=768)
 USAGE = Usage(prompt_tokens=500, completion_tokens=20, counted_prompt_tokens=500, input_budget=30000, images=1)

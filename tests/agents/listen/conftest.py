@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.listen.agent import ListenAgent
-from agents.rules import build_policy
+from tilepilot.agents.listen.agent import ListenAgent
+from tilepilot.agents.rules import build_policy
 from tests.gen.audio import AudioFactory
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.listen.agent import ListenAgent
-from agents.rules import build_policy
-from agents.runs import CHECKPOINT_NAME, EVENTS_NAME, EventLog, read_events
-from model_runtime.budget import audio_prompt_tokens
+from tilepilot.agents.listen.agent import ListenAgent
+from tilepilot.agents.rules import build_policy
+from tilepilot.agents.runs import CHECKPOINT_NAME, EVENTS_NAME, EventLog, read_events
+from tilepilot.model_runtime.budget import audio_prompt_tokens
 from tests.gen.audio import AudioFactory
 
 pytestmark = pytest.mark.integration

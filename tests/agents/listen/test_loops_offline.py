@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.listen.agent import ListenAgent
-from agents.rules import build_policy
-from agents.runs import Deadline, DeadlineReached
-from model_runtime.payloads import AudioPart, TextPart
+from tilepilot.agents.listen.agent import ListenAgent
+from tilepilot.agents.rules import build_policy
+from tilepilot.agents.runs import Deadline, DeadlineReached
+from tilepilot.model_runtime.payloads import AudioPart, TextPart
 from tests.agents.doubles import WordChat
 from tests.gen.audio import AudioFactory
 

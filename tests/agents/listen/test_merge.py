@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.listen.merge import find_overlap, merge_transcripts, merge_two, window_for
+from tilepilot.agents.listen.merge import find_overlap, merge_transcripts, merge_two, window_for
 
 TEXT = ("good morning everyone and welcome to the weekly planning meeting first we will review the tasks "
         "that were finished last week then we will look at the open issues and decide who takes each one").split()

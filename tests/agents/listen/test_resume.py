@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.checkpoints import recover_thread
-from agents.runs import CHECKPOINT_NAME, EVENTS_NAME, RUN_FINISHED, RUN_RESUMED, read_events
+from tilepilot.agents.checkpoints import recover_thread
+from tilepilot.agents.runs import CHECKPOINT_NAME, EVENTS_NAME, RUN_FINISHED, RUN_RESUMED, read_events
 from tests.agents.killing import kill_when
 from tests.conftest import tilepilot
 from tests.gen.audio import AudioFactory

@@ -9,9 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from agents.listen.stream import plan_clips
+from tilepilot.agents.listen.stream import plan_clips
 from tests.gen.audio import AudioFactory
-from tools.audio import iter_blocks, split_clips
+from tilepilot.tools.audio import iter_blocks, split_clips
 
 RATE = 16_000
 MAX_CLIP = 480_000
@@ -59,8 +59,8 @@ def test_empty_stream_plans_nothing() -> None:
 _PEAK_SCRIPT = textwrap.dedent(
     """
     import sys
-    from agents.listen.stream import plan_clips
-    from tools import audio
+    from tilepilot.agents.listen.stream import plan_clips
+    from tilepilot.tools import audio
 
     def hwm_kib():
         for line in open("/proc/self/status"):

@@ -16,20 +16,20 @@ from typing import Callable
 import pymupdf
 import pytest
 
-from agents.review.findings import Finding, FindingsFile, dedupe
-from agents.review.legibility_table import LegibilityTable, load_table
-from agents.review.mapper import answer_schema
-from agents.review.planner import TextTokenCounter, plan_page
-from agents.review.prompts import page_text_block
-from agents.review.quotes import PageIndex, match_quote
-from agents.review.runner import ReviewOptions, run_review
-from agents.runs import EVENTS_NAME, read_events
-from model_runtime.client import ChatResult, Usage
-from model_runtime.payloads import Message, TextPart
-from model_runtime.profiles import GEMMA_4_12B, tiny_profile
+from tilepilot.agents.review.findings import Finding, FindingsFile, dedupe
+from tilepilot.agents.review.legibility_table import LegibilityTable, load_table
+from tilepilot.agents.review.mapper import answer_schema
+from tilepilot.agents.review.planner import TextTokenCounter, plan_page
+from tilepilot.agents.review.prompts import page_text_block
+from tilepilot.agents.review.quotes import PageIndex, match_quote
+from tilepilot.agents.review.runner import ReviewOptions, run_review
+from tilepilot.agents.runs import EVENTS_NAME, read_events
+from tilepilot.model_runtime.client import ChatResult, Usage
+from tilepilot.model_runtime.payloads import Message, TextPart
+from tilepilot.model_runtime.profiles import GEMMA_4_12B, tiny_profile
 from tests.agents.doubles import WordChat
 from tests.gen.pdfs import mixed_corpus
-from tools.pdf import open_pdf
+from tilepilot.tools.pdf import open_pdf
 
 FILLER = ("The parties shall cooperate in good faith and keep records of the services for the term of this agreement. "
           "Each invoice states the services, the period and the amount due in euros within thirty days. ")
@@ -128,7 +128,7 @@ def test_findings_json_says_per_page_what_was_sent_and_why(tmp_path: Path) -> No
 
 
 def test_a_legibility_file_that_is_not_a_table_is_one_line(tmp_path: Path) -> None:
-    from agents.errors import UsageError
+    from tilepilot.agents.errors import UsageError
 
     bad = tmp_path / "legibility.json"
     bad.write_text('{"smallest_legible_budget": {"tiny": {"9": "big"}}}')

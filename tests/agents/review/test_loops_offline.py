@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.review.runner import ReviewOptions, run_review
-from agents.runs import EVENTS_NAME, RUN_FINISHED, DeadlineReached, read_events
+from tilepilot.agents.review.runner import ReviewOptions, run_review
+from tilepilot.agents.runs import EVENTS_NAME, RUN_FINISHED, DeadlineReached, read_events
 from tests.agents.doubles import WordChat
 from tests.gen.pdfs import mixed_corpus
 

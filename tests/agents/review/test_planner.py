@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.review.planner import PagePlan, TextTokenCounter, is_tabular, pack_chunks, page_cost, plan_page
-from agents.review.prompts import page_text_block
-from model_runtime.budget import image_grid
-from model_runtime.profiles import tiny_profile
+from tilepilot.agents.review.planner import PagePlan, TextTokenCounter, is_tabular, pack_chunks, page_cost, plan_page
+from tilepilot.agents.review.prompts import page_text_block
+from tilepilot.model_runtime.budget import image_grid
+from tilepilot.model_runtime.profiles import tiny_profile
 from tests.gen.pdfs import mixed_corpus
-from tools.pdf import open_pdf
+from tilepilot.tools.pdf import open_pdf
 
 PROFILE = tiny_profile(Path("/nonexistent"))
 

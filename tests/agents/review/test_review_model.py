@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.review.findings import FindingsFile
-from agents.runs import read_events
+from tilepilot.agents.review.findings import FindingsFile
+from tilepilot.agents.runs import read_events
 from tests.agents.killing import kill_when
 from tests.agents.review.conftest import CONTRACT_RULES, EXPECTED_CHECK_HITS
 from tests.conftest import tilepilot
@@ -53,7 +53,7 @@ def _finished_chunks(run: Path) -> set[str]:
     """Chunks committed to the run's chunk ledger (one row per finished chunk) before the kill."""
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    from agents.review.ledger import ChunkLedger
+    from tilepilot.agents.review.ledger import ChunkLedger
 
     saver = SqliteSaver(sqlite3.connect(run / "checkpoint.sqlite", check_same_thread=False))
     try:

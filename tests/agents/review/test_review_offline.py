@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from agents.review.findings import FindingsFile
+from tilepilot.agents.review.findings import FindingsFile
 from tests.agents.review.conftest import CONTRACT_RULES, EXPECTED_CHECK_HITS
 from tests.conftest import tilepilot
 from tests.gen.pdfs import encrypted_pdf, not_a_pdf, truncated_pdf
@@ -77,7 +77,7 @@ def test_shipped_example_contract(tmp_path: Path) -> None:
 
 
 def test_max_runtime_stops_with_one_line_and_resume_finishes(planted_16: Path, tmp_path: Path) -> None:
-    from agents.runs import read_events
+    from tilepilot.agents.runs import read_events
 
     run = tmp_path / "run"
     proc = tilepilot("review", str(planted_16), "--rules", CONTRACT_RULES, "--no-model", "--max-runtime", "0.01",

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.review.findings import Finding
-from agents.review.graph import summarise
-from agents.runs import EventLog
+from tilepilot.agents.review.findings import Finding
+from tilepilot.agents.review.graph import summarise
+from tilepilot.agents.runs import EventLog
 from tests.agents.doubles import WordChat
 
 LONG = "x" * 300  # SummaryAnswer's longest summary

@@ -8,12 +8,12 @@ from pathlib import Path
 import fitz  # PyMuPDF
 import pytest
 
-from agents.errors import RuleProblemsError
-from agents.rules.checks import CheckPage, CheckWord, PageText, finding_id, run_checks
-from agents.rules.merge import build_policy
-from agents.rules.pii import find_pii, iban_valid, luhn_valid
-from agents.rules.schema import Check
-from tools.pdf import open_pdf
+from tilepilot.agents.errors import RuleProblemsError
+from tilepilot.agents.rules.checks import CheckPage, CheckWord, PageText, finding_id, run_checks
+from tilepilot.agents.rules.merge import build_policy
+from tilepilot.agents.rules.pii import find_pii, iban_valid, luhn_valid
+from tilepilot.agents.rules.schema import Check
+from tilepilot.tools.pdf import open_pdf
 
 CONTRACT_RULES = Path(__file__).resolve().parents[3] / "rules" / "examples" / "contract.md"
 
@@ -43,7 +43,7 @@ def _make_pdf(path: Path, pages: dict[int, list[str]], page_count: int) -> None:
 
 
 def _check_pages(path: Path) -> list[CheckPage]:
-    """The conversion the review agent does: tools.pdf text layer -> CheckPage."""
+    """The conversion the review agent does: tilepilot.tools.pdf text layer -> CheckPage."""
     with open_pdf(path) as doc:
         return [
             CheckPage(page=number, words=[CheckWord(text=w.text, bbox=w.bbox) for w in doc.text(number).words])

@@ -10,15 +10,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agents.errors import USER_ERRORS, exit_code_for
-from agents.rules.cli import register
+from tilepilot.agents.errors import USER_ERRORS, exit_code_for
+from tilepilot.agents.rules.cli import register
 
 REPO = Path(__file__).resolve().parents[3]
 runner = CliRunner()
 
 
 def invoke(*args: str) -> tuple[int, str]:
-    """Run the rules group the way agents.cli.main does: user errors -> one line + exit code."""
+    """Run the rules group the way tilepilot.agents.cli.main does: user errors -> one line + exit code."""
     app = typer.Typer()
     register(app)
 
@@ -99,7 +99,7 @@ def test_new_rejects_bad_names(tmp_path):
 
 def test_real_entry_point_exit_codes(write_rule):
     bad = write_rule("---\nx: !!python/object/apply:os.system ['true']\n---\n", "bad.md")
-    run = subprocess.run([sys.executable, "-m", "agents.cli", "rules", "check", str(bad)], capture_output=True, text=True, cwd=REPO, timeout=60)
+    run = subprocess.run([sys.executable, "-m", "tilepilot", "rules", "check", str(bad)], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert run.returncode == 5, run.stderr
     assert f"{bad}:2: YAML tag !!python/object/apply:os.system is not allowed" in run.stdout
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1

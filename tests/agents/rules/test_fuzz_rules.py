@@ -7,8 +7,8 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.errors import RuleError
-from agents.rules.loader import load_rule_file
+from tilepilot.agents.errors import RuleError
+from tilepilot.agents.rules.loader import load_rule_file
 
 LINE = re.compile(r"^fuzz\.md:\d+: .+")
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from agents.rules.audit import AuditLog
-from agents.rules.guard import Allow, Confirm, Deny, GuardContext, ScreenBounds, ScreenText, ToolCall, guard, normalize_combo
-from agents.rules.loader import load_rule_file
-from agents.rules.merge import merge_files
-from tools.actions import Click, Done, Drag, Hotkey, Key, Move, Scroll, Type, Wait
+from tilepilot.agents.rules.audit import AuditLog
+from tilepilot.agents.rules.guard import Allow, Confirm, Deny, GuardContext, ScreenBounds, ScreenText, ToolCall, guard, normalize_combo
+from tilepilot.agents.rules.loader import load_rule_file
+from tilepilot.agents.rules.merge import merge_files
+from tilepilot.tools.actions import Click, Done, Drag, Hotkey, Key, Move, Scroll, Type, Wait
 
 SCREEN = ScreenBounds(left=0, top=0, width=1000, height=800)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.errors import RuleError, RuleProblemsError
-from agents.rules.loader import load_rule_file
+from tilepilot.agents.errors import RuleError, RuleProblemsError
+from tilepilot.agents.rules.loader import load_rule_file
 
 # (name, rule text, expected line, fragment of the message)
 BAD_FILES = [

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.errors import RuleProblemsError
-from agents.rules.discovery import RuleSource, discover, shipped_rules_dir
-from agents.rules.loader import load_rule_file
-from agents.rules.merge import build_policy, merge, merge_files
+from tilepilot.agents.errors import RuleProblemsError
+from tilepilot.agents.rules.discovery import RuleSource, discover, shipped_rules_dir
+from tilepilot.agents.rules.loader import load_rule_file
+from tilepilot.agents.rules.merge import build_policy, merge, merge_files
 
 
 def _merged(write_rule, *fronts: str):

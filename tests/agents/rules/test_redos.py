@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from agents.rules.patterns import PatternError, compile_pattern
-from agents.rules.redos import catastrophic_reason
+from tilepilot.agents.rules.patterns import PatternError, compile_pattern
+from tilepilot.agents.rules.redos import catastrophic_reason
 
 CATASTROPHIC = [
     r"(a+)+$", r"^(\w+\s?)+$", r"(x*)*y", r"(a|aa)*c", r"(aa?)+!", r"((a+)b?)+$", r"(\w(\w+)?)+$",
@@ -33,7 +33,7 @@ def test_safe_shapes_are_accepted(pattern: str) -> None:
 def test_shipped_rule_patterns_pass(tmp_path) -> None:
     from pathlib import Path
 
-    from agents.rules.loader import load_rule_file
+    from tilepilot.agents.rules.loader import load_rule_file
 
     for path in sorted(Path("rules").rglob("*.md")) + sorted(Path("examples").rglob("*rules*.md")):
         load_rule_file(path)  # raises on any rejected pattern

@@ -1,0 +1,34 @@
+"""tilepilot: agents that review documents, operate desktop UIs and listen to audio, on your own machine.
+
+This folder (``agents/api`` in the repository) is the root of the installed ``tilepilot`` package;
+pyproject.toml maps the repository's folders under it: ``tilepilot.agents`` (orchestration),
+``tilepilot.tools`` (I/O adapters), ``tilepilot.model_runtime`` (talking to the model) and
+``tilepilot.shipped_rules`` (the rule files, data only).
+
+Importing ``tilepilot`` is cheap: the API below is loaded on first use, so that ``tilepilot.tools``
+or ``tilepilot.model_runtime`` can be imported without pulling in the agents.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("tilepilot")
+except PackageNotFoundError:  # a source tree without an install
+    __version__ = "0+unknown"
+
+# name -> module that defines it; each module is imported only when the name is first used.
+_API = {}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tilepilot' has no attribute {name!r}")
