@@ -1,9 +1,10 @@
-"""A real second server: llama.cpp's (llama-cpp-python's OpenAI-compatible server) on the Gemma 3 270M GGUF.
+"""A real second server: llama.cpp's own ``llama-server`` on the Gemma 3 270M GGUF.
 
-The environment is built and cached by .ci/setup-env.sh (``TILEPILOT_LLAMA_VENV``). The model is
-text-only and a base model: its words are real, if weak. The server has no exact chat counting
-(only ``/extras/tokenize`` of a text), no ``json_schema`` (a grammar through ``json_object``) and no
-images, so tilepilot must estimate, step down and refuse images in one line -- and still review.
+The binary is built and cached by .ci/setup-env.sh (``TILEPILOT_LLAMA``), portable across CPUs, and
+smoke-tested there with one completion before it is cached. The model is text-only: its words are
+real, if weak. The server counts text with ``/tokenize`` but not whole chats, takes ``json_schema``
+(as a grammar) and no images here (no projector), so tilepilot must estimate, refuse images in one
+line -- and still review.
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ N_CTX = 8192
 
 @pytest.fixture(scope="module")
 def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    venv = Path(os.environ.get("TILEPILOT_LLAMA_VENV", "/nonexistent"))
-    if not (venv / ".tilepilot-ok").is_file():
-        skip_missing("llama.cpp server environment", "source .ci/setup-env.sh builds it (TILEPILOT_LLAMA_VENV)")
+    build = Path(os.environ.get("TILEPILOT_LLAMA", "/nonexistent"))
+    if not (build / ".tilepilot-ok").is_file():
+        skip_missing("llama.cpp's llama-server", "source .ci/setup-env.sh builds it (TILEPILOT_LLAMA)")
     port = free_port(0)
     log = tmp_path_factory.mktemp("llama") / "server.log"
-    # --chat_format gemma: the GGUF carries no chat template (llama-cpp-python would fall back to llama-2's).
-    cmd = [str(venv / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(venv / GGUF_NAME),
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX), "--n_threads", "2", "--chat_format", "gemma"]
+    # The GGUF carries no chat template: name llama.cpp's built-in Gemma one (--no-jinja, or the name
+    # would be taken as a Jinja template) instead of its ChatML fallback.
+    cmd = [str(build / "bin" / "llama-server"), "-m", str(build / GGUF_NAME), "--host", "127.0.0.1",
+           "--port", str(port), "-c", str(N_CTX), "-t", "2", "--no-webui", "--chat-template", "gemma", "--no-jinja"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -62,9 +64,9 @@ def test_probe_of_the_llama_server(llama_url: str) -> None:
     assert proc.returncode == 0, proc.stderr
     caps = json.loads(proc.stdout)
     assert caps["served_id"].endswith(GGUF_NAME) and caps["served_id_source"] == "only model listed"
-    assert (caps["counting"], caps["exact"]) == ("llama-cpp-python", False) and caps["margin"] > 0
-    assert caps["images"] == "none"
-    assert caps["structured_output"] == "grammar"  # json_schema refused; a schema under json_object works
+    assert (caps["counting"], caps["exact"]) == ("llama.cpp", False) and caps["margin"] > 0
+    assert caps["images"] == "none"  # no projector loaded
+    assert caps["structured_output"] == "json_schema"  # llama-server turns the schema into a grammar
     print(f"\n[llama.cpp] probe: {caps}")
 
 
@@ -95,7 +97,7 @@ def test_review_of_a_text_pdf_end_to_end(llama_url: str, tmp_path: Path) -> None
     assert findings["documents"][0]["pages"] == 1
     events = out / "events.jsonl"
     probe = next(read_events(events, "server_probe"))
-    assert probe["exact"] is False and probe["counting"] == "llama-cpp-python"
+    assert probe["exact"] is False and probe["counting"] == "llama.cpp"
     drifts = list(read_events(events, "token_drift"))
     assert drifts and all(d["actual"] > 0 for d in drifts)
     requests = [e for e in read_events(events, "request")]
