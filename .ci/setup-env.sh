@@ -43,12 +43,13 @@ if ((${#missing[@]})); then
       "${missing[@]}"; } >"$SETUP_LOG" 2>&1 || _fail "apt-get install"
 fi
 
-# The key covers what the dependency environment holds: the dependency lists and the Python.
+# The key covers what the dependency environment holds: every requirement it installs and the Python.
+# A requirement moved between the core list and an extra changes nothing installed, nor the key.
 key="$("$PY" - "$REPO/pyproject.toml" <<'EOF' | sha256sum | cut -c1-12
 import json, sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-extras = {k: project["optional-dependencies"][k] for k in ("serve-cpu", "asr", "test", "cluster", "finetune")}
-print(json.dumps([project["dependencies"], extras, sys.version], sort_keys=True))
+extras = project["optional-dependencies"]
+print(json.dumps([sorted(set(project["dependencies"]) | {r for k in extras if k != "serve" for r in extras[k]}), sys.version]))
 EOF
 )"
 DEPS="$CACHE/deps-$key"
@@ -62,12 +63,12 @@ if [ ! -f "$DEPS/.tilepilot-ok" ]; then
     {
       "$PY" -m venv "$building" &&
       "$building/bin/python" -m pip install --upgrade pip "setuptools>=77" wheel &&
-      # The project's dependencies (CPU vLLM build, ASR baseline, test tools, Ray, PEFT), without the project.
+      # The project's dependencies and every extra but the GPU vLLM build (serve), without the project.
       "$building/bin/python" - "$REPO/pyproject.toml" >"$building/requirements.txt" <<'EOF' &&
 import sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-for req in project["dependencies"] + [r for k in ("serve-cpu", "asr", "test", "cluster", "finetune") for r in project["optional-dependencies"][k]]:
-    print(req)
+extras = project["optional-dependencies"]
+print("\n".join(sorted(set(project["dependencies"]) | {r for k in extras if k != "serve" for r in extras[k]})))
 EOF
       "$building/bin/python" -m pip install -r "$building/requirements.txt"
     } >"$SETUP_LOG" 2>&1 || _fail "pip install of the dependencies"
