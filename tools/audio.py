@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
-import soundfile as sf
-import soxr
 from pydantic import BaseModel, ConfigDict
 
 from tilepilot.tools.errors import AudioError, EmptyAudioError, UnreadableAudioError
+from tilepilot.tools.extras import require
 
 SAMPLE_RATE = 16_000
 """Every array this module returns is mono float32 at this rate."""
@@ -93,7 +93,13 @@ class _Source:
     blocks: Iterator[np.ndarray]
 
 
+def _soundfile() -> ModuleType:
+    # Imported on first use, like soxr and av: the core install (no audio extra) never reaches them.
+    return require("soundfile", "reading audio")
+
+
 def _open_soundfile(path: Path, block_frames: int) -> _Source:
+    sf = _soundfile()
     handle = sf.SoundFile(str(path))  # raises sf.LibsndfileError / RuntimeError on unknown formats
 
     def blocks() -> Iterator[np.ndarray]:
@@ -109,7 +115,7 @@ def _open_soundfile(path: Path, block_frames: int) -> _Source:
 
 
 def _open_av(path: Path) -> _Source:
-    import av  # imported lazily: only needed for formats libsndfile cannot read
+    av = require("av", "reading this audio format")  # only needed for formats libsndfile cannot read
 
     try:
         container = av.open(str(path))
@@ -141,6 +147,7 @@ def _reason(err: BaseException) -> str:
 
 
 def _open(path: str | Path, block_frames: int = _SOUNDFILE_BLOCK_FRAMES) -> _Source:
+    sf = _soundfile()  # a missing audio extra is named first, whatever the file
     path = Path(path)
     if not path.is_file():
         raise UnreadableAudioError(f"{path}: no such audio file; check the path")
@@ -154,6 +161,7 @@ def _open(path: str | Path, block_frames: int = _SOUNDFILE_BLOCK_FRAMES) -> _Sou
 
 def _guarded(source: _Source) -> Iterator[np.ndarray]:
     """Re-raise decoder failures in the middle of a file as one-line AudioErrors."""
+    sf = _soundfile()
     try:
         yield from source.blocks
     except AudioError:
@@ -198,7 +206,10 @@ def load(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
     del blocks
     if mono.size == 0:
         raise _empty_error(source.path)
-    samples = mono if source.rate == SAMPLE_RATE else soxr.resample(mono, source.rate, SAMPLE_RATE, quality=_RESAMPLE_QUALITY)
+    if source.rate == SAMPLE_RATE:
+        samples = mono
+    else:
+        samples = require("soxr", "resampling audio").resample(mono, source.rate, SAMPLE_RATE, quality=_RESAMPLE_QUALITY)
     info = AudioInfo(
         path=source.path, source_rate=source.rate, channels=source.channels,
         source_frames=len(mono), num_samples=len(samples),
@@ -217,7 +228,7 @@ def iter_blocks(path: str | Path, block_s: float = 10.0) -> Iterator[np.ndarray]
         raise ValueError(f"block_s must be positive, got {block_s}")
     source = _open(path)
     source_block = max(1, round(block_s * source.rate))
-    resampler = None if source.rate == SAMPLE_RATE else soxr.ResampleStream(
+    resampler = None if source.rate == SAMPLE_RATE else require("soxr", "resampling audio").ResampleStream(
         source.rate, SAMPLE_RATE, 1, dtype="float32", quality=_RESAMPLE_QUALITY
     )
     produced = 0

@@ -10,6 +10,12 @@ class ToolError(Exception):
     exit_code = 3
 
 
+class MissingExtraError(ToolError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+    exit_code = 2
+
+
 class PdfError(ToolError):
     pass
 

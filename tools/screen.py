@@ -36,6 +36,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from tilepilot.tools.errors import CaptureError, DisplayUnavailableError, MonitorNotFoundError
+from tilepilot.tools.extras import require
 
 # Lanczos-quality downscale at a fraction of the cost: PIL first box-reduces by an integer
 # factor, then resamples the remaining <= 2x with bicubic (see Image.resize's reducing_gap).
@@ -195,7 +196,8 @@ class Screen:
 
     def __init__(self, display: str | None = None) -> None:
         self.display = require_display(display)
-        import mss  # lazy: importing is cheap, connecting is not, and both need a display
+        # Imported here: connecting costs, both need a display, and mss comes with the desktop extra.
+        mss = require("mss", "taking screenshots")
 
         try:
             self._mss = mss.MSS(display=self.display)

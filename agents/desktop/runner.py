@@ -30,6 +30,7 @@ from tilepilot.agents.rules import AuditLog, Policy
 from tilepilot.agents.runs import Deadline, Run
 from tilepilot.model_runtime.chat_model import ChatModel
 from tilepilot.tools import actions as action_models
+from tilepilot.tools.extras import check as check_extra
 
 Approver = Callable[[ConfirmRequest], bool]
 THREAD_ID = "desktop"
@@ -72,6 +73,8 @@ def run_desktop(
     from tilepilot.tools.screen import Screen
     from tilepilot.tools.ui import UIExecutor
 
+    if screen is None or executor is None:  # the real screen and pointer: one line if the extra is missing
+        check_extra("desktop", "tilepilot desktop")
     with ExitStack() as stack:
         if not isinstance(run, Run):
             run = stack.enter_context(Run.open("desktop", options, out=Path(run), deadline=desktop_deadline(options, policy)))

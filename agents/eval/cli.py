@@ -30,6 +30,9 @@ def eval_command(
         help="Keep every agent run folder with its eval.json verdict, hits too (desktop suites; for `tilepilot export`)."),
 ) -> None:
     """Measure how well the agents do their job: metrics as rows, systems as columns, misses in report.html."""
+    from tilepilot.tools.extras import check as check_extra
+
+    check_extra("eval", "tilepilot eval")  # before anything is imported or written: one line, no traceback
     from tilepilot.agents.eval.core import parse_systems, run_suite, suite_module
     from tilepilot.agents.eval.report import breakdown_table, machine_output, metrics_table, render_html
     from tilepilot.agents.runs import new_run_dir, write_atomic
