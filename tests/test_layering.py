@@ -48,3 +48,14 @@ def test_no_file_imports_a_repository_folder_as_a_top_level_name():
     offenders = [f"{path.relative_to(REPO)}: {name}" for path in files
                  for name in imported_names(path) if name.split(".")[0] in FOLDERS]
     assert files and not offenders, offenders
+
+
+def test_only_eval_and_tests_use_the_test_rigs():
+    """The reference answerer, the test apps, the X-server workers and the corpus generators ship behind the
+    eval extra in tilepilot.agents.eval.rigs: no agent, tool or model code reaches them."""
+    rigs, evals = "tilepilot.agents.eval.rigs", "tilepilot.agents.eval"
+    files = [p for top in ("agents", "tools", "model_runtime") for p in (REPO / top).rglob("*.py")
+             if not p.is_relative_to(REPO / "agents" / "eval")]
+    offenders = [f"{path.relative_to(REPO)}: {name}" for path in files for name in imported_names(path)
+                 if within(name, rigs) or (within(name, evals) and path != REPO / "agents" / "cli.py")]
+    assert files and not offenders, offenders

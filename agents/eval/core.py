@@ -5,7 +5,7 @@ URL, a checkpoint folder, or the reference answerer ``oracle[:p]``. A *suite* (r
 in :mod:`tilepilot.agents.eval.registry`) generates its labelled cases, runs the real agent path against
 ``ctx.connect(answerer)`` and scores the outcome from its labels, never from the model's claims.
 
-For ``oracle[:p]`` :meth:`EvalContext.connect` starts an in-process :class:`~tilepilot.agents.eval.oracle.
+For ``oracle[:p]`` :meth:`EvalContext.connect` starts an in-process :class:`~tilepilot.agents.eval.rigs.oracle.
 OracleServer` (once per suite and system; the core closes it) that answers from the suite's
 ``answerer``; every other model goes through :func:`tilepilot.agents.backend.connect`, as the agents do.
 """
@@ -27,7 +27,7 @@ from tilepilot.agents.eval.registry import SUITES
 from tilepilot.model_runtime.client import ChatClient
 
 if TYPE_CHECKING:
-    from tilepilot.agents.eval.oracle import Answerer, OracleServer
+    from tilepilot.agents.eval.rigs.oracle import Answerer, OracleServer
 
 ORACLE = "oracle"
 # The oracle answering in each coordinate convention a model profile may declare (ModelProfile.coordinates).
@@ -91,7 +91,7 @@ class EvalContext:
             from tilepilot.agents.backend import connect
 
             return connect(self.system.model, self.system.base_urls or None, quiet=True)
-        from tilepilot.agents.eval.oracle import OracleServer, oracle_profile
+        from tilepilot.agents.eval.rigs.oracle import OracleServer, oracle_profile
 
         if answerer is None:
             raise UsageError(f"suite gave no answerer: --model {self.system.model} cannot run it")

@@ -1,6 +1,6 @@
 """``tilepilot eval desktop``: does the desktop agent get real tasks done, judged by the apps' own state?
 
-Twelve tasks in small real Tk apps (:mod:`tilepilot.agents.eval.apps.desktop_apps`) under Xvfb, at three screen
+Twelve tasks in small real Tk apps (:mod:`tilepilot.agents.eval.rigs.apps.desktop_apps`) under Xvfb, at three screen
 sizes (one X server and worker process each; the small variant: five tasks at 1280x800): fill and
 submit a form, pick a menu entry, tick a checkbox, select a list item that needs scrolling, type
 Unicode text, close a dialog, quit with Ctrl+Q (the shipped rules ask for confirmation; the eval
@@ -26,19 +26,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from tilepilot.agents.eval.apps.client import AppProcess, Layout
+from tilepilot.agents.eval.rigs.apps.client import AppProcess, Layout
 from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult, share
-from tilepilot.agents.eval.oracle import OracleReply
-from tilepilot.agents.eval.screen_oracle import (
+from tilepilot.agents.eval.rigs.oracle import OracleReply
+from tilepilot.agents.eval.rigs.screen_oracle import (
     DesktopRequest, RegistryAnswerer, ScreenRegistry, action_in_image, distance, fingerprint, reply,
 )
-from tilepilot.agents.eval.xserver import ClientSpec, gather_outcomes, park_pointer, require_xvfb, screen_folder, worker_main
+from tilepilot.agents.eval.rigs.xserver import ClientSpec, gather_outcomes, park_pointer, require_xvfb, screen_folder, worker_main
 from tilepilot.agents.runs import EvalVerdict, write_verdict
 from tilepilot.agents.errors import RunError
 from tilepilot.tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Scroll, Type
 
 NAME = "desktop"
-APP = "tilepilot.agents.eval.apps.desktop_apps"
+APP = "tilepilot.agents.eval.rigs.apps.desktop_apps"
 SCREENS = ((1280, 800), (1024, 768), (1920, 1080))  # the full variant; the small one runs the first
 UNICODE_TEXT = "Grüße aus Köln – ¿qué tal? Żółć, 東京"
 SCROLL_STEP = -5  # wheel clicks per scroll action (negative: down)

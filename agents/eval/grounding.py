@@ -1,7 +1,7 @@
 """``tilepilot eval grounding``: does a click land on the widget it was asked for, per image budget and screen size?
 
-Real Tk widgets (:mod:`tilepilot.agents.eval.apps.grounding_app`), and GTK 3 ones where PyGObject is present
-(:mod:`tilepilot.agents.eval.apps.gtk_app`), fill the screen of an Xvfb at three sizes; the toolkit reports where
+Real Tk widgets (:mod:`tilepilot.agents.eval.rigs.apps.grounding_app`), and GTK 3 ones where PyGObject is present
+(:mod:`tilepilot.agents.eval.rigs.apps.gtk_app`), fill the screen of an Xvfb at three sizes; the toolkit reports where
 each widget is (Tk's ``winfo_root*`` and list rows' ``bbox``, GTK's window origin plus
 ``translate_coordinates`` and allocation). For every target
 and image budget the real desktop agent runs one step of ``click <the target>``: capture, budget
@@ -23,18 +23,18 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tilepilot.agents.eval.apps.client import AppProcess, Target, gtk_python
+from tilepilot.agents.eval.rigs.apps.client import AppProcess, Target, gtk_python
 from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult, share
-from tilepilot.agents.eval.oracle import OracleReply
-from tilepilot.agents.eval.screen_oracle import (
+from tilepilot.agents.eval.rigs.oracle import OracleReply
+from tilepilot.agents.eval.rigs.screen_oracle import (
     SAME_SCREEN, DesktopRequest, RegistryAnswerer, ScreenRegistry, distance, fingerprint, reply, to_image_frame,
 )
-from tilepilot.agents.eval.xserver import ClientSpec, gather_outcomes, park_pointer, require_xvfb, screen_folder, worker_main
+from tilepilot.agents.eval.rigs.xserver import ClientSpec, gather_outcomes, park_pointer, require_xvfb, screen_folder, worker_main
 from tilepilot.agents.runs import EvalVerdict, write_verdict
 from tilepilot.tools.actions import Click
 
 NAME = "grounding"
-APPS = {"tk": "tilepilot.agents.eval.apps.grounding_app", "gtk": "tilepilot.agents.eval.apps.gtk_app"}
+APPS = {"tk": "tilepilot.agents.eval.rigs.apps.grounding_app", "gtk": "tilepilot.agents.eval.rigs.apps.gtk_app"}
 BUDGETS = (70, 140, 280, 560, 1120)
 # (screen size, (toolkit, scene) ...): about 150 targets in all; GTK scenes run where PyGObject is present.
 FULL = (((1024, 768), (("tk", 0), ("tk", 1))), ((1280, 800), (("tk", 2), ("gtk", 4))), ((1920, 1080), (("tk", 3),)))

@@ -33,7 +33,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult
-from tilepilot.agents.eval.oracle import OracleReply
+from tilepilot.agents.eval.rigs.oracle import OracleReply
 from tilepilot.agents.review.planner import legible_budget
 from tilepilot.agents.review.prompts import page_header
 from tilepilot.agents.runs import write_atomic

@@ -1,6 +1,6 @@
 """The ``listen`` suite: word error rate of transcripts and recall of key facts in summaries.
 
-Every recording of :mod:`tilepilot.agents.eval.listen_data` goes through the listen agent exactly as
+Every recording of :mod:`tilepilot.agents.eval.rigs.listen_data` goes through the listen agent exactly as
 ``tilepilot listen --task summarize`` runs it (clips cut at silences, sent in parallel, merged at
 the overlaps, then one summary request), and is scored from its script: corpus WER of the merged
 transcript (``wer``, lower is better, clipped to [0, 1]; ``word_accuracy`` = 1 - WER) and the share
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult, eval_cache_dir
-from tilepilot.agents.eval.listen_data import Case, ListenAnswerer, cases, fact_found
+from tilepilot.agents.eval.rigs.listen_data import Case, ListenAnswerer, cases, fact_found
 from tilepilot.agents.listen.agent import ListenAgent, ListenResult
 from tilepilot.agents.listen.wer import normalize, wer_details
 from tilepilot.agents.rules import build_policy

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult, eval_cache_dir, iou, prf, share
 from tilepilot.agents.eval.dataset import Dataset, Label, load_dataset
-from tilepilot.agents.eval.review_data import suite_dir
+from tilepilot.agents.eval.rigs.review_data import suite_dir
 from tilepilot.agents.review.findings import Finding
 from tilepilot.tools.pdf import open_pdf
 
@@ -39,7 +39,7 @@ def run(ctx: EvalContext) -> SuiteResult:
     data = load_dataset(ctx.dataset) if ctx.dataset else load_dataset(suite_dir(eval_cache_dir(), ctx.small))
     answerer = None
     if ctx.system.oracle_p is not None:
-        from tilepilot.agents.eval.review_oracle import ReviewAnswerer
+        from tilepilot.agents.eval.rigs.review_oracle import ReviewAnswerer
 
         policy = build_policy("review", [str(data.rules)], target=str(data.root / next(iter(data.documents))))
         answerer = ReviewAnswerer(data, [c.value.id for c in policy.checks])

@@ -19,8 +19,8 @@ import numpy as np
 import soundfile as sf
 
 # The espeak-ng/sox calls are shared with the eval suite's speech generator (package code cannot import tests).
-from tilepilot.agents.eval.speech import espeak_wav, require_tools, sox_convert  # noqa: F401  (re-exported)
-from tilepilot.agents.eval.speech import loud_span as _loud_span
+from tilepilot.agents.eval.rigs.speech import espeak_wav, require_tools, sox_convert  # noqa: F401  (re-exported)
+from tilepilot.agents.eval.rigs.speech import loud_span as _loud_span
 
 VOICE = "en"
 WORDS_PER_MINUTE = 130

@@ -19,7 +19,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from tilepilot.agents.backend import connect
-from tilepilot.agents.eval.oracle import _Handler as OracleHandler
+from tilepilot.agents.eval.rigs.oracle import _Handler as OracleHandler
 from tilepilot.agents.runs import Run, read_events
 from tilepilot.model_runtime.client import ChatClient
 from tilepilot.model_runtime.counting import Corrector

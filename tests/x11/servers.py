@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tilepilot.agents.eval.xserver import terminate_process
+from tilepilot.agents.eval.rigs.xserver import terminate_process
 
 
 class Head(BaseModel):

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from tilepilot.agents.errors import UsageError
 from tilepilot.agents.eval.core import SystemSpec, iou, parse_systems, prf, run_suite
-from tilepilot.agents.eval.oracle import OracleReply, OracleServer, clip_to_schema, minimal_instance, oracle_profile, right_share
+from tilepilot.agents.eval.rigs.oracle import OracleReply, OracleServer, clip_to_schema, minimal_instance, oracle_profile, right_share
 from tilepilot.model_runtime.client import ChatClient
 from tilepilot.model_runtime.errors import InvalidOutputError
 from tilepilot.model_runtime.payloads import ImagePart, Message, TextPart

@@ -10,7 +10,7 @@ import pytest
 
 from tilepilot.agents.eval.core import eval_cache_dir
 from tilepilot.agents.eval.dataset import DatasetError, load_dataset
-from tilepilot.agents.eval.review_data import suite_dir
+from tilepilot.agents.eval.rigs.review_data import suite_dir
 from tests.conftest import tilepilot
 from tests.gen.pdfs import digital_pdf, truncated_pdf
 

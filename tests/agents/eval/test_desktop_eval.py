@@ -12,9 +12,9 @@ import json
 import pytest
 from PIL import Image
 
-from tilepilot.agents.eval.apps.client import Layout, Target
+from tilepilot.agents.eval.rigs.apps.client import Layout, Target
 from tilepilot.agents.eval.desktop_suite import SMALL_TASKS, TASKS, DesktopAnswerer, PlanStep, StepLabel, TaskLabels, concrete, matches
-from tilepilot.agents.eval.screen_oracle import ScreenRegistry, fingerprint
+from tilepilot.agents.eval.rigs.screen_oracle import ScreenRegistry, fingerprint
 from tests.agents.eval.eval_cli import oracle_run_fixture
 from tests.requires import require_binary
 

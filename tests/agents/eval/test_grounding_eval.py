@@ -12,10 +12,10 @@ import random
 import pytest
 from PIL import Image
 
-from tilepilot.agents.eval.apps.client import Target, gtk_python
+from tilepilot.agents.eval.rigs.apps.client import Target, gtk_python
 from tilepilot.agents.eval.grounding import GroundingAnswerer, ScreenLabels, pick_targets
-from tilepilot.agents.eval.screen_oracle import ScreenRegistry, fingerprint, to_image_frame
-from tilepilot.agents.eval.xserver import require_xvfb
+from tilepilot.agents.eval.rigs.screen_oracle import ScreenRegistry, fingerprint, to_image_frame
+from tilepilot.agents.eval.rigs.xserver import require_xvfb
 from tests.requires import require_binary
 from tilepilot.tools.errors import DisplayUnavailableError
 from tilepilot.tools.screen import Geometry
@@ -104,7 +104,7 @@ def test_small_variant_spreads_over_widget_kinds():
 
 
 def test_missing_xvfb_is_one_line(monkeypatch):
-    monkeypatch.setattr("tilepilot.agents.eval.xserver.shutil.which", lambda _name: None)
+    monkeypatch.setattr("tilepilot.agents.eval.rigs.xserver.shutil.which", lambda _name: None)
     with pytest.raises(DisplayUnavailableError) as err:
         require_xvfb()
     assert "\n" not in str(err.value) and "apt-get install xvfb" in str(err.value)
@@ -117,7 +117,7 @@ def test_a_failing_screen_worker_is_one_line_and_leaves_no_x_server(tmp_path):
     from pydantic import BaseModel
 
     from tilepilot.agents.errors import RunError
-    from tilepilot.agents.eval.xserver import run_screens
+    from tilepilot.agents.eval.rigs.xserver import run_screens
 
     class Job(BaseModel):
         display: str

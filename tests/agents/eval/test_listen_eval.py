@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 
 from tilepilot.agents.eval.core import EvalContext, SystemSpec, run_suite
-from tilepilot.agents.eval.listen_data import WRONG_SUMMARY, WRONG_TRANSCRIPT, ListenAnswerer, cases, fact_found
+from tilepilot.agents.eval.rigs.listen_data import WRONG_SUMMARY, WRONG_TRANSCRIPT, ListenAnswerer, cases, fact_found
 from tilepilot.agents.eval.listen_suite import listen_to
-from tilepilot.agents.eval.speech import RATE, build_recording
+from tilepilot.agents.eval.rigs.speech import RATE, build_recording
 from tilepilot.agents.listen.agent import SUMMARY_INSTRUCTION
 from tilepilot.agents.listen.wer import wer_details
 from tilepilot.model_runtime.payloads import AudioPart, Message, TextPart, encode_messages

@@ -8,7 +8,7 @@ import json
 import pytest
 from rich.console import Console
 
-from tilepilot.agents.eval import oracle as oracle_module
+from tilepilot.agents.eval.rigs import oracle as oracle_module
 from tilepilot.agents.eval.core import SuiteResult, SystemSpec, run_suite
 from tilepilot.agents.eval.dataset import Label
 from tilepilot.agents.eval.report import metrics_table

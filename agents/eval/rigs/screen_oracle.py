@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 from pydantic import BaseModel
 
-from tilepilot.agents.eval.oracle import OracleReply
+from tilepilot.agents.eval.rigs.oracle import OracleReply
 from tilepilot.tools.actions import Action
 
 FINGERPRINT_SIZE = (48, 30)

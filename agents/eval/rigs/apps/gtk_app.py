@@ -1,12 +1,12 @@
 """A GTK 3 grounding scene: the same kind of screen as the Tk one, drawn by another toolkit.
 
 Run (a Python with PyGObject, e.g. Debian's /usr/bin/python3 with python3-gi):
-    python3 agents/eval/apps/gtk_app.py --scene 4 --screen 1280x800
+    python3 agents/eval/rigs/apps/gtk_app.py --scene 4 --screen 1280x800
 
 It runs as a file, not a module: Debian's interpreter cannot import the installed ``tilepilot``
 (another Python's environment), so it takes its one sibling, ``scene.py``, from its own folder.
 
-Speaks the protocol of :mod:`tilepilot.agents.eval.apps.base` (ready line, ``layout`` / ``quit`` on stdin) without
+Speaks the protocol of :mod:`tilepilot.agents.eval.rigs.apps.base` (ready line, ``layout`` / ``quit`` on stdin) without
 importing it (it is Tk). Boxes come from GTK itself: the window's origin plus each widget's
 ``translate_coordinates`` and allocation. An event box above every widget catches each press (the
 app records the target GTK placed under it) so no widget reacts, hovers or takes focus.
@@ -26,7 +26,7 @@ gi.require_version("Gdk", "3.0")
 from gi.repository import Gdk, GLib, Gtk  # noqa: E402
 
 if __package__:
-    from tilepilot.agents.eval.apps.scene import BANNER_HEIGHT, LIST_ROWS, SceneLayout  # noqa: E402
+    from tilepilot.agents.eval.rigs.apps.scene import BANNER_HEIGHT, LIST_ROWS, SceneLayout  # noqa: E402
 else:  # run as a file by another interpreter: sys.path[0] is this folder
     from scene import BANNER_HEIGHT, LIST_ROWS, SceneLayout  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Small real Tk apps for the desktop suite's tasks; each keeps its state in a JSON file.
 
-Run: python -m tilepilot.agents.eval.apps.desktop_apps --app form --state state.json
+Run: python -m tilepilot.agents.eval.rigs.apps.desktop_apps --app form --state state.json
 
 Apps (``--app``) and their state keys:
   form      Name and Email fields, Submit          submitted: {"name", "email"} | null
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import tkinter as tk
 
-from tilepilot.agents.eval.apps.base import SuiteApp, app_arguments, list_item_box, menu_item_box
+from tilepilot.agents.eval.rigs.apps.base import SuiteApp, app_arguments, list_item_box, menu_item_box
 
 WINDOW = "640x440+120+90"
 FONT = ("DejaVu Sans", 12)

@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from tilepilot.agents.eval.dataset import Dataset, Label
-from tilepilot.agents.eval.oracle import OracleReply
+from tilepilot.agents.eval.rigs.oracle import OracleReply
 from tilepilot.model_runtime.payloads import encode_image
 from tilepilot.tools.pdf import open_pdf
 
@@ -35,7 +35,7 @@ def _digest(text: str) -> str:
 
 
 class ReviewAnswerer:
-    """Callable as an :data:`~tilepilot.agents.eval.oracle.Answerer`; built once per dataset."""
+    """Callable as an :data:`~tilepilot.agents.eval.rigs.oracle.Answerer`; built once per dataset."""
 
     def __init__(self, data: Dataset, rule_ids: list[str]):
         self.data = data

@@ -1,4 +1,4 @@
-"""Start an eval app on a display and ask it where its targets are (see :mod:`tilepilot.agents.eval.apps.base`)."""
+"""Start an eval app on a display and ask it where its targets are (see :mod:`tilepilot.agents.eval.rigs.apps.base`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A screen full of real Tk widgets for the grounding suite; every click is caught, nothing changes.
 
-Run: python -m tilepilot.agents.eval.apps.grounding_app --scene 0 --screen 1280x800
+Run: python -m tilepilot.agents.eval.rigs.apps.grounding_app --scene 0 --screen 1280x800
 
 The window covers the screen. Its widgets (buttons, ttk buttons, entries, checkboxes, radio
 buttons, menu buttons, combo boxes and list rows) are laid out on a grid from the scene number,
@@ -15,8 +15,8 @@ from __future__ import annotations
 import tkinter as tk
 from tkinter import ttk
 
-from tilepilot.agents.eval.apps.base import SuiteApp, app_arguments, list_item_box, screen_size
-from tilepilot.agents.eval.apps.scene import BANNER_HEIGHT, LIST_ROWS, SceneLayout
+from tilepilot.agents.eval.rigs.apps.base import SuiteApp, app_arguments, list_item_box, screen_size
+from tilepilot.agents.eval.rigs.apps.scene import BANNER_HEIGHT, LIST_ROWS, SceneLayout
 
 KINDS = ("button", "ttk_button", "entry", "check", "radio", "menubutton", "combobox", "list")
 

@@ -1,6 +1,6 @@
 """The listen suite's labelled recordings, and the reference answerer that knows them.
 
-Three scripts, each spoken by espeak-ng (:mod:`tilepilot.agents.eval.speech`): a voice memo at a normal
+Three scripts, each spoken by espeak-ng (:mod:`tilepilot.agents.eval.rigs.speech`): a voice memo at a normal
 pace, a status update at about 220 words per minute, and a passage dense with numbers. Each
 sentence carries the key facts a summary must keep. The full variant speaks every script whole
 (each longer than one 30 s model clip, so clip cutting, the per-clip output cap and the transcript
@@ -24,8 +24,8 @@ import soundfile as sf
 from pydantic import BaseModel
 
 from tilepilot.agents.eval.core import eval_cache_dir
-from tilepilot.agents.eval.oracle import OracleReply
-from tilepilot.agents.eval.speech import RATE, Recording, build_recording
+from tilepilot.agents.eval.rigs.oracle import OracleReply
+from tilepilot.agents.eval.rigs.speech import RATE, Recording, build_recording
 from tilepilot.agents.listen.wer import normalize, word_error_rate
 
 PROBE = 4096  # samples of the loudest stretch of a clip used to find its offset
