@@ -238,6 +238,9 @@ class Deadline:
     clock: Callable[[], float] = time.monotonic
     started: float = field(default=0.0)
     resume_hint: str = ""
+    # Set by a caller that stops the run early (an MCP client's cancel): the run then ends the way
+    # a time limit ends it, checkpointed and resumable.
+    cancel: threading.Event | None = None
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -253,10 +256,14 @@ class Deadline:
         return cls(float(limit), source, clock)
 
     def expired(self) -> bool:
+        if self.cancel is not None and self.cancel.is_set():
+            return True
         return self.limit_s is not None and self.clock() - self.started >= self.limit_s
 
     def message(self) -> str:
         hint = f"; {self.resume_hint}" if self.resume_hint else ""
+        if self.cancel is not None and self.cancel.is_set():
+            return f"cancelled by the caller{hint}"
         return f"stopped at the {self.limit_s:g} s time limit ({self.source}){hint}"
 
     def check(self) -> None:

@@ -21,14 +21,28 @@ except PackageNotFoundError:  # a source tree without an install
     __version__ = "0+unknown"
 
 # name -> module that defines it; each module is imported only when the name is first used.
-_API = {}
+# (The operations live in operations.py, not review.py & co.: a submodule named `review` would
+# replace the function `tilepilot.review` as soon as it was imported.)
+_API = {
+    "review": "tilepilot.operations",
+    "desktop": "tilepilot.operations",
+    "listen": "tilepilot.operations",
+    "rules": "tilepilot",  # the submodule tilepilot.rules: check() and explain()
+    **{name: "tilepilot.api_types" for name in (
+        "ReviewRequest", "ReviewResult", "DesktopRequest", "DesktopResult", "ListenRequest", "ListenResult",
+        "TranscriptResult", "RulesCheckResult")},
+    "ProgressEvent": "tilepilot.progress",
+    "TilepilotError": "tilepilot.agents.errors",
+    "USER_ERRORS": "tilepilot.agents.errors",  # every user mistake: catch these for one-line messages
+}
 
 __all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        value = getattr(import_module(_API[name]), name)
+        module = _API[name]
+        value = import_module(f"tilepilot.{name}") if module == "tilepilot" else getattr(import_module(module), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'tilepilot' has no attribute {name!r}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import Literal, Optional
@@ -15,7 +13,7 @@ from tilepilot.agents.cli_model import (
     BaseUrlOption, JsonOption, MaxRuntimeOption, ModelOption, OutOption, ResumeOption, RulesOption, check_budget,
     check_resume, progress_sink, rules_paths,
 )
-from tilepilot.agents.desktop.state import ALL_KINDS, ConfirmRequest, DesktopOptions, StepRecord
+from tilepilot.agents.desktop.state import ALL_KINDS, ConfirmRequest, StepRecord
 from tilepilot.agents.errors import UsageError
 from tilepilot.agents.runs import DeadlineReached
 from tilepilot.model_runtime.profiles import IMAGE_BUDGETS
@@ -81,42 +79,26 @@ def desktop(
 
     Without --max-runtime a run stops after 900 s (or the rules' limits.max_runtime_s if smaller).
     """
-    from tilepilot.agents.backend import connect, random_weights_note
-    from tilepilot.agents.desktop.runner import desktop_deadline, run_desktop
-    from tilepilot.agents.rules import build_policy
-    from tilepilot.agents.runs import Run, read_options
-    from tilepilot.tools.screen import require_display
+    from tilepilot.api_types import DesktopRequest
+    from tilepilot.operations import run_desktop_request
+    from tilepilot.progress import console_progress
 
     check_resume(resume, task, "the TASK", "TASK argument", out)
-    if resume is not None:  # the run's own task and options; only the server, the time limit and --yes may change
-        options = read_options("desktop", resume, DesktopOptions)
-        if max_runtime is not None:
-            options = options.model_copy(update={"max_runtime_s": max_runtime})
-    else:
-        options = DesktopOptions(
-            task=task, rules=tuple(rules_paths(rules)), model=model, max_steps=max_steps, budget=_budget(budget),
-            monitor=monitor, dry_run=dry_run, history_images=history, kinds=_kinds(actions),
-            **({"max_runtime_s": max_runtime} if max_runtime is not None else {}),
-        )
-    display = require_display()
-    policy = build_policy("desktop", list(options.rules))
+    request = DesktopRequest(task=task, rules=rules_paths(rules), model=model, base_url=list(base_url or ()),
+                             max_steps=max_steps, max_runtime_s=max_runtime, dry_run=dry_run, monitor=monitor,
+                             budget=_budget(budget), history=history, actions=list(_kinds(actions)),
+                             out=str(out) if out else None, resume=str(resume) if resume else None)
     approve = (lambda _request: True) if yes else (_ask if sys.stdin.isatty() and not as_json else None)
-    # python-xlib prints connection warnings on stdout; keep stdout for the --json document.
-    with connect(options.model, base_url, quiet=as_json) as client, contextlib.redirect_stdout(sys.stderr):
-        with Run.open("desktop", options, out=out, resume=resume, deadline=desktop_deadline(options, policy),
-                      progress=progress_sink(as_json, err)) as run:
-            if not as_json:
-                err.print(f"run folder: {run.dir}" + (" (resumed)" if run.resumed else ""))
-            result = run_desktop(options, client, policy, run, display=display, approve=approve,
-                                 on_step=None if as_json else _print_step)
+    result = run_desktop_request(request, approve=approve, on_step=None if as_json else _print_step,
+                                 progress=None if as_json else console_progress(err), quiet=as_json)
     if as_json:
-        typer.echo(json.dumps(result.summary(), ensure_ascii=False))
+        typer.echo(result.to_json())
     else:
+        err.print(f"run folder: {result.run}", markup=False, highlight=False)
         err.print(f"{result.status}: {result.stop_reason or ''} ({len(result.steps)} steps; replay: tilepilot replay {result.run})",
                   markup=False, highlight=False)
-        note = random_weights_note(client.profile)
-        if note:
-            err.print(f"[dim]{note}[/dim]")
+        if result.note:
+            err.print(f"[dim]{result.note}[/dim]")
     raise typer.Exit(EXIT_CODES[result.status])
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from tilepilot.agents.export.dataset import Example, ExportError, SourceSummary
 from tilepilot.agents.listen.agent import ClipTranscript, clip_messages, clip_sizes
-from tilepilot.agents.listen.cli import ListenOptions, output_folders
+from tilepilot.agents.listen.outputs import ListenOptions, output_folders
 from tilepilot.agents.listen.graph import ClipFeed
 from tilepilot.agents.errors import RunError
 from tilepilot.agents.export.review import run_options

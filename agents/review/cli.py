@@ -51,7 +51,10 @@ def review(
     if accept is not None or reject is not None or ids:
         _decide(accept, reject, ids or [], paths)
         return
-    from tilepilot.agents.review.runner import ReviewOptions, machine_output, run_review
+    from tilepilot.api_types import ReviewRequest
+    from tilepilot.operations import run_review_request
+    from tilepilot.progress import console_progress
+    from tilepilot.agents.review.runner import ReviewOptions
     from tilepilot.agents.runs import read_options
 
     if mode not in ("map-reduce", "rolling"):
@@ -61,40 +64,37 @@ def review(
     check_resume(resume, paths, "one or more PDF files or folders", "PATH arguments", out)
     if budget_tokens is not None and budget_tokens < 1:
         raise UsageError(f"--budget-tokens must be positive, got {budget_tokens}")
-    if resume is not None:  # the run's own options, model included; only the server and the time limit may change
-        options = read_options("review", resume, ReviewOptions)
-    else:
-        options = ReviewOptions(paths=list(paths or []), rules=rules_paths(rules), budget_tokens=budget_tokens,
-                                concurrency=concurrency, mode=mode, pages=pages, no_model=no_model, model=model,
-                                max_runtime_s=max_runtime, prefer=prefer,
-                                legibility=str(legibility.resolve()) if legibility else None)
+    request = ReviewRequest(paths=list(paths or []), rules=rules_paths(rules), budget_tokens=budget_tokens,
+                            concurrency=concurrency, mode=mode, pages=pages, no_model=no_model, model=model,
+                            base_url=list(base_url or ()), max_runtime_s=max_runtime, prefer=prefer,
+                            legibility=str(legibility) if legibility else None, password=password,
+                            out=str(out) if out else None, resume=str(resume) if resume else None)
 
     from tilepilot.agents.cluster.ray_review import is_cluster_run
 
     if cluster is not None or is_cluster_run(resume):  # documents as Ray tasks, merged into one run folder
         from tilepilot.agents.cluster.ray_review import review_on_cluster
 
+        if resume is not None:  # the run's own options, model included; only the server and the time limit may change
+            options = read_options("review", resume, ReviewOptions)
+        else:
+            options = ReviewOptions(**{**request.model_dump(include=set(ReviewOptions.model_fields)),
+                                       "legibility": str(legibility.resolve()) if legibility else None})
         typer.echo(review_on_cluster(options, cluster, out=out, resume=resume, password=password, base_urls=base_url,
                                      as_json=as_json, console=err, max_runtime_s=max_runtime,
                                      progress=progress_sink(as_json, err)))
         return
 
-    def client_factory():
-        from tilepilot.agents.backend import connect
-
-        return connect(options.model, base_url, quiet=as_json)
-
-    report = run_review(options, out=out, resume=resume, password=password, client_factory=client_factory, console=err,
-                        max_runtime_s=max_runtime, progress=progress_sink(as_json, err))
+    result = run_review_request(request, progress=None if as_json else console_progress(err), quiet=as_json)
     if as_json:
-        typer.echo(machine_output(report))
+        typer.echo(result.to_json())
         return
-    for doc in report.documents:
+    for doc in result.documents:
         failed = f", {len(doc.failed_pages)} failed pages" if doc.failed_pages else ""
         err.print(f"{doc.path}: {doc.pages} pages, {len(doc.findings)} findings{failed}")
-    if report.model and report.model.note:
-        err.print(f"[dim]{report.model.note}[/dim]")
-    typer.echo(str(Path(report.run) / "report.html"))
+    if result.note:
+        err.print(f"[dim]{result.note}[/dim]")
+    typer.echo(str(result.report_html))
 
 
 def _decide(accept: Optional[Path], reject: Optional[Path], ids: list[str], paths: Optional[list[str]]) -> None:

@@ -9,6 +9,7 @@ back, so a resumed run plans the same chunks and finishes with the same findings
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Literal
@@ -89,13 +90,15 @@ def check_inputs(paths: list[Path], page_spec: str | None, password: str | None,
 def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path | None = None, password: str | None = None,
                client_factory: Callable[[], ChatModel] | None = None, console: Console | None = None,
                deadline_s: float | None = None, max_runtime_s: float | None = None,
-               progress: ProgressSink | None | Literal["console"] = "console") -> FindingsFile:
+               progress: ProgressSink | None | Literal["console"] = "console",
+               cancel: threading.Event | None = None) -> FindingsFile:
     """Review ``options.paths`` in a new run folder (``out``), or continue the run in ``resume``.
 
     ``deadline_s`` bounds each page read/render (a spinning page fails alone); ``max_runtime_s``
     (or ``options.max_runtime_s``, with the rules' ``limits.max_runtime_s``) bounds the whole run:
     past it no new chunk starts and :class:`tilepilot.agents.runs.DeadlineReached` is raised, resumable.
-    ``progress`` defaults to a bar on ``console`` when it is a terminal.
+    ``progress`` defaults to a bar on ``console`` when it is a terminal. Setting ``cancel`` stops
+    the run as the time limit would (no new chunk starts; resumable).
     """
     console = console or Console(stderr=True)
     if resume is not None:
@@ -119,6 +122,7 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
             options = options.model_copy(update={"paths": [str(p.resolve()) for p in paths]})
         sink = (ConsoleProgress(console) if console.is_terminal else None) if progress == "console" else progress
         deadline = Deadline.of(options.max_runtime_s, policy.limit("max_runtime_s"))
+        deadline.cancel = cancel
         # The prompt is logged so `tilepilot export` rebuilds each request as sent, whatever the rule files say later.
         prompt = ReviewPrompt(system=system, rule_ids=[c.value.id for c in policy.checks],
                               extra_fields=extra_output_fields([f.value for f in policy.output_fields]))

@@ -8,10 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from tilepilot.agents.errors import RuleError, RuleProblemsError, UsageError
+from tilepilot.agents.errors import RuleError, UsageError
 from tilepilot.agents.rules.discovery import agents_files_for
-from tilepilot.agents.rules.loader import RuleFile, load_rule_file
-from tilepilot.agents.rules.merge import Policy, Sourced, build_policy
+from tilepilot.agents.rules.merge import Policy, Sourced
 from tilepilot.agents.rules.schema import AGENT_NAMES
 
 rules_app = typer.Typer(name="rules", help="Check, explain and scaffold rule files.", no_args_is_help=True)
@@ -26,24 +25,16 @@ def register(app: typer.Typer) -> None:
 @rules_app.command("check")
 def check_command(paths: List[Path] = typer.Argument(..., help="Rule files, or folders of *.md rule files.")) -> None:
     """Validate rule files: prints file:line: message per problem, 'ok' per valid file; exits 5 on problems."""
-    problems: list[tuple[str, int, str]] = []
-    for path in paths:
-        files = sorted(p for p in path.glob("*.md") if p.is_file()) if path.is_dir() else [path]
-        if path.is_dir() and not files:
-            problems.append((str(path), 0, "folder holds no *.md rule files"))
-        for file in files:
-            try:
-                rule = load_rule_file(file)
-            except RuleProblemsError as err:
-                problems.extend(err.problems)
-                typer.echo(str(err))
-                continue
-            typer.echo(f"ok  {file}  ({_summary(rule)})")
-    if problems:
+    from tilepilot.rules import check
+
+    result = check(paths)
+    for file in result.files:
+        typer.echo(f"ok  {file.path}  ({file.summary})" if file.ok else "\n".join(file.problems))
+    if not result.ok:
         # An exception, not typer.Exit: the CLI runs typer with standalone_mode=False, where an
         # Exit's code is returned rather than raised. RuleError maps to exit code 5 in main().
-        files = len({file for file, _, _ in problems})
-        raise RuleError(f"{len(problems)} problem(s) in {files} rule file(s), listed above: fix them and run the check again")
+        files = sum(not f.ok for f in result.files) + len(result.problems) - sum(len(f.problems) for f in result.files)
+        raise RuleError(f"{len(result.problems)} problem(s) in {files} rule file(s), listed above: fix them and run the check again")
 
 
 @rules_app.command("explain")
@@ -54,11 +45,9 @@ def explain_command(
     as_json: bool = typer.Option(False, "--json", help="Print the merged policy as JSON."),
 ) -> None:
     """Print the chain of rule files (applied or skipped, and why), the merged policy and the prompt text."""
-    if agent not in AGENT_NAMES:
-        raise UsageError(f"--agent {agent!r} is not an agent: use one of {', '.join(AGENT_NAMES)}")
-    if target is not None and not target.exists():
-        raise UsageError(f"target {target}: no such file or folder; give the document the agent will work on")
-    policy = build_policy(agent, [str(r) for r in rules], str(target) if target is not None else None)
+    from tilepilot.rules import explain
+
+    policy = explain(agent, rules, target)
     if as_json:
         typer.echo(policy.model_dump_json(indent=2))
         return
@@ -86,23 +75,6 @@ def new_command(
     except FileExistsError:
         raise UsageError(f"{path} already exists: choose another NAME or delete the file first") from None
     typer.echo(f"created {path}; edit it, then run: tilepilot rules check {path}")
-
-
-def _summary(rule: RuleFile) -> str:
-    front = rule.front
-    parts = [f"applies to {', '.join(front.applies_to)}" if front.applies_to is not None else "applies to all agents"]
-    counts = {
-        "checks": len(front.checks),
-        "confirmations": len(front.actions.confirm),
-        "denied actions": len(front.actions.deny) + len(front.tools.deny),
-        "denied regions": len(front.actions.deny_regions),
-        "denied texts": len(front.actions.deny_text),
-        "limits": sum(v is not None for v in front.limits.model_dump().values()),
-    }
-    parts += [f"{n} {what}" for what, n in counts.items() if n]
-    if not rule.has_front_matter:
-        parts.append("no front matter: guidance only")
-    return "; ".join(parts)
 
 
 def render_explanation(policy: Policy, target: Path | None) -> str:
