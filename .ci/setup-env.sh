@@ -30,6 +30,7 @@ APT_PACKAGES=(
   dbus dbus-x11 at-spi2-core libatk-adaptor               # accessibility bus for the desktop guard
   python3-gi gir1.2-gtk-3.0 mousepad                      # GTK 3 test form and a Debian GTK app
   chromium                                                # looking at the HTML reports in tests
+  libreoffice-writer-nogui                                # Word/ODT/RTF review inputs and --docx-out checks
 )
 
 missing=()

@@ -97,6 +97,8 @@ class Finding(BaseModel):
     verified: Verified = "exact"
     decision: Decision | None = None  # a reviewer's verdict (see the module docstring); None: undecided
     correction: FindingCorrection | None = None  # only with decision "corrected"
+    paragraph: int | None = None  # Word input: index of the quoted paragraph in python-docx's Document.paragraphs
+    flag: Literal["red", "amber", "green"] | None = None  # a playbook rule's classification of the clause
 
     @model_validator(mode="after")
     def _correction_goes_with_its_decision(self) -> "Finding":
@@ -108,7 +110,7 @@ class Finding(BaseModel):
     def _without_undecided(self, handler: SerializerFunctionWrapHandler) -> dict:
         # An undecided finding serialises as before decisions existed: the agent's files do not change.
         data = handler(self)
-        for key in ("decision", "correction"):
+        for key in ("decision", "correction", "paragraph", "flag"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
@@ -144,8 +146,16 @@ class ModelInfo(BaseModel):
     note: str | None = None
 
 
-class DocumentResult(BaseModel):
+class FailedInput(BaseModel):
+    """An input that could not be reviewed, and why (one line)."""
+
     path: str
+    reason: str
+
+
+class DocumentResult(BaseModel):
+    path: str  # the PDF reviewed (for a converted input: its cached conversion, whose pages the findings cite)
+    source: str | None = None  # the file the user gave, when it was converted (Word, text, image)
     page_count: int
     pages: int  # pages reviewed (after --pages)
     failed_pages: list[int] = []
@@ -177,6 +187,7 @@ class FindingsFile(BaseModel):
     budget_tokens: int | None
     documents: list[DocumentResult]
     usage: UsageTotals
+    failed_documents: list[FailedInput] = []  # inputs of a several-input run that could not be reviewed
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -58,7 +58,7 @@ def _thumb(doc, page: int, width_pt: float, height_pt: float) -> str:
 
 def _document_section(doc_result: DocumentResult, password: str | None) -> str:
     esc = html.escape
-    out = [f"<h2>{esc(doc_result.path)}</h2>",
+    out = [f"<h2>{esc(doc_result.source or doc_result.path)}</h2>",
            f"<p class=meta>{doc_result.pages} of {doc_result.page_count} pages reviewed, {len(doc_result.findings)} findings, "
            f"{len(doc_result.failed_pages)} failed pages</p>"]
     if doc_result.summary:

@@ -21,7 +21,7 @@ def render_markdown(report: FindingsFile) -> str:
         lines.append(f"- requests: {usage.requests}, prompt tokens: {usage.prompt_tokens}, largest request: "
                      f"{usage.max_prompt_tokens} of a {usage.budget_tokens}-token budget")
     for doc in report.documents:
-        lines += ["", f"## {doc.path}", "",
+        lines += ["", f"## {doc.source or doc.path}", "",
                   f"{doc.pages} of {doc.page_count} pages reviewed; {len(doc.findings)} findings; "
                   f"{len(doc.failed_pages)} failed pages."]
         if doc.plan:

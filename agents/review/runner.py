@@ -23,6 +23,7 @@ from tilepilot.agents.progress import ConsoleProgress
 from tilepilot.agents.review.findings import DocumentResult, Finding, FindingsFile, ModelInfo, PageFailure, PageSent, UsageTotals
 from tilepilot.agents.review.docmap import DocumentMap
 from tilepilot.agents.review.graph import NOTES_TOKENS, ReviewContext, build_graph
+from tilepilot.agents.review.inputs import FailedInput, ReviewInput, check_inputs, expand_inputs  # noqa: F401 (re-exported)
 from tilepilot.agents.review.ledger import ChunkLedger
 from tilepilot.agents.review.legibility_table import LegibilityTable, load_table
 from tilepilot.agents.review.mapper import ChunkContext, extra_output_fields
@@ -30,11 +31,11 @@ from tilepilot.agents.review.planner import PAGE_HEADER_TOKENS, Prefer, image_to
 from tilepilot.agents.review.prompts import chunk_message, system_prompt
 from tilepilot.agents.review.report_html import render_html
 from tilepilot.agents.review.report_md import render_markdown
+from tilepilot.agents.review.sources import with_source
 from tilepilot.agents.rules import Policy, build_policy
 from tilepilot.agents.runs import Deadline, ProgressSink, Run, read_options, write_atomic
 from tilepilot.model_runtime.chat_model import ChatModel
 from tilepilot.model_runtime.payloads import Message
-from tilepilot.tools.pdf import open_pdf
 
 
 class ReviewOptions(BaseModel):
@@ -59,34 +60,6 @@ class ReviewPrompt(BaseModel):
     extra_fields: list[str]
 
 
-def expand_inputs(paths: list[str]) -> list[Path]:
-    found: list[Path] = []
-    for given in paths:
-        path = Path(given).expanduser()
-        if path.is_dir():
-            pdfs = sorted(p for p in path.iterdir() if p.suffix.lower() == ".pdf" and p.is_file())
-            if not pdfs:
-                raise UsageError(f"{given}: folder holds no *.pdf files; pass PDF files or a folder of them")
-            found.extend(pdfs)
-        else:
-            found.append(path)
-    if not found:
-        raise UsageError("no input: pass one or more PDF files or folders")
-    return found
-
-
-def check_inputs(paths: list[Path], page_spec: str | None, password: str | None, max_pages: int | None) -> list[tuple[Path, int, list[int]]]:
-    """Open every input once (one-line errors) and resolve its pages, before anything is written."""
-    docs = []
-    for path in paths:
-        with open_pdf(path, password) as doc:
-            pages = doc.page_range(page_spec) if page_spec else list(range(1, doc.page_count + 1))
-            if max_pages is not None and len(pages) > max_pages:
-                raise UsageError(f"{path}: {len(pages)} pages exceed the rules' max_pages limit of {max_pages}; pass --pages to review a part")
-            docs.append((path, doc.page_count, pages))
-    return docs
-
-
 def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path | None = None, password: str | None = None,
                client_factory: Callable[[], ChatModel] | None = None, console: Console | None = None,
                deadline_s: float | None = None, max_runtime_s: float | None = None,
@@ -108,7 +81,9 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
     paths = expand_inputs(options.paths)
     first = str(paths[0])
     policy = build_policy("review", options.rules, target=first)
-    docs = check_inputs(paths, options.pages, password, policy.limit("max_pages"))
+    docs, failed = check_inputs(paths, options.pages, password, policy.limit("max_pages"))
+    for failure in failed:  # one line each; the other documents are still reviewed
+        console.print(f"skipped {failure.reason}", markup=False, highlight=False, soft_wrap=True)
     legibility = load_table(Path(options.legibility) if options.legibility else None)
     client = None if options.no_model else (client_factory() if client_factory else None)
     if not options.no_model and client is None:
@@ -130,22 +105,23 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
                       budget_tokens=budget, capacity=capacity, prompt=prompt.model_dump()) as run:
             results, usage = _review_documents(run, options, docs, policy, client, system, budget, capacity, password,
                                                deadline_s, legibility)
-            report = _write_outputs(run, options, client, budget, results, usage, password)
-            run.finish("done", pages=sum(len(pages) for _, _, pages in docs), usage=usage.model_dump())
+            report = _write_outputs(run, options, client, budget, results, usage, password, failed)
+            run.finish("done", pages=sum(len(d.pages) for d in docs), usage=usage.model_dump())
     finally:
         if client is not None:
             client.close()
     return report
 
 
-def _review_documents(run: Run, options: ReviewOptions, docs: list[tuple[Path, int, list[int]]], policy: Policy,
+def _review_documents(run: Run, options: ReviewOptions, docs: list[ReviewInput], policy: Policy,
                       client: ChatModel | None, system: str, budget: int | None, capacity: int | None,
                       password: str | None, deadline_s: float | None, legibility: LegibilityTable) -> tuple[list[DocumentResult], UsageTotals]:
     graph = build_graph(run.checkpointer())
     results: list[DocumentResult] = []
     usage = UsageTotals(budget_tokens=budget)
-    run.progress.start("review", sum(len(pages) for _, _, pages in docs), "pages")
-    for index, (path, page_count, pages) in enumerate(docs):
+    run.progress.start("review", sum(len(d.pages) for d in docs), "pages")
+    for index, doc in enumerate(docs):
+        path, pages = doc.pdf, doc.pages
         chunk_ctx = None if client is None else ChunkContext(
             client=client, path=str(path), password=password, system=system, budget_tokens=budget,
             rule_ids=[c.value.id for c in policy.checks], events=run.events, deadline_s=deadline_s,
@@ -156,18 +132,22 @@ def _review_documents(run: Run, options: ReviewOptions, docs: list[tuple[Path, i
                             concurrency=max(1, options.concurrency), ledger=ChunkLedger(run.checkpointer(), f"doc{index}"),
                             deadline=run.deadline, prefer=options.prefer, legibility=legibility)
         state = _run_document(run, graph, f"doc{index}", ctx, pages)
-        results.append(_document_result(str(path), page_count, pages, state, usage))
+        result = _document_result(str(path), doc.page_count, pages, state, usage)
+        if doc.converted:
+            result = with_source(result, doc.source)
+        results.append(result)
     return results, usage
 
 
 def _write_outputs(run: Run, options: ReviewOptions, client: ChatModel | None, budget: int | None,
-                   results: list[DocumentResult], usage: UsageTotals, password: str | None) -> FindingsFile:
+                   results: list[DocumentResult], usage: UsageTotals, password: str | None,
+                   failed: list[FailedInput] = ()) -> FindingsFile:
     model = None if client is None else ModelInfo(
         name=client.profile.name, served_name=client.profile.served_name, random_weights=client.profile.is_random_weights,
         note=random_weights_note(client.profile))
     report = FindingsFile(run=str(run.dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=model,
                           mode="no-model" if options.no_model else options.mode, prefer=options.prefer, budget_tokens=budget,
-                          documents=results, usage=usage)
+                          documents=results, usage=usage, failed_documents=list(failed))
     write_atomic(run.dir / "findings.json", report.model_dump_json(indent=2, by_alias=True))
     write_atomic(run.dir / "report.md", render_markdown(report))
     write_atomic(run.dir / "report.html", render_html(report, password))

@@ -1,0 +1,215 @@
+"""Turn review inputs that are not PDFs into PDFs: Word/ODF/RTF (LibreOffice), text and Markdown, images.
+
+The review agent reads pages through PyMuPDF, so every other format becomes a PDF first and the
+findings cite page, quote and box in that PDF. Conversions are cached by content hash (the bytes
+of the input plus :data:`CONVERTER_VERSION`), so the same file is converted once however often,
+and wherever, it is reviewed; a resumed run finds the same PDF.
+
+- ``.docx .doc .odt .rtf``: LibreOffice headless (Debian's ``libreoffice-writer-nogui``), run
+  with a private profile folder (``-env:UserInstallation``) so two conversions at once, or a
+  desktop LibreOffice the user has open, never share (and lock) one profile, and killed at
+  :data:`SOFFICE_TIMEOUT_S`.
+- ``.txt .md``: laid out on A4 pages with PyMuPDF's ``Story`` (Markdown through markdown-it, which
+  rich already brings), so the text layer is exact.
+- ``.png .jpg .jpeg .tif .tiff``: one page per image frame (multi-page TIFF), sized from the
+  image's DPI (200 when it states none): a scanned page with no text layer.
+
+Every failure is a :class:`ConversionError` whose message is one line naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+from tilepilot.tools.errors import ToolError
+
+CONVERTER_VERSION = "1"  # part of the cache key: bump when a conversion's output changes
+OFFICE_SUFFIXES = (".docx", ".doc", ".odt", ".rtf")
+TEXT_SUFFIXES = (".txt", ".md")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+SUPPORTED_SUFFIXES = (".pdf", *OFFICE_SUFFIXES, *TEXT_SUFFIXES, *IMAGE_SUFFIXES)
+SOFFICE_TIMEOUT_S = 180.0
+DEFAULT_DPI = 200
+_A4 = (595.0, 842.0)
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # compound file: .doc, or an encrypted OOXML package
+
+
+class ConversionError(ToolError):
+    """An input could not be turned into a PDF (corrupt, unreadable, or the converter failed)."""
+
+
+class UnsupportedFormatError(ConversionError):
+    pass
+
+
+class EncryptedDocumentError(ConversionError):
+    pass
+
+
+class EmptyInputError(ConversionError):
+    pass
+
+
+class ConverterMissingError(ConversionError):
+    """LibreOffice (``soffice``) is not installed."""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("TILEPILOT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tilepilot")  # as model_runtime.tiny
+    return Path(base) / "converted"
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def to_pdf(path: str | os.PathLike[str], cache_dir: Path | None = None) -> Path:
+    """The PDF to review for ``path``: the file itself for a PDF, else its cached conversion."""
+    source = Path(path)
+    suffix = source.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UnsupportedFormatError(f"{source}: unsupported format {suffix or '(no extension)'!r}; "
+                                     f"tilepilot reviews {', '.join(SUPPORTED_SUFFIXES)}")
+    if suffix == ".pdf":
+        return source
+    try:
+        data = source.read_bytes()
+    except FileNotFoundError:
+        raise ConversionError(f"{source}: no such file") from None
+    except OSError as err:
+        raise ConversionError(f"{source}: cannot read it ({err.strerror})") from None
+    if not data:
+        raise EmptyInputError(f"{source}: the file is empty (0 bytes)")
+    key = hashlib.sha256(CONVERTER_VERSION.encode() + suffix.encode() + b"\0" + data).hexdigest()[:24]
+    target = (cache_dir or default_cache_dir()) / f"{key}.pdf"
+    if target.is_file():
+        return target
+    if suffix in OFFICE_SUFFIXES:
+        pdf = _office_to_pdf(source, data)
+    elif suffix in TEXT_SUFFIXES:
+        pdf = _text_to_pdf(source, data)
+    else:
+        pdf = _images_to_pdf(source, data)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pdf)
+    os.replace(tmp, target)  # two runs converting the same file at once both write the same bytes
+    return target
+
+
+def _office_to_pdf(source: Path, data: bytes) -> bytes:
+    _refuse_encrypted(source, data)
+    _check_container(source, data)
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if soffice is None:
+        raise ConverterMissingError(f"{source}: LibreOffice is needed to read {source.suffix} files and is not installed; "
+                                    "apt-get install libreoffice-writer-nogui (or save the document as PDF)")
+    with tempfile.TemporaryDirectory(prefix="tilepilot-soffice-") as work:
+        work_dir = Path(work)
+        given = work_dir / f"input{source.suffix.lower()}"  # a plain name: soffice names the output after it
+        given.write_bytes(data)
+        command = [soffice, f"-env:UserInstallation={(work_dir / 'profile').as_uri()}", "--headless", "--norestore",
+                   "--nolockcheck", "--convert-to", "pdf", "--outdir", str(work_dir / "out"), str(given)]
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=SOFFICE_TIMEOUT_S,
+                                  stdin=subprocess.DEVNULL, env={**os.environ, "HOME": str(work_dir)})
+        except subprocess.TimeoutExpired:
+            raise ConversionError(f"{source}: LibreOffice did not finish converting it within {SOFFICE_TIMEOUT_S:.0f} s") from None
+        out = work_dir / "out" / "input.pdf"
+        if proc.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
+            detail = (proc.stderr or proc.stdout).strip().splitlines()
+            raise ConversionError(f"{source}: LibreOffice could not read it as {source.suffix} (corrupt or not that format)"
+                                  + (f": {detail[-1][:200]}" if detail else ""))
+        return out.read_bytes()
+
+
+def _refuse_encrypted(source: Path, data: bytes) -> None:
+    """Password-protected Office files: headless LibreOffice cannot ask for the password, so say so first."""
+    if data.startswith(_OLE_MAGIC) and "EncryptedPackage".encode("utf-16-le") in data:
+        raise EncryptedDocumentError(f"{source}: the document is password-protected; remove the password in Word "
+                                     "(File > Info > Protect Document) or save it as PDF, and review that")
+    if source.suffix.lower() == ".odt" and data.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as package:
+                manifest = package.read("META-INF/manifest.xml")
+        except (zipfile.BadZipFile, KeyError):
+            return  # LibreOffice reports what is wrong with it
+        if b"encryption-data" in manifest:
+            raise EncryptedDocumentError(f"{source}: the document is password-protected; save a copy without the "
+                                         "password, or as PDF, and review that")
+
+
+def _check_container(source: Path, data: bytes) -> None:
+    """LibreOffice imports almost any bytes as plain text, so a corrupt file must be caught before it."""
+    suffix = source.suffix.lower()
+    if suffix == ".rtf":
+        ok = data.lstrip()[:5] == b"{\\rtf"
+    elif suffix == ".doc":
+        ok = data.startswith(_OLE_MAGIC)
+    else:  # .docx and .odt are zip packages with their own part names
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as package:
+                names = set(package.namelist())
+        except zipfile.BadZipFile:
+            names = set()
+        ok = ("word/document.xml" in names) if suffix == ".docx" else ("content.xml" in names)
+    if not ok:
+        raise ConversionError(f"{source}: not a valid {suffix} file (corrupt, or another format renamed)")
+
+
+def _text_to_pdf(source: Path, data: bytes) -> bytes:
+    import pymupdf
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")  # every byte decodes: a legacy 8-bit text file still reads
+    if source.suffix.lower() == ".md":
+        from markdown_it import MarkdownIt
+
+        body = MarkdownIt("commonmark", {"html": False}).render(text)  # raw HTML in the file stays text
+    else:
+        body = f"<pre style='white-space:pre-wrap;font-family:monospace'>{html.escape(text)}</pre>"
+    story = pymupdf.Story(html=f"<body style='font-family:sans-serif;font-size:11pt'>{body}</body>")
+    buffer = io.BytesIO()
+    writer = pymupdf.DocumentWriter(buffer)
+    page_rect = pymupdf.Rect(0, 0, *_A4)
+    more = True
+    while more:
+        device = writer.begin_page(page_rect)
+        more, _ = story.place(page_rect + (56, 56, -56, -56))  # 2 cm margins
+        story.draw(device)
+        writer.end_page()
+    writer.close()
+    return buffer.getvalue()
+
+
+def _images_to_pdf(source: Path, data: bytes) -> bytes:
+    import pymupdf
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        pdf = pymupdf.open()
+        for frame in ImageSequence.Iterator(image):
+            dpi = frame.info.get("dpi") or (DEFAULT_DPI, DEFAULT_DPI)
+            dpi_x, dpi_y = (float(d) if d and float(d) > 1 else DEFAULT_DPI for d in dpi)
+            page = pdf.new_page(width=frame.width * 72.0 / dpi_x, height=frame.height * 72.0 / dpi_y)
+            png = io.BytesIO()
+            frame.convert("L" if frame.mode in ("1", "L", "I;16") else "RGB").save(png, format="PNG")
+            page.insert_image(page.rect, stream=png.getvalue())
+        if pdf.page_count == 0:
+            raise ConversionError(f"{source}: the image holds no frames")
+        return pdf.tobytes(garbage=3, deflate=True)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ConversionError(f"{source}: not a readable {source.suffix} image ({str(err).splitlines()[0][:120]})") from None
