@@ -39,9 +39,10 @@ def _root(
 
 def _register() -> None:
     # Command groups. Each module exposes `register(app)`; keep this list in CLI order.
-    from tilepilot.agents import cli_model
+    from tilepilot.agents import cli_model, cli_plan
 
     cli_model.register(app)
+    cli_plan.register(cli_model.serve_app)
     # --- registered command groups (one line each) ---
     from tilepilot.agents.desktop import cli as desktop_cli; desktop_cli.register(app)  # noqa: E702
     from tilepilot.agents.listen import cli as listen_cli; listen_cli.register(app)  # noqa: E702
@@ -49,6 +50,7 @@ def _register() -> None:
     from tilepilot.agents.review import cli as review_cli; review_cli.register(app)  # noqa: E702
     from tilepilot.agents.eval import cli as eval_cli; eval_cli.register(app)  # noqa: E702
     from tilepilot.agents.export import cli as export_cli; export_cli.register(app)  # noqa: E702
+    from tilepilot.agents.mcp import transport as mcp_cli; mcp_cli.register(app)  # noqa: E702
 
 
 def main(argv: list[str] | None = None) -> None:

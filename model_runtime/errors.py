@@ -12,6 +12,10 @@ class ServerUnreachableError(ModelRuntimeError):
     pass
 
 
+class ServerCrashedError(ServerUnreachableError):
+    """A server tilepilot manages died (its exit status or signal and log line are in the message)."""
+
+
 class ModelNotServedError(ModelRuntimeError):
     pass
 
@@ -46,3 +50,7 @@ class ImagesNotSupportedError(ModelRuntimeError):
 
 class FinetuneError(ModelRuntimeError):
     """A fine-tuning set or option is unusable (missing files, a malformed line, a non-empty --out)."""
+
+
+class PlanError(ModelRuntimeError):
+    """A memory plan that cannot fit, or a model whose attention geometry cannot be read."""

@@ -1,0 +1,292 @@
+"""How much memory a server needs for a model, a context and a number of parallel requests.
+
+The context-window trap on a laptop is the KV cache: it grows with context x parallel requests, and
+for Gemma-style models most layers are sliding-window layers whose cache an engine may or may not
+trim to the window. The plan is arithmetic over the checkpoint's own attention geometry and the
+engine's known behaviour, never a guess from the parameter count:
+
+    KV bytes per token, one layer = 2 (K and V) x KV heads x head_dim x bytes per element
+
+Both engines store V even where ``attention_k_eq_v`` makes it equal to K (llama.cpp's gemma4 graph
+copies K into V; vLLM allocates V), so k_eq_v saves weights, not cache. A layer that shares another
+layer's KV (``num_kv_shared_layers``) has no cache of its own.
+
+The plan answers with bytes (``MemoryPlan``); the engine flags and the agents' settings follow from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from tilepilot.model_runtime.errors import PlanError
+
+GiB = 1024**3
+MiB = 1024**2
+
+EngineName = Literal["vllm", "llama.cpp"]
+Quant = Literal["bf16", "f16", "q8_0", "q4_k_m"]
+
+
+class LayerKv(BaseModel):
+    sliding: bool
+    kv_heads: int
+    head_dim: int
+    has_cache: bool = True  # False for a layer that reuses an earlier layer's KV
+
+    def bytes_per_token(self, element_bytes: float) -> float:
+        return 2 * self.kv_heads * self.head_dim * element_bytes if self.has_cache else 0.0
+
+
+class KvGeometry(BaseModel):
+    layers: list[LayerKv]
+    sliding_window: int
+    max_positions: int
+    vocab_size: int
+    hidden_size: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "KvGeometry":
+        """From a Hugging Face ``config.json`` (a multimodal one keeps the text model in ``text_config``)."""
+        text = config.get("text_config") or config
+        try:
+            n = int(text["num_hidden_layers"])
+            types = text.get("layer_types") or ["full_attention"] * n
+            per_layer = {int(k): v for k, v in (text.get("per_layer_config") or {}).items()}
+            shared = int(text.get("num_kv_shared_layers") or 0)
+            layers = []
+            for i, kind in enumerate(types):
+                override = per_layer.get(i, {})
+                layers.append(LayerKv(
+                    sliding=kind == "sliding_attention",
+                    kv_heads=int(override.get("num_key_value_heads", text["num_key_value_heads"])),
+                    head_dim=int(override.get("head_dim", text["head_dim"])),
+                    has_cache=i < n - shared,
+                ))
+            return cls(layers=layers, sliding_window=int(text.get("sliding_window") or 0),
+                       max_positions=int(text["max_position_embeddings"]), vocab_size=int(text["vocab_size"]),
+                       hidden_size=int(text["hidden_size"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise PlanError(f"cannot read the attention geometry from the model's config ({err})") from None
+
+
+# Gemma 4 12B Unified's published geometry: 48 layers, every 6th full attention (1 KV head x 512, k_eq_v),
+# the others sliding-window (8 KV heads x 256, window 1024); 131072 positions; hidden 3840, vocab 262144.
+GEMMA_4_12B_GEOMETRY = KvGeometry(
+    layers=[LayerKv(sliding=(i + 1) % 6 != 0, kv_heads=8 if (i + 1) % 6 else 1, head_dim=256 if (i + 1) % 6 else 512)
+            for i in range(48)],
+    sliding_window=1024, max_positions=131072, vocab_size=262144, hidden_size=3840,
+)
+# Nominal: the published size class. A local checkpoint or GGUF is measured from its files instead.
+GEMMA_4_12B_PARAMETERS = 12.0e9
+
+
+class EngineModel(BaseModel):
+    """What an engine does with memory, as far as the plan needs it."""
+
+    name: EngineName
+    trims_sliding: bool  # keeps about window (+ a batch) tokens for sliding layers, whatever the context
+    sliding_extra_tokens: int  # beyond the window: llama.cpp keeps n_ubatch more; vLLM a block
+    pad_tokens: int  # cache sizes are rounded up to this (llama.cpp's 256-cell SWA padding, vLLM's blocks)
+    base_overhead_bytes: int  # the server process(es) with a tiny model: runtime, buffers, tokenizer
+    overhead_source: str
+
+
+ENGINES: dict[str, EngineModel] = {
+    "llama.cpp": EngineModel(
+        name="llama.cpp", trims_sliding=True, sliding_extra_tokens=512, pad_tokens=256,
+        base_overhead_bytes=84 * MiB,
+        overhead_source="measured here: llama-server VmHWM on Gemma 3 270M (351 MiB) less its GGUF and KV cache",
+    ),
+    "vllm": EngineModel(
+        name="vllm", trims_sliding=True, sliding_extra_tokens=16, pad_tokens=16,
+        base_overhead_bytes=int(2.6 * GiB),
+        overhead_source="measured here: the vLLM CPU server's three processes (API, engine core, worker) on the "
+                        "tiny model, VmHWM summed, less its KV pool",
+    ),
+}
+
+# Weight bytes per parameter by quantization (llama.cpp's averages: Q4_K_M keeps some tensors at Q6_K).
+BYTES_PER_PARAMETER: dict[str, float] = {"bf16": 2.0, "f16": 2.0, "q8_0": 8.5 / 8, "q4_k_m": 4.85 / 8}
+KV_ELEMENT_BYTES: dict[str, float] = {"f16": 2.0, "q8_0": 8.5 / 8}
+
+
+class MemoryPlan(BaseModel):
+    engine: EngineName
+    model: str
+    memory_bytes: int  # what the server may use: the limit less headroom for the OS and the agent
+    memory_source: str
+    weights_bytes: int
+    kv_bytes_per_token: float  # one sequence, over the layers whose cache grows with the context
+    kv_fixed_bytes: int  # one sequence, context-independent (trimmed sliding layers)
+    overhead_bytes: int
+    overhead_source: str
+    kv_type: str
+    max_context: int
+    parallel: int
+    total_bytes: int
+    engine_flags: list[str]
+    agent_settings: dict[str, int]
+    untrimmed_total_bytes: int  # the same load on an engine that charges the full context to every layer
+
+
+def kv_per_sequence(geometry: KvGeometry, engine: EngineModel, context: int, element_bytes: float) -> tuple[float, int]:
+    """(bytes per token of context, fixed bytes) for one sequence on this engine."""
+    per_token = 0.0
+    fixed = 0.0
+    trimmed_tokens = _pad(min(context, geometry.sliding_window + engine.sliding_extra_tokens), engine.pad_tokens)
+    for layer in geometry.layers:
+        b = layer.bytes_per_token(element_bytes)
+        if layer.sliding and engine.trims_sliding and geometry.sliding_window and trimmed_tokens < context:
+            fixed += b * trimmed_tokens
+        else:
+            per_token += b
+    return per_token, int(fixed)
+
+
+def untrimmed_kv_bytes(geometry: KvGeometry, context: int, element_bytes: float) -> int:
+    """Every layer charged the full context: Ollama's rule for these models (ollama/ollama#16617)."""
+    return int(sum(layer.bytes_per_token(element_bytes) for layer in geometry.layers) * context)
+
+
+def _pad(tokens: int, pad: int) -> int:
+    return int(math.ceil(tokens / pad) * pad) if pad > 1 else tokens
+
+
+def weights_bytes_of(model_path: Path | None, parameters: float | None, quant: str) -> int:
+    """The weights' size: the GGUF or safetensors files where they are local, else parameters x quant."""
+    if model_path is not None:
+        if model_path.is_file():
+            return model_path.stat().st_size
+        files = [*model_path.glob("*.safetensors"), *model_path.glob("*.gguf")]
+        if files:
+            size = sum(f.stat().st_size for f in files)
+            stored = "bf16"  # checkpoints are written in bf16; a requested quant rescales them
+            return int(size * BYTES_PER_PARAMETER[quant] / BYTES_PER_PARAMETER[stored]) if quant != stored else size
+    if parameters is None:
+        raise PlanError("the model's weights are not local and its parameter count is unknown")
+    return int(parameters * BYTES_PER_PARAMETER[quant])
+
+
+def memory_budget(spec: str) -> tuple[int, str]:
+    """What the server may use: ``auto`` (the cgroup limit, else the available memory) or a size such as
+    ``16GiB``, less headroom for the OS and the agent process."""
+    if spec == "auto":
+        limit = _cgroup_limit()
+        total, source = (limit, "cgroup limit") if limit is not None else (_meminfo("MemAvailable"), "available memory")
+    else:
+        total, source = parse_size(spec), "given"
+    headroom = headroom_for(total)
+    return max(0, total - headroom), f"{source} {total / GiB:.1f} GiB less {headroom / GiB:.1f} GiB headroom"
+
+
+def parse_size(spec: str) -> int:
+    units = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": MiB, "mib": MiB, "mb": 10**6,
+             "g": GiB, "gib": GiB, "gb": 10**9, "t": 1024**4, "tib": 1024**4, "tb": 10**12}
+    text = spec.strip().lower().replace(" ", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        raise PlanError(f"not a memory size: {spec!r} (for example 16GiB, 8G or auto)") from None
+    if unit not in units or value <= 0:
+        raise PlanError(f"not a memory size: {spec!r} (for example 16GiB, 8G or auto)")
+    return int(value * units[unit])
+
+
+def _cgroup_limit() -> int | None:
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < _meminfo("MemTotal"):
+            return int(text)
+    return None
+
+
+def _meminfo(key: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise PlanError(f"/proc/meminfo has no {key}")
+
+
+def geometry_of(model_path: Path | None) -> KvGeometry:
+    if model_path is None:
+        return GEMMA_4_12B_GEOMETRY
+    config = model_path / "config.json" if model_path.is_dir() else None
+    if config is None or not config.is_file():
+        raise PlanError(f"{model_path}: no config.json to read the attention geometry from")
+    return KvGeometry.from_config(json.loads(config.read_text()))
+
+
+def plan(geometry: KvGeometry, engine_name: EngineName, *, model: str, weights_bytes: int, memory_bytes: int,
+         memory_source: str = "given", parallel: int = 1, context: int | None = None, kv_type: str = "f16") -> MemoryPlan:
+    """The largest context (or the given one) that fits ``parallel`` sequences in ``memory_bytes``."""
+    engine = ENGINES[engine_name]
+    element = KV_ELEMENT_BYTES[kv_type]
+    overhead = engine.base_overhead_bytes
+    free = memory_bytes - weights_bytes - overhead
+    if parallel < 1:
+        raise PlanError("--parallel must be at least 1")
+
+    def need(ctx: int) -> int:
+        per_token, fixed = kv_per_sequence(geometry, engine, ctx, element)
+        return int(parallel * (fixed + per_token * ctx))
+
+    largest = _largest_context(need, free, geometry.max_positions, engine.pad_tokens)
+    if context is None:
+        if largest < 1024:
+            raise PlanError(f"{model} does not fit in {memory_bytes / GiB:.1f} GiB on {engine_name} with {parallel} "
+                            f"parallel: the weights and runtime alone take {(weights_bytes + overhead) / GiB:.1f} GiB")
+        context = largest
+    elif context > largest:
+        raise PlanError(f"{context} tokens x {parallel} parallel do not fit in {memory_bytes / GiB:.1f} GiB on "
+                        f"{engine_name}; the largest that fits is {largest} tokens x {parallel}")
+    per_token, fixed = kv_per_sequence(geometry, engine, context, element)
+    total = weights_bytes + overhead + need(context)
+    return MemoryPlan(
+        engine=engine_name, model=model, memory_bytes=memory_bytes, memory_source=memory_source,
+        weights_bytes=weights_bytes, kv_bytes_per_token=per_token, kv_fixed_bytes=fixed, overhead_bytes=overhead,
+        overhead_source=engine.overhead_source, kv_type=kv_type, max_context=context, parallel=parallel,
+        total_bytes=total, engine_flags=engine_flags(engine_name, context, parallel, kv_type, need(context)),
+        agent_settings=agent_settings(context, parallel),
+        untrimmed_total_bytes=weights_bytes + overhead + parallel * untrimmed_kv_bytes(geometry, context, element),
+    )
+
+
+def _largest_context(need, free: int, max_positions: int, pad: int) -> int:
+    """Binary search: the KV need grows monotonically with the context."""
+    lo, hi = 0, max_positions
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if need(mid) <= free:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo - lo % pad if pad > 1 and lo >= pad else lo
+
+
+def engine_flags(engine: EngineName, context: int, parallel: int, kv_type: str, kv_bytes: int) -> list[str]:
+    if engine == "vllm":
+        return ["--max-model-len", str(context), "--max-num-seqs", str(parallel), "--kv-cache-memory-bytes", str(kv_bytes)]
+    # llama.cpp: -c is the total over slots; each slot gets context tokens. The SWA cache stays trimmed
+    # (no --swa-full).
+    return ["-c", str(context * parallel), "-np", str(parallel), "-ctk", kv_type, "-ctv", kv_type]
+
+
+def agent_settings(context: int, parallel: int) -> dict[str, int]:
+    """What the agents may put in flight: never more than the KV cache holds."""
+    return {"review_budget_tokens": min(8000, context * 3 // 4), "review_concurrency": parallel,
+            "listen_clips_in_flight": parallel, "desktop_max_context": context}
+
+
+def headroom_for(memory_bytes: int) -> int:
+    """For the OS and the agent process (about 200-300 MiB measured): 10% or 1 GiB, whichever is more."""
+    return max(GiB, memory_bytes // 10)

@@ -1,0 +1,90 @@
+"""The memory plan's arithmetic against values computed by hand, on the published Gemma 4 12B geometry
+and on Gemma 3-style configs (sliding 5:1), and ``tilepilot serve plan`` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import tilepilot
+from tilepilot.model_runtime import memory_plan as mp
+from tilepilot.model_runtime.errors import PlanError
+
+GiB, MiB = mp.GiB, mp.MiB
+
+
+def gemma3_config(layers: int, kv_heads: int, head_dim: int, window: int) -> dict:
+    types = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(layers)]
+    return {"model_type": "gemma3", "text_config": {
+        "num_hidden_layers": layers, "layer_types": types, "num_key_value_heads": kv_heads, "head_dim": head_dim,
+        "sliding_window": window, "max_position_embeddings": 131072, "vocab_size": 262144, "hidden_size": 2560}}
+
+
+def test_published_12b_kv_bytes_per_token_by_hand():
+    g = mp.GEMMA_4_12B_GEOMETRY
+    assert sum(layer.sliding for layer in g.layers) == 40 and len(g.layers) == 48
+    # sliding: 2 x 8 heads x 256 x 2 bytes = 8192 B; full: 2 x 1 x 512 x 2 = 2048 B
+    assert mp.untrimmed_kv_bytes(g, 1, 2.0) == 40 * 8192 + 8 * 2048 == 344064  # "about 320 KiB per token"
+    llama = mp.ENGINES["llama.cpp"]
+    per_token, fixed = mp.kv_per_sequence(g, llama, 131072, 2.0)
+    assert per_token == 8 * 2048 == 16384
+    # llama.cpp keeps window + n_ubatch = 1024 + 512 = 1536 cells (a multiple of 256) for each sliding layer
+    assert fixed == 40 * 8192 * 1536 == 503316480
+    vllm_per_token, vllm_fixed = mp.kv_per_sequence(g, mp.ENGINES["vllm"], 131072, 2.0)
+    assert (vllm_per_token, vllm_fixed) == (16384, 40 * 8192 * 1040)
+    # A context inside the window: nothing to trim, every layer grows with it.
+    assert mp.kv_per_sequence(g, llama, 1000, 2.0) == (344064, 0)
+
+
+def test_gemma3_configs_read_from_config_json():
+    g = mp.KvGeometry.from_config(gemma3_config(layers=34, kv_heads=4, head_dim=256, window=1024))  # a 4B-like shape
+    assert [layer.sliding for layer in g.layers].count(False) == 5 and g.sliding_window == 1024
+    per_token, fixed = mp.kv_per_sequence(g, mp.ENGINES["llama.cpp"], 32768, 2.0)
+    assert per_token == 5 * (2 * 4 * 256 * 2) == 20480
+    assert fixed == 29 * 4096 * 1536
+    small = mp.KvGeometry.from_config(gemma3_config(layers=18, kv_heads=1, head_dim=256, window=512))  # 270M-like
+    per_token, fixed = mp.kv_per_sequence(small, mp.ENGINES["llama.cpp"], 8192, 2.0)
+    assert per_token == 3 * 1024 and fixed == 15 * 1024 * 1024  # 512 + 512 = 1024 cells
+
+
+def test_per_layer_overrides_and_shared_kv_layers():
+    config = {"text_config": {"num_hidden_layers": 4, "num_key_value_heads": 2, "head_dim": 64, "sliding_window": 128,
+                              "layer_types": ["sliding_attention", "full_attention"] * 2,
+                              "per_layer_config": {"1": {"head_dim": 128, "num_key_value_heads": 1}},
+                              "num_kv_shared_layers": 1, "max_position_embeddings": 4096, "vocab_size": 100, "hidden_size": 64}}
+    g = mp.KvGeometry.from_config(config)
+    assert [(x.kv_heads, x.head_dim, x.has_cache) for x in g.layers] == [(2, 64, True), (1, 128, True), (2, 64, True), (2, 64, False)]
+    assert mp.untrimmed_kv_bytes(g, 10, 2.0) == 10 * (512 + 512 + 512)
+
+
+def test_largest_context_fits_and_one_more_block_does_not():
+    g = mp.GEMMA_4_12B_GEOMETRY
+    weights = int(12e9 * mp.BYTES_PER_PARAMETER["q4_k_m"])
+    result = mp.plan(g, "llama.cpp", model="m", weights_bytes=weights, memory_bytes=9 * GiB, parallel=2)
+    assert result.total_bytes <= 9 * GiB and result.max_context % 256 == 0
+    assert result.engine_flags[:4] == ["-c", str(2 * result.max_context), "-np", "2"]
+    with pytest.raises(PlanError, match=f"largest that fits is {result.max_context} tokens x 2"):
+        mp.plan(g, "llama.cpp", model="m", weights_bytes=weights, memory_bytes=9 * GiB, parallel=2,
+                context=result.max_context + 256)
+    assert result.untrimmed_total_bytes > 2 * result.total_bytes  # the trap the plan avoids
+
+
+def test_sizes_parse_and_bad_ones_are_one_line():
+    assert mp.parse_size("16GiB") == 16 * GiB and mp.parse_size("512M") == 512 * MiB and mp.parse_size("8 gb") == 8 * 10**9
+    for bad in ("lots", "-3G", "16XB"):
+        with pytest.raises(PlanError, match="not a memory size"):
+            mp.parse_size(bad)
+
+
+def test_serve_plan_cli_json_and_refusal():
+    proc = tilepilot("serve", "plan", "--model", "gemma-4-12b", "--engine", "llama.cpp", "--memory", "16GiB", "--json")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    for key in ("weights_bytes", "kv_bytes_per_token", "kv_fixed_bytes", "overhead_bytes", "max_context", "parallel",
+                "total_bytes", "engine_flags", "agent_settings"):
+        assert key in plan
+    assert plan["max_context"] == 131072 and plan["kv_bytes_per_token"] == 16384 and plan["total_bytes"] < 16 * GiB
+    refused = tilepilot("serve", "plan", "--engine", "vllm", "--memory", "8GiB")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "does not fit" in refused.stderr
