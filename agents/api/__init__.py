@@ -27,10 +27,11 @@ _API = {
     "review": "tilepilot.operations",
     "desktop": "tilepilot.operations",
     "listen": "tilepilot.operations",
+    "serve_status": "tilepilot.operations",
     "rules": "tilepilot",  # the submodule tilepilot.rules: check() and explain()
     **{name: "tilepilot.api_types" for name in (
         "ReviewRequest", "ReviewResult", "DesktopRequest", "DesktopResult", "ListenRequest", "ListenResult",
-        "TranscriptResult", "RulesCheckResult")},
+        "TranscriptResult", "RulesCheckResult", "ServeStatus")},
     "ProgressEvent": "tilepilot.progress",
     "TilepilotError": "tilepilot.agents.errors",
     "USER_ERRORS": "tilepilot.agents.errors",  # every user mistake: catch these for one-line messages

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from tilepilot.agents.review.findings import Finding
 
@@ -96,7 +97,7 @@ class ReviewResult(_Result):
     run: str = Field(description="The run folder: findings.json, report.md, report.html, events.jsonl.")
     documents: list[DocumentFindings]
     usage: ReviewUsage
-    note: Optional[str] = Field(None, exclude=True)  # e.g. "random weights: the findings are noise"
+    note: SkipJsonSchema[Optional[str]] = Field(None, exclude=True)  # e.g. "random weights: the findings are noise"
 
     @property
     def report_html(self) -> Path:
@@ -124,7 +125,7 @@ class DesktopResult(_Result):
     status: str = Field(description="done, fail, max_steps, denied, stopped, stuck or deadline.")
     stop_reason: str = ""
     steps: list[DesktopStep]
-    note: Optional[str] = Field(None, exclude=True)
+    note: SkipJsonSchema[Optional[str]] = Field(None, exclude=True)
 
 
 class ClipText(BaseModel):
@@ -143,9 +144,9 @@ class TranscriptResult(_Result):
     text: str
     summary: Optional[str] = None
     answer: Optional[str] = None
-    outputs: str = Field("", exclude=True)  # the folder holding transcript.txt and transcript.json
-    question: Optional[str] = Field(None, exclude=True)
-    note: Optional[str] = Field(None, exclude=True)
+    outputs: SkipJsonSchema[str] = Field("", exclude=True)  # the folder holding transcript.txt and transcript.json
+    question: SkipJsonSchema[Optional[str]] = Field(None, exclude=True)
+    note: SkipJsonSchema[Optional[str]] = Field(None, exclude=True)
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)
@@ -174,3 +175,15 @@ class RulesCheckResult(_Result):
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+class ServeStatus(_Result):
+    """Whether the model server answers: the managed local one, or what a ``base_url`` server offers."""
+
+    model: str
+    base_url: Optional[str] = None
+    running: bool
+    healthy: bool
+    pid: Optional[int] = None
+    capabilities: Optional[dict] = Field(None, description="What the server offers (with base_url): token counting, "
+                                         "image budgets, structured output, max context, the served id.")

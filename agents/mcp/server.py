@@ -1,0 +1,275 @@
+"""The MCP server: tilepilot's typed API as tools, run folders as resources.
+
+- Each tool's input schema is its request model's fields (:mod:`tilepilot.api_types`), and its
+  structured result is the API result, the same JSON the CLI prints with ``--json``.
+- The work runs in a worker thread. Its progress goes out as MCP progress notifications. A
+  cancelled request sets the run's cancel event: the run stops the way a time limit stops it,
+  checkpointed, and the same tool called with ``resume`` set to the run folder continues it.
+- The run folder is announced as a log message before the work starts (so a client that cancels
+  knows what to resume), and its files come back as resource links (``tilepilot://runs/...``).
+- Desktop tasks are destructive. A confirmation the guard asks for becomes an elicitation. Only an
+  explicit accept executes the action: a decline, a cancel, a failed elicitation or a client that
+  cannot elicit leaves it unexecuted. No tool argument relaxes the rules: the shipped rules always
+  apply and caller rule files only add to them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import secrets
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp_types import CallToolResult, EmbeddedResource, ResourceLink, TextContent, TextResourceContents, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from tilepilot.agents.errors import USER_ERRORS
+from tilepilot.api_types import (
+    DesktopRequest, DesktopResult, ListenRequest, ListenResult, ReviewRequest, ReviewResult, RulesCheckResult,
+    ServeStatus,
+)
+from tilepilot.progress import ProgressEvent
+
+R = TypeVar("R")
+URI_ROOT = "tilepilot://runs"
+MIME = {".md": "text/markdown", ".json": "application/json", ".jsonl": "application/jsonl", ".html": "text/html",
+        ".txt": "text/plain"}
+# What a run folder holds that a client may read (the checkpoint and screenshots stay on disk).
+READABLE = tuple(MIME)
+MAIN_OUTPUT = {"review": "report.md", "listen": "transcript.txt", "desktop": "trajectory.json"}
+
+
+class Approval(BaseModel):
+    """What the user answers when the desktop guard asks."""
+
+    execute: bool = Field(description="Execute this action on the screen?")
+
+
+class RunFolders:
+    """The run folders this server wrote or resumed: the only folders its resources read."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._known: dict[str, Path] = {}
+        self._lock = threading.Lock()
+
+    def new(self, agent: str) -> Path:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        return self.root / f"{agent}-{stamp}-{secrets.token_hex(3)}"
+
+    def add(self, folder: Path) -> None:
+        with self._lock:
+            self._known[folder.name] = folder.resolve()
+
+    def file(self, run: str, *parts: str) -> Path:
+        with self._lock:
+            folder = self._known.get(run)
+        if folder is None:
+            raise ResourceError(f"unknown run {run!r}: this server reads only the runs its tools wrote")
+        path = folder.joinpath(*parts).resolve()
+        if not path.is_relative_to(folder) or not path.is_file() or path.suffix not in READABLE:
+            raise ResourceError(f"{run}/{'/'.join(parts)}: no such output in that run")
+        return path
+
+    def links(self, folder: Path) -> list[ResourceLink]:
+        files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in READABLE
+                 and len(p.relative_to(folder).parts) <= 2 and not p.name.startswith(".")]
+        return [ResourceLink(name=p.relative_to(folder).as_posix(), uri=file_uri(folder, p), mime_type=MIME[p.suffix],
+                             size=p.stat().st_size) for p in files]
+
+
+def file_uri(folder: Path, path: Path) -> str:
+    return f"{URI_ROOT}/{quote(folder.name)}/" + "/".join(quote(part) for part in path.relative_to(folder).parts)
+
+
+def _signature_of(request_type: type[BaseModel], result_type: type[BaseModel]) -> tuple[inspect.Signature, dict]:
+    """A tool function's signature made of the request model's fields: the MCP input schema is the API's."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    for name, field in request_type.model_fields.items():
+        annotation = Annotated[(field.annotation, *field.metadata, Field(description=field.description))]
+        default = inspect.Parameter.empty if field.is_required() else field.default
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+    returns = Annotated[CallToolResult, result_type]
+    return inspect.Signature(params, return_annotation=returns), {p.name: p.annotation for p in params} | {"return": returns}
+
+
+def _tool(request_type: type[BaseModel], result_type: type[BaseModel], name: str,
+          body: Callable[[Any, Context], Awaitable[CallToolResult]]) -> Callable[..., Awaitable[CallToolResult]]:
+    async def tool(ctx: Context, **arguments: Any) -> CallToolResult:
+        return await body(request_type(**arguments), ctx)
+
+    tool.__name__ = tool.__qualname__ = name
+    tool.__signature__, tool.__annotations__ = _signature_of(request_type, result_type)  # type: ignore[attr-defined]
+    return tool
+
+
+async def _in_worker(ctx: Context, work: Callable[[Callable[[ProgressEvent], None], threading.Event], R]) -> R:
+    """Run ``work(progress, cancel)`` in a thread; a cancelled request sets ``cancel`` so the run stops resumable."""
+    cancel = threading.Event()
+
+    def progress(event: ProgressEvent) -> None:
+        if cancel.is_set() or event.kind == "end":
+            return
+        total = f"/{event.total:.0f}" if event.total else ""
+        try:  # a progress notification that cannot be sent must never stop the run
+            anyio.from_thread.run(ctx.report_progress, event.done, event.total, f"{event.label}: {event.done:.0f}{total} {event.unit}")
+        except Exception:  # noqa: BLE001
+            pass
+
+    try:
+        return await anyio.to_thread.run_sync(lambda: work(progress, cancel), abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        cancel.set()
+        raise
+    except USER_ERRORS as err:
+        raise ToolError(str(err)) from None
+
+
+def _result(folders: RunFolders, agent: str, result: BaseModel, structured: dict, summary: str) -> CallToolResult:
+    folder = Path(structured["run"])
+    folders.add(folder)
+    content: list[Any] = [TextContent(text=summary), *folders.links(folder)]
+    main = folder / MAIN_OUTPUT[agent]
+    if main.is_file():
+        content.append(EmbeddedResource(resource=TextResourceContents(
+            uri=file_uri(folder, main), mime_type=MIME[main.suffix], text=main.read_text(encoding="utf-8"))))
+    return CallToolResult(content=content, structured_content=structured)
+
+
+def _run_folder(folders: RunFolders, agent: str, request: Any) -> Any:
+    """The request with its run folder fixed now (a new one under the server's root unless given)."""
+    if request.resume:
+        folders.add(Path(request.resume))
+        return request
+    out = Path(request.out) if request.out else folders.new(agent)
+    folders.add(out)
+    return request.model_copy(update={"out": str(out)})
+
+
+def build_server(runs_root: Path) -> MCPServer:
+    """The ``tilepilot`` MCP server; runs without an ``out`` go into folders under ``runs_root``."""
+    from tilepilot import __version__
+
+    server = MCPServer(name="tilepilot", version=__version__, instructions=(
+        "Agents that review PDFs against rule files, operate the desktop by screenshot (guarded by rules; "
+        "confirmations are asked through elicitation), and transcribe or summarize audio, on a local model."))
+    folders = RunFolders(runs_root)
+    desktop_busy = threading.Lock()
+
+    async def announce(ctx: Context, agent: str, request: Any) -> None:
+        folder = request.resume or request.out
+        await ctx.info(f"{agent} run folder: {folder} (if stopped, call again with resume={json.dumps(folder)})")
+
+    async def review_documents(request: ReviewRequest, ctx: Context) -> CallToolResult:
+        from tilepilot.operations import run_review_request
+
+        request = _run_folder(folders, "review", request)
+        await announce(ctx, "review", request)
+        result: ReviewResult = await _in_worker(ctx, lambda progress, cancel: run_review_request(
+            request, progress=progress, cancel=cancel))
+        counts = ", ".join(f"{Path(d.path).name}: {len(d.findings)} findings" for d in result.documents)
+        return _result(folders, "review", result, json.loads(result.to_json()),
+                       f"Reviewed {counts}. Report: {result.report_md}" + (f" ({result.note})" if result.note else ""))
+
+    async def run_desktop_task(request: DesktopRequest, ctx: Context) -> CallToolResult:
+        from tilepilot.operations import run_desktop_request
+
+        caps = ctx.client_capabilities
+        can_elicit = caps is not None and caps.elicitation is not None
+        request = _run_folder(folders, "desktop", request)
+        if not desktop_busy.acquire(blocking=False):
+            raise ToolError("a desktop task is already running on this screen; wait for it to finish")
+        try:
+            await announce(ctx, "desktop", request)
+            result: DesktopResult = await _in_worker(ctx, lambda progress, cancel: run_desktop_request(
+                request, approve=_approver(ctx, cancel) if can_elicit else None, progress=progress, cancel=cancel))
+        finally:
+            desktop_busy.release()
+        return _result(folders, "desktop", result, json.loads(result.to_json()),
+                       f"{result.status}: {result.stop_reason} ({len(result.steps)} steps)")
+
+    async def listen_audio(request: ListenRequest, ctx: Context) -> CallToolResult:
+        from tilepilot.operations import run_listen_request
+
+        request = _run_folder(folders, "listen", request)
+        await announce(ctx, "listen", request)
+        result: ListenResult = await _in_worker(ctx, lambda progress, cancel: run_listen_request(
+            request, progress=progress, cancel=cancel))
+        structured = {"run": result.run, "inputs": [json.loads(item.to_json()) for item in result.inputs]}
+        texts = "\n\n".join(item.summary or item.answer or item.text for item in result.inputs)
+        return _result(folders, "listen", result, structured, texts)
+
+    server.add_tool(_tool(ReviewRequest, ReviewResult, "review_documents", review_documents),
+                    title="Review PDF documents", annotations=ToolAnnotations(
+                        read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False),
+                    description="Review PDFs against rule files: deterministic checks on the text layer plus the model "
+                    "on budgeted page chunks. Findings cite page, quote and box; the report and findings come back "
+                    "as resources. Cancel stops the run resumable (call again with resume=<run folder>).")
+    server.add_tool(_tool(DesktopRequest, DesktopResult, "run_desktop_task", run_desktop_task),
+                    title="Operate the desktop", annotations=ToolAnnotations(
+                        read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True),
+                    description="Operate the local desktop by screenshot until the task is done: clicks and typing "
+                    "on the real screen, guarded by the rules. Actions the rules want confirmed are asked through "
+                    "elicitation; only an explicit accept executes them.")
+    server.add_tool(_tool(ListenRequest, ListenResult, "listen_audio", listen_audio),
+                    title="Transcribe or summarize audio", annotations=ToolAnnotations(
+                        read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False),
+                    description="Transcribe, summarize (task=summarize) or answer a question (task=ask) about audio "
+                    "files of any length; transcripts come back as resources.")
+
+    @server.tool(title="Check rule files", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+                 structured_output=True)
+    def check_rules(paths: Annotated[list[str], Field(description="Rule files, or folders of *.md rule files.")]) -> RulesCheckResult:
+        """Validate tilepilot rule files: every problem as file:line: message (an empty list: all valid)."""
+        from tilepilot.rules import check
+
+        return check(paths)
+
+    @server.tool(title="Model server status", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+                 structured_output=True)
+    async def serve_status(model: Annotated[str, Field(description="Model profile, e.g. tiny or gemma-4-12b.")] = "tiny",
+                           base_url: Annotated[list[str], Field(description="Probe this server instead of the managed one.")] = []) -> ServeStatus:  # noqa: B006
+        """Whether the model server runs and answers; with base_url, what that server offers."""
+        from tilepilot.operations import serve_status as status
+
+        try:
+            return await anyio.to_thread.run_sync(lambda: status(model, base_url))
+        except USER_ERRORS as err:
+            raise ToolError(str(err)) from None
+
+    @server.resource(f"{URI_ROOT}/{{run}}/{{name}}", name="run-output", description="A file a tool's run wrote.")
+    def run_output(run: str, name: str) -> str:
+        return folders.file(run, name).read_text(encoding="utf-8")
+
+    @server.resource(f"{URI_ROOT}/{{run}}/{{folder}}/{{name}}", name="run-input-output",
+                     description="A file of one input of a run (listen with several inputs).")
+    def run_input_output(run: str, folder: str, name: str) -> str:
+        return folders.file(run, folder, name).read_text(encoding="utf-8")
+
+    return server
+
+
+def _approver(ctx: Context, cancel: threading.Event) -> Callable[[Any], bool]:
+    """The desktop guard's question as an elicitation; anything but an explicit accept is a no."""
+
+    def approve(request: Any) -> bool:
+        if cancel.is_set():
+            return False
+        where = ", ".join(f"({x}, {y})" for x, y in request.action.points())
+        message = (f"tilepilot desktop, step {request.step}: {request.action.kind} {where} needs your approval: "
+                   f"{request.reason}")
+        try:
+            answer = anyio.from_thread.run(ctx.elicit, message, Approval)
+        except Exception:  # noqa: BLE001 (an elicitation that fails is not an approval)
+            return False
+        return answer.action == "accept" and bool(getattr(answer.data, "execute", False))
+
+    return approve
