@@ -101,7 +101,7 @@ def build_tiny_checkpoint(out: Path | None = None, seed: int = DEFAULT_SEED, for
 
 
 def _corpus() -> str:
-    data = resources.files("model_runtime").joinpath("data/corpus.txt.gz").read_bytes()
+    data = resources.files("tilepilot.model_runtime").joinpath("data/corpus.txt.gz").read_bytes()
     return gzip.decompress(data).decode("utf-8")
 
 

@@ -19,8 +19,18 @@ FORBIDDEN = {
 FOLDERS = ("agents", "tools", "model_runtime", "rules")
 
 
+# Calls that take a module name as a string: a folder named there is imported all the same.
+BY_NAME = {"files", "import_module", "find_spec", "set_forkserver_preload"}
+
+
 def imported_names(path: Path) -> Iterator[str]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and node.args and getattr(node.func, "attr", getattr(node.func, "id", None)) in BY_NAME:
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                yield first.value
+            elif isinstance(first, ast.List):
+                yield from (e.value for e in first.elts if isinstance(e, ast.Constant) and isinstance(e.value, str))
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
