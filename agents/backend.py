@@ -10,16 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import weakref
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from tilepilot.model_runtime import server, tiny
 from tilepilot.model_runtime.client import ChatClient
-from tilepilot.agents.errors import RunError
 from tilepilot.model_runtime.errors import CheckpointBuildError
 from tilepilot.model_runtime.profiles import ModelProfile, get_profile
 
@@ -53,9 +49,11 @@ def ensure_tiny_checkpoint(path: Path | None = None, seed: int = tiny.DEFAULT_SE
 def ensure_local_server(profile: ModelProfile, quiet: bool = False, *, host: str = "127.0.0.1",
                         port: int | None = None, api_key: str | None = None) -> server.ServerState:
     """Reuse the profile's running managed server, or build what it needs and start it."""
-    state = server.read_state(profile.name)
-    if state is not None and server.healthy(state.base_url, state.served_name):
-        return state
+    # A running llama-server for the profile (`serve start --engine llama.cpp`) serves as well as vLLM.
+    for name in (profile.name, server.state_name(profile.name, "llama.cpp")):
+        state = server.read_state(name)
+        if state is not None and server.healthy(state.base_url, state.served_name):
+            return state
     server.check_backend(profile)
     if profile.is_random_weights:
         ensure_tiny_checkpoint(Path(profile.model))
@@ -85,7 +83,7 @@ def connect(model: str, base_url: list[str] | None = None, api_key: str | None =
             served_name: str | None = None) -> ChatClient:
     """A probed client (one-line error if a server is down); close it, or use it as a context manager.
 
-    The probe's findings go into the events of the next run this thread opens (see :func:`_log_into_run`).
+    The run that uses it logs the probe's findings: pass it to ``Run.open(client=...)`` (or ``run.attach_client``).
     """
     profile = get_profile(model)
     urls = base_urls_from(base_url)
@@ -98,40 +96,5 @@ def connect(model: str, base_url: list[str] | None = None, api_key: str | None =
     except BaseException:
         client.close()
         raise
-    pending = [ref for ref in getattr(_connected, "clients", []) if (c := ref()) is not None and not c.closed]
-    _connected.clients = [*pending, weakref.ref(client)]
     return client
 
-
-# Clients connected by this thread that no run has taken yet: every agent connects, then opens its
-# Run in the same thread, so the run that opens next is theirs.
-_connected = threading.local()
-
-
-def _log_into_run(run: Any) -> None:
-    """Run-open hook: log each pending client's probe as ``server_probe`` and send it later findings."""
-    pending, _connected.clients = getattr(_connected, "clients", []), []
-    for ref in pending:
-        client = ref()
-        if client is None or client.closed or client.capabilities is None:
-            continue  # a client already done with (ask, or a failed start) belongs to no run
-        run.emit("server_probe", exact=client.capabilities.exact, **client.capabilities.model_dump(mode="json"))
-
-        def sink(kind: str, _run: Any = run, **fields: Any) -> None:
-            if _run.finished is None:  # a client that outlives its run logs nowhere
-                try:
-                    _run.emit(kind, **fields)
-                except RunError:  # the log closed without a finish (a killed run's cleanup)
-                    pass
-
-        client.on_event = sink
-
-
-def _register_run_hook() -> None:
-    from tilepilot.agents.runs import OPEN_HOOKS
-
-    if _log_into_run not in OPEN_HOOKS:
-        OPEN_HOOKS.append(_log_into_run)
-
-
-_register_run_hook()

@@ -19,7 +19,7 @@ from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, get_profile
 out = Console()
 err = Console(stderr=True)
 
-serve_app = typer.Typer(help="Run the managed local vLLM server.", no_args_is_help=True)
+serve_app = typer.Typer(help="Run the managed local model server (vLLM, or llama.cpp's llama-server).", no_args_is_help=True)
 model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
 
 MODEL_HELP = "Profile (tiny, gemma-4-12b) or checkpoint folder."
@@ -70,25 +70,65 @@ def check_budget(budget: int) -> int:
     return budget
 
 
+ENGINES = ("vllm", "llama.cpp")
+EngineOption = Annotated[str, typer.Option(
+    "--engine", help="vllm, or llama.cpp (llama-server with the model's projector; --model may then be a GGUF).")]
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {engine}")
+    return engine
+
+
+def _state_name(model: str, engine: str) -> str:
+    """The managed server's state name; a GGUF (only llama.cpp serves one) is named by its file or folder."""
+    path = Path(model).expanduser()
+    if engine == "llama.cpp" and (path.suffix == ".gguf" or (path / "model.gguf").exists()):
+        name = path.parent.name if path.name == "model.gguf" else (path.stem if path.suffix == ".gguf" else path.name)
+        return server.state_name(name, "llama.cpp")
+    return server.state_name(get_profile(model).name, engine)  # type: ignore[arg-type]
+
+
 @serve_app.command("start")
 def serve_start(
     model: ModelOption = "tiny",
     host: str = typer.Option("127.0.0.1", help="Interface to bind. Anything but loopback needs --api-key."),
     port: Optional[int] = typer.Option(None, help="Port (default: 8765, or a free one)."),
     api_key: Optional[str] = typer.Option(None, envvar="TILEPILOT_API_KEY", help="Require this bearer key."),
+    engine: EngineOption = "vllm",
 ) -> None:
-    """Start vLLM for a profile (detached) and wait until it answers."""
+    """Start vLLM (or llama-server) for a profile, checkpoint or GGUF (detached) and wait until it answers."""
     server.check_exposure(host, api_key)  # fail before building or starting anything
-    state = ensure_local_server(get_profile(model), host=host, port=port, api_key=api_key)
+    if check_engine(engine) == "llama.cpp":
+        state = _start_llama(model, host, port, api_key)
+    else:
+        state = ensure_local_server(get_profile(model), host=host, port=port, api_key=api_key)
     if not server.is_loopback(state.host):
         err.print(f"listening on {state.host}:{state.port}; clients must send the API key")
     out.print(f"serving {state.served_name} at {state.base_url} (pid {state.pid}, log {state.log})")
 
 
+def _start_llama(model: str, host: str, port: Optional[int], api_key: Optional[str]) -> server.ServerState:
+    from tilepilot.model_runtime import llama_server
+
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf" or (path / "model.gguf").exists():
+        llama = llama_server.resolve(model, get_profile("tiny"))  # the profile is read from the GGUF's folder
+    else:
+        profile = get_profile(model)
+        if profile.is_random_weights:
+            ensure_tiny_checkpoint(Path(profile.model))
+        with err.status(f"exporting {profile.name} to GGUF (once) ..."):
+            llama = llama_server.resolve(model, profile)
+    with err.status(f"starting llama-server for {llama.profile.name} ..."):
+        return llama_server.start(llama, host=host, port=port, api_key=api_key)
+
+
 @serve_app.command("stop")
-def serve_stop(model: ModelOption = "tiny") -> None:
+def serve_stop(model: ModelOption = "tiny", engine: EngineOption = "vllm") -> None:
     """Stop the managed server of a profile."""
-    state = server.stop(get_profile(model).name)
+    state = server.stop(_state_name(model, check_engine(engine)))
     out.print(f"stopped pid {state.pid}" if state else "not running")
 
 
@@ -98,13 +138,13 @@ ServedNameOption = Annotated[Optional[str], typer.Option(
 
 @serve_app.command("status")
 def serve_status(model: ModelOption = "tiny", as_json: JsonOption = False, base_url: BaseUrlOption = None,
-                 served_name: ServedNameOption = None) -> None:
+                 served_name: ServedNameOption = None, engine: EngineOption = "vllm") -> None:
     """Show whether the managed server runs and answers; with --base-url, probe what that server offers."""
     if base_url:
         _probe_status(model, base_url, served_name, as_json)
         return
-    profile = get_profile(model)
-    state = server.read_state(profile.name)
+    name = _state_name(model, check_engine(engine))
+    state = server.read_state(name)
     ok = bool(state and server.healthy(state.base_url, state.served_name))
     if as_json:
         info = {"running": state is not None, "healthy": ok}
@@ -112,10 +152,10 @@ def serve_status(model: ModelOption = "tiny", as_json: JsonOption = False, base_
             info.update(pid=state.pid, base_url=state.base_url, log=state.log, peak_rss_kb=server.peak_rss_kb(state.pid))
         typer.echo(json.dumps(info))
     elif state is None:
-        out.print(f"{profile.name}: not running")
+        out.print(f"{name}: not running")
     else:
         rss = server.peak_rss_kb(state.pid) / 1024
-        out.print(f"{profile.name}: {'healthy' if ok else 'starting or unhealthy'} at {state.base_url} "
+        out.print(f"{name}: {'healthy' if ok else 'starting or unhealthy'} at {state.base_url} "
                   f"(pid {state.pid}, peak RSS {rss:.0f} MiB)")
     if not ok:
         raise typer.Exit(1)
@@ -162,6 +202,32 @@ def build_tiny(
     """Build the tiny random-weight gemma4_unified checkpoint, offline. Its words are noise."""
     path = ensure_tiny_checkpoint(out_dir, seed=seed, force=force)
     out.print(str(path))
+
+
+@model_app.command("gguf")
+def model_gguf(
+    checkpoint: Path = typer.Argument(..., help="A gemma4_unified checkpoint folder (tiny, or one `model finetune` wrote)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write model.gguf and mmproj.gguf into (replaced whole)."),
+    quant: str = typer.Option("f16", help="Text model type: f16, q8_0 or q4_k_m (the projector stays f16)."),
+    as_json: JsonOption = False,
+) -> None:
+    """Export a checkpoint to GGUF for llama.cpp with llama.cpp's own converter and llama-quantize."""
+    from tilepilot.model_runtime import gguf
+
+    if quant not in gguf.QUANTS:
+        raise UsageError(f"--quant must be one of {', '.join(gguf.QUANTS)}, got {quant}")
+    if checkpoint.expanduser().name == "tiny" and not checkpoint.exists():
+        checkpoint = ensure_tiny_checkpoint()
+    with err.status(f"exporting {checkpoint} to GGUF ({quant}) ..."):
+        result = gguf.export(checkpoint, out_dir, quant)
+    if as_json:
+        typer.echo(result.model_dump_json())
+        return
+    out.print(f"wrote {result.model} and {result.mmproj}")
+    if result.fallbacks:
+        kinds = sorted({f"{f.wanted} -> {f.got}" for f in result.fallbacks})
+        err.print(f"{len(result.fallbacks)} tensors could not take {quant} and fell back as llama.cpp does "
+                  f"({', '.join(kinds)}): {', '.join(f.tensor for f in result.fallbacks)}")
 
 
 def _pdf_page_image(pdf: Path, page: int, budget: int, password: Optional[str]):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from tilepilot.model_runtime.profiles import AudioSpec, VisionSpec
@@ -139,3 +140,40 @@ def clip_lengths(num_samples: int, spec: AudioSpec = AudioSpec()) -> list[int]:
     tokens_total = padded // step
     base, extra = divmod(tokens_total, n_clips)
     return [(base + (1 if i < extra else 0)) * step for i in range(n_clips)]
+
+
+# -- llama.cpp (llama-server's mtmd) ---------------------------------------------------------------
+#
+# mtmd sizes a gemma4uv image per server, not per request: ``--image-min-tokens`` and
+# ``--image-max-tokens`` (70 and 1120 for Gemma 4 Unified unless set). Its resize
+# (``calc_size_preserved_ratio`` in tools/mtmd/mtmd-image.cpp, 48 px alignment) rounds each side to
+# 48 px, shrinks what exceeds the maximum, and *grows what falls below the minimum* (which vLLM
+# does not do): a US-letter page at budget 70 (336x432, 63 tokens) becomes 384x480 = 80 tokens.
+# Audio is one token per started 640 samples, with no 30 s cap (vLLM: one fewer when n % 640 is
+# 1..160, and nothing past 750 tokens). The arithmetic below is mtmd's, in single precision as there.
+
+LLAMA_CPP_IMAGE_TOKENS = (70, 1120)
+
+
+def llama_cpp_image_soft_tokens(width: int, height: int, min_tokens: int = LLAMA_CPP_IMAGE_TOKENS[0],
+                                max_tokens: int = LLAMA_CPP_IMAGE_TOKENS[1], spec: VisionSpec = VisionSpec()) -> int:
+    """llama-server's soft tokens for an image sent at ``width`` x ``height``."""
+    f32 = np.float32
+    cell = spec.cell
+    area = cell * cell
+    min_px, max_px = min_tokens * area, max_tokens * area
+    w = max(cell, int(np.floor(f32(width) / f32(cell) + f32(0.5))) * cell)  # std::round: halves away from 0
+    h = max(cell, int(np.floor(f32(height) / f32(cell) + f32(0.5))) * cell)
+    if w * h > max_px:
+        beta = np.sqrt(f32(height) * f32(width) / f32(max_px), dtype=f32)
+        h = max(cell, int(np.floor(f32(height) / beta / f32(cell))) * cell)
+        w = max(cell, int(np.floor(f32(width) / beta / f32(cell))) * cell)
+    elif w * h < min_px:
+        beta = np.sqrt(f32(min_px) / (f32(height) * f32(width)), dtype=f32)
+        h = int(np.ceil(f32(height) * beta / f32(cell))) * cell
+        w = int(np.ceil(f32(width) * beta / f32(cell))) * cell
+    return (w // cell) * (h // cell)
+
+
+def llama_cpp_audio_soft_tokens(num_samples: int, spec: AudioSpec = AudioSpec()) -> int:
+    return -(-num_samples // spec.samples_per_token)

@@ -27,12 +27,13 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from tilepilot.model_runtime.counting import Corrector, char_estimate, template_overhead
+from tilepilot.model_runtime.counting import Corrector, char_estimate, llama_chat_count, template_overhead
 from tilepilot.model_runtime.errors import (
     ContextOverflowError,
     ImagesNotSupportedError,
     InvalidOutputError,
     ModelNotServedError,
+    ServerCrashedError,
     ServerError,
     ServerUnreachableError,
 )
@@ -54,6 +55,7 @@ from tilepilot.model_runtime.probe import (
     response_format,
 )
 from tilepilot.model_runtime.profiles import ModelProfile
+from tilepilot.model_runtime.server import crash_report
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -211,6 +213,9 @@ class ChatClient:
             # Each placeholder is one token in the text count and is replaced by its media tokens.
             exact = count - enc.media_count + enc.media_tokens
             return exact, exact
+        if counting == "llama.cpp-chat":
+            exact = llama_chat_count(self._post_json, self._wire(enc), enc, self.profile)
+            return exact, exact
         texts = [p["text"] for m in enc.messages for p in m["content"] if p.get("type") == "text"]
         text = "\n".join(texts)
         if counting == "llama.cpp":
@@ -248,8 +253,7 @@ class ChatClient:
         estimated, raw = self._count_encoded(enc) if estimate or not self.exact else (None, 0)
         body: dict = {
             "model": self.model,
-            # vLLM gets the parts as they are (its /tokenize counted exactly those); others the plainest form.
-            "messages": enc.messages if self.exact else plain_messages(enc.messages),
+            "messages": self._wire(enc),
             "max_tokens": max_tokens,
             "mm_processor_kwargs": {"max_soft_tokens": budget},
             "chat_template_kwargs": {"enable_thinking": thinking},
@@ -290,6 +294,11 @@ class ChatClient:
         raise InvalidOutputError(
             f"the model's output did not match {schema.__name__} after {output_attempts} attempts ({last_problem})"
         )
+
+    def _wire(self, enc: EncodedRequest) -> list[dict]:
+        """vLLM gets the parts as they are (its /tokenize counted exactly those); others the plainest form."""
+        vllm = self.capabilities is None or self.capabilities.counting == "vllm"
+        return enc.messages if vllm else plain_messages(enc.messages)
 
     def _send_chat(self, body: dict, schema: type[BaseModel] | None, enc: EncodedRequest) -> tuple[dict, str]:
         """Post one chat body; until a schema request has worked, a refused flavour steps down
@@ -392,6 +401,8 @@ class ChatClient:
             if attempt < self.max_retries:
                 time.sleep(self.backoff_s * (2**attempt) * (1 + 0.25 * random.random()))
         if last.startswith("cannot reach"):
+            if crashed := crash_report(url):  # a managed server that died: say so, with its cause
+                raise ServerCrashedError(crashed)
             raise ServerUnreachableError(f"{last}; start one with `tilepilot serve start` or pass --base-url")
         raise ServerError(f"{last} (gave up after {self.max_retries + 1} attempts)")
 

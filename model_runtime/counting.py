@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 
 from pydantic import BaseModel
+
+from tilepilot.model_runtime.budget import MEDIA_MARKERS, llama_cpp_audio_soft_tokens, llama_cpp_image_soft_tokens
+from tilepilot.model_runtime.payloads import EncodedRequest
+from tilepilot.model_runtime.profiles import ModelProfile
 
 # Characters per token of an unknown tokenizer on English prose (tilepilot's own tokenizer gets
 # 3.0-4.5, see tests/model_runtime/test_server_integration.py); the margin covers the rest.
@@ -62,3 +67,44 @@ class Corrector:
             self._raw += max(raw, 1)
             self._actual += actual
         return Drift(estimated=estimated, raw=raw, actual=actual, drift=actual - estimated, scale=round(self.scale, 4))
+
+
+# -- llama-server: exact counts from its own chat template and tokenizer ---------------------------
+
+
+def llama_cpp_media_tokens(enc: EncodedRequest, profile: ModelProfile) -> int:
+    """What llama-server spends on the request's images and clips (markers included); see budget.py."""
+    images = sum(llama_cpp_image_soft_tokens(g.width, g.height, spec=profile.vision) + MEDIA_MARKERS
+                 for g in enc.image_grids)
+    audio = sum(llama_cpp_audio_soft_tokens(n, profile.audio) + MEDIA_MARKERS for n in enc.audio_samples)
+    return images + audio
+
+
+def with_placeholders(wire: list[dict], profile: ModelProfile) -> list[dict]:
+    """The wire messages with each image or clip replaced by its one-token placeholder text part.
+
+    llama-server replaces media parts by a marker text part before its chat template runs, so the
+    template renders these messages exactly as it renders the real ones, up to the marker.
+    """
+    out = []
+    for message in wire:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [p if p.get("type") == "text" else
+                       {"type": "text", "text": profile.image_placeholder if p.get("type") == "image_url"
+                        else profile.audio_placeholder} for p in content]
+        out.append({**message, "content": content})
+    return out
+
+
+PostJson = Callable[[str, dict], dict]
+
+
+def llama_chat_count(post: PostJson, wire: list[dict], enc: EncodedRequest, profile: ModelProfile) -> int:
+    """Exact prompt tokens on llama-server: ``/apply-template`` (the chat template it will use), then
+    ``/tokenize`` with special tokens parsed; each placeholder token becomes its media's tokens."""
+    prompt = post("/apply-template", {"messages": with_placeholders(wire, profile)}).get("prompt")
+    if not isinstance(prompt, str):
+        raise ValueError(f"llama-server's /apply-template answered no prompt ({str(prompt)[:80]})")
+    tokens = post("/tokenize", {"content": prompt, "add_special": False, "parse_special": True}).get("tokens") or []
+    return len(tokens) - enc.media_count + llama_cpp_media_tokens(enc, profile)

@@ -122,6 +122,7 @@ class EncodedRequest(BaseModel):
     media_tokens: int  # prompt tokens of all media parts (markers included)
     media_count: int
     image_grids: list[ImageGrid] = Field(default_factory=list)
+    audio_samples: list[int] = Field(default_factory=list)  # each clip's length: llama.cpp counts it its own way
 
 
 def encode_messages(messages: list[Message], profile: ModelProfile, max_soft_tokens: int) -> EncodedRequest:
@@ -130,6 +131,7 @@ def encode_messages(messages: list[Message], profile: ModelProfile, max_soft_tok
     media_tokens = 0
     grids: list[ImageGrid] = []
     audio_count = 0
+    audio_samples: list[int] = []
     for msg in messages:
         parts, ph_parts = [], []
         for part in msg.parts:
@@ -150,6 +152,7 @@ def encode_messages(messages: list[Message], profile: ModelProfile, max_soft_tok
                         f"{profile.audio.max_clip_samples / profile.audio.sample_rate:.0f} s clip limit; split it first"
                     )
                 audio_count += 1
+                audio_samples.append(n)
                 media_tokens += audio_prompt_tokens(n, profile.audio)
                 data = encode_wav(part.samples, profile.audio.sample_rate)
                 parts.append({"type": "input_audio", "input_audio": {"data": data, "format": "wav"}})
@@ -161,5 +164,6 @@ def encode_messages(messages: list[Message], profile: ModelProfile, max_soft_tok
         placeholder_messages=placeholder,
         media_tokens=media_tokens,
         media_count=len(grids) + audio_count,
+        audio_samples=audio_samples,
         image_grids=grids,
     )

@@ -9,8 +9,9 @@ records:
   the same model (``gemma-4-12b:latest``, ``google/gemma-4-12B-it``), else the only model listed;
 - ``max_model_len`` from the server where it reports one (vLLM's ``/v1/models``, llama.cpp's
   ``/props``); the smaller of that and the profile's wins;
-- how prompt tokens are counted: vLLM's ``/tokenize`` of the chat messages (exact), llama.cpp's
-  ``/tokenize`` of a text (``{"content"}`` in, ``{"tokens"}`` out; the chat template's few tokens
+- how prompt tokens are counted: vLLM's ``/tokenize`` of the chat messages (exact), llama-server's
+  ``/apply-template`` then ``/tokenize`` (exact; media counted by mtmd's rules, see budget.py),
+  an older llama.cpp's ``/tokenize`` of a text (``{"content"}`` in, ``{"tokens"}`` out; the chat template's few tokens
   are learned from usage), llama-cpp-python's ``/extras/tokenize`` (``{"input"}``), or, with none of these, an estimate from
   the characters. Text-only tokenizers and the estimate carry a declared safety margin
   (:data:`MARGINS`) and are corrected from each answer's ``usage.prompt_tokens``.
@@ -33,18 +34,20 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tilepilot.model_runtime.errors import ModelNotServedError, ModelRuntimeError, ServerUnreachableError
+from tilepilot.model_runtime.errors import ModelNotServedError, ModelRuntimeError, ServerCrashedError, ServerUnreachableError
 from tilepilot.model_runtime.profiles import ModelProfile
+from tilepilot.model_runtime.server import crash_report
 
-Counting = Literal["vllm", "llama.cpp", "llama-cpp-python", "estimate"]
+Counting = Literal["vllm", "llama.cpp-chat", "llama.cpp", "llama-cpp-python", "estimate"]
 ImageSupport = Literal["unchecked", "honoured", "ignored", "none"]
 Structured = Literal["unchecked", "json_schema", "grammar", "none"]
 
 # Safety margin per counting method: the share added to an inexact count before sizing requests.
 # A text tokenizer misses only the chat template's few tokens per message (learned from usage);
 # the character estimate can be off by a quarter on code or non-English text.
-MARGINS: dict[str, float] = {"vllm": 0.0, "llama.cpp": 0.05, "llama-cpp-python": 0.05, "estimate": 0.15}
-EXACT: frozenset[str] = frozenset({"vllm"})
+MARGINS: dict[str, float] = {"vllm": 0.0, "llama.cpp-chat": 0.0, "llama.cpp": 0.05, "llama-cpp-python": 0.05,
+                             "estimate": 0.15}
+EXACT: frozenset[str] = frozenset({"vllm", "llama.cpp-chat"})
 
 _PROBE_TEXT = "Count these words, please."
 
@@ -137,7 +140,9 @@ def detect_counting(http: httpx.Client, url: str, model: str) -> Counting:
     if _int((vllm or {}).get("count")):
         return "vllm"
     if _tokens(_post_json(http, f"{url}/tokenize", {"content": _PROBE_TEXT})):
-        return "llama.cpp"
+        # llama-server with /apply-template renders the chat exactly as it will for the request.
+        template = _post_json(http, f"{url}/apply-template", {"messages": messages})
+        return "llama.cpp-chat" if isinstance((template or {}).get("prompt"), str) else "llama.cpp"
     if _tokens(_post_json(http, f"{url}/extras/tokenize", {"input": _PROBE_TEXT, "model": model})):
         return "llama-cpp-python"
     return "estimate"
@@ -148,6 +153,8 @@ def list_models(http: httpx.Client, url: str) -> list[dict]:
     try:
         r = http.get(f"{url}/v1/models", timeout=10.0)
     except httpx.HTTPError as err:
+        if crashed := crash_report(url):
+            raise ServerCrashedError(crashed) from None
         raise ServerUnreachableError(
             f"cannot reach the model server at {url} ({type(err).__name__}); "
             "start one with `tilepilot serve start` or pass --base-url"
@@ -249,7 +256,9 @@ class _Ok(BaseModel):
 def probe_structured(post: Post, model: str) -> Structured:
     """Which structured-output request the server honours: OpenAI's json_schema, a grammar, or none."""
     for flavour in ("json_schema", "grammar"):
-        body = {"model": model, "max_tokens": 24, "temperature": 0.0, "response_format": response_format(_Ok, flavour),
+        # 96 tokens: llama.cpp's schema grammars allow up to 22 whitespace characters between JSON
+        # tokens, and a random-weight model takes them; 24 cut its valid {"ok": true} short.
+        body = {"model": model, "max_tokens": 96, "temperature": 0.0, "response_format": response_format(_Ok, flavour),
                 "messages": [{"role": "user", "content": 'Answer {"ok": true} in JSON.'}]}
         try:
             text = post(body)["choices"][0]["message"].get("content") or ""

@@ -1,8 +1,11 @@
-"""Start, find and stop the managed local vLLM server for a model profile.
+"""Start, find and stop the managed local model server for a model profile: vLLM or llama.cpp.
 
-``vllm serve`` is launched detached (its own session), bound to 127.0.0.1 unless told otherwise,
-with the flags the profile needs. Its PID, port and log live in a small JSON state file, so
-later commands reuse the running server and ``stop`` ends exactly that process.
+``vllm serve`` (or llama.cpp's ``llama-server``, see :mod:`tilepilot.model_runtime.llama_server`) is
+launched detached (its own session), bound to 127.0.0.1 unless told otherwise, with the flags the
+profile needs. Its PID, port and log live in a small JSON state file, so later commands reuse the
+running server and ``stop`` ends exactly that process. A small ``sh`` waits on the server and writes
+its exit status beside the log, so a server that dies mid-run is reported as crashed, with its exit
+status or signal and the telling line of its log (:func:`crash_report`), not as merely unreachable.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from pydantic import BaseModel
@@ -32,8 +36,12 @@ CPU_COMPAT_DIR = Path(__file__).with_name("cpu_compat")
 DEFAULT_PORT = 8765
 
 
+Engine = Literal["vllm", "llama.cpp"]
+
+
 class ServerState(BaseModel):
     profile: str
+    engine: Engine = "vllm"
     pid: int
     host: str
     port: int
@@ -42,6 +50,7 @@ class ServerState(BaseModel):
     log: str
     started_at: float
     command: list[str]
+    exit_status_file: str | None = None  # written by the supervising sh when the server exits
 
     @property
     def base_url(self) -> str:
@@ -58,6 +67,11 @@ def state_dir() -> Path:
 
 def state_path(profile_name: str) -> Path:
     return state_dir() / f"{profile_name}.json"
+
+
+def state_name(profile_name: str, engine: Engine = "vllm") -> str:
+    """The state file's name: one managed server per profile and engine."""
+    return profile_name if engine == "vllm" else f"{profile_name}@{engine}"
 
 
 # -- which vLLM build is installed -----------------------------------------------------------
@@ -176,7 +190,9 @@ def _alive(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"vllm" in cmdline  # guards against a recycled PID
+    if _zombie(pid):  # a crashed server this process started and has not reaped
+        return False
+    return b"vllm" in cmdline or b"llama-server" in cmdline  # guards against a recycled PID
 
 
 def read_state(profile_name: str) -> ServerState | None:
@@ -186,8 +202,7 @@ def read_state(profile_name: str) -> ServerState | None:
     except (OSError, ValueError):
         return None
     if not _alive(state.pid):
-        path.unlink(missing_ok=True)
-        return None
+        return None  # the file stays for crash_report; the next start replaces it, stop removes it
     return state
 
 
@@ -221,39 +236,97 @@ def start(
     timeout_s: float = 600.0,
     on_wait: Callable[[float, str], None] | None = None,
 ) -> ServerState:
-    """Start the server for ``profile`` (or return the running one) and wait until it serves."""
+    """Start vLLM for ``profile`` (or return the running one) and wait until it serves."""
     check_exposure(host, api_key)
     check_backend(profile)
-    with _lock(profile.name):
-        state = read_state(profile.name)
+    return launch(profile, "vllm", lambda port: serve_command(profile, host, port, api_key), serving_env(),
+                  host=host, port=port, timeout_s=timeout_s, on_wait=on_wait)
+
+
+def launch(
+    profile: ModelProfile,
+    engine: Engine,
+    command: Callable[[int], list[str]],
+    env: dict[str, str],
+    *,
+    host: str,
+    port: int | None,
+    timeout_s: float,
+    on_wait: Callable[[float, str], None] | None = None,
+) -> ServerState:
+    """Start ``command(port)`` under a supervising sh (or return the running server) and wait until it serves."""
+    name = state_name(profile.name, engine)
+    with _lock(name):
+        state = read_state(name)
         if state is not None:
             return state
         port = port or free_port()
-        log = state_dir() / f"{profile.name}.log"
-        cmd = serve_command(profile, host, port, api_key)
+        log = state_dir() / f"{name}.log"
+        status_file = state_dir() / f"{name}.exit"
+        status_file.unlink(missing_ok=True)
+        cmd = command(port)
+        # sh waits on the server and records how it ended ($? is 128+N for signal N): see crash_report.
+        supervised = ["/bin/sh", "-c", '"$@"; echo $? > "$0"', str(status_file), *cmd]
         with open(log, "wb") as log_fh:
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT,
-                env=serving_env(), start_new_session=True, cwd=str(state_dir()),
+                supervised, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True, cwd=str(state_dir()),
             )
         state = ServerState(
-            profile=profile.name, pid=proc.pid, host=host, port=port, model=profile.model,
+            profile=profile.name, engine=engine, pid=proc.pid, host=host, port=port, model=profile.model,
             served_name=profile.served_name, log=str(log), started_at=time.time(), command=cmd,
+            exit_status_file=str(status_file),
         )
         _wait_ready(proc, state, timeout_s, on_wait)
-        tmp = state_path(profile.name).with_suffix(".tmp")
+        tmp = state_path(name).with_suffix(".tmp")
         tmp.write_text(state.model_dump_json(indent=2))
-        tmp.replace(state_path(profile.name))
+        tmp.replace(state_path(name))
         return state
 
 
+_TELLING = ("error", "assert", "abort", "fatal", "exception", "segmentation", "killed", "failed")
+
+
 def _last_log_line(log: str) -> str:
+    """The log's last line that says what went wrong (else its last line); a backtrace tells less."""
     try:
         lines = [ln for ln in Path(log).read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return ""
-    errors = [ln for ln in lines if "Error" in ln or "error" in ln]
-    return (errors or lines or [""])[-1].strip()[:300]
+    errors = [ln for ln in lines if any(word in ln.lower() for word in _TELLING)]
+    return " ".join((errors or lines or [""])[-1].split())[:300]
+
+
+def _how_it_ended(state: ServerState) -> str:
+    try:
+        code = int(Path(state.exit_status_file or "").read_text().strip())
+    except (OSError, ValueError):
+        return f"its process {state.pid} is gone"
+    if code > 128:
+        try:
+            return f"killed by signal {code - 128} ({signal.Signals(code - 128).name})"
+        except ValueError:
+            return f"killed by signal {code - 128}"
+    return f"exit status {code}"
+
+
+def crash_report(base_url: str) -> str | None:
+    """One line for a managed server at ``base_url`` whose process died, or None (none, or alive).
+
+    Reads the state files without removing them: the next ``serve start`` cleans up.
+    """
+    for path in sorted(state_dir().glob("*.json")):
+        try:
+            state = ServerState.model_validate_json(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.base_url.rstrip("/") != base_url.rstrip("/") or _alive(state.pid):
+            continue
+        what = "vLLM" if state.engine == "vllm" else "llama-server"
+        line = _last_log_line(state.log)
+        return (f"the model server at {base_url} crashed ({what}, {_how_it_ended(state)})"
+                f"{': ' + line if line else ''} (log: {state.log}); restart it with `tilepilot serve start`")
+    return None
 
 
 def _wait_ready(proc: subprocess.Popen, state: ServerState, timeout_s: float, on_wait) -> None:
@@ -261,14 +334,15 @@ def _wait_ready(proc: subprocess.Popen, state: ServerState, timeout_s: float, on
     while True:
         elapsed = time.monotonic() - started
         if proc.poll() is not None:
+            what = "vLLM" if state.engine == "vllm" else "llama-server"
             raise ServeError(
-                f"vLLM exited with code {proc.returncode} while starting: {_last_log_line(state.log)} (log: {state.log})"
+                f"{what} exited with code {proc.returncode} while starting: {_last_log_line(state.log)} (log: {state.log})"
             )
         if healthy(state.base_url, state.served_name):
             return
         if elapsed > timeout_s:
             _terminate(proc.pid)
-            raise ServeError(f"vLLM did not become ready within {timeout_s:.0f} s (log: {state.log})")
+            raise ServeError(f"{state.engine} did not become ready within {timeout_s:.0f} s (log: {state.log})")
         if on_wait:
             on_wait(elapsed, _last_log_line(state.log))
         time.sleep(1.0)
@@ -304,6 +378,7 @@ def stop(profile_name: str) -> ServerState | None:
     with _lock(profile_name):
         state = read_state(profile_name)
         if state is None:
+            state_path(profile_name).unlink(missing_ok=True)  # a crashed server's leftover
             return None
         _terminate(state.pid)
         state_path(profile_name).unlink(missing_ok=True)
