@@ -5,7 +5,7 @@
 - The work runs in a worker thread. Its progress goes out as MCP progress notifications. A
   cancelled request sets the run's cancel event: the run stops the way a time limit stops it,
   checkpointed, and the same tool called with ``resume`` set to the run folder continues it.
-- The run folder is announced as a log message before the work starts (so a client that cancels
+- The run folder is announced in the first progress notification, before the work starts (so a client that cancels
   knows what to resume), and its files come back as resource links (``tilepilot://runs/...``).
 - Desktop tasks are destructive. A confirmation the guard asks for becomes an elicitation. Only an
   explicit accept executes the action: a decline, a cancel, a failed elicitation or a client that
@@ -158,7 +158,7 @@ def build_server(runs_root: Path) -> MCPServer:
     """The ``tilepilot`` MCP server; runs without an ``out`` go into folders under ``runs_root``."""
     from tilepilot import __version__
 
-    server = MCPServer(name="tilepilot", version=__version__, instructions=(
+    server = MCPServer(name="tilepilot", version=__version__, log_level="WARNING", instructions=(
         "Agents that review PDFs against rule files, operate the desktop by screenshot (guarded by rules; "
         "confirmations are asked through elicitation), and transcribe or summarize audio, on a local model."))
     folders = RunFolders(runs_root)
@@ -166,7 +166,7 @@ def build_server(runs_root: Path) -> MCPServer:
 
     async def announce(ctx: Context, agent: str, request: Any) -> None:
         folder = request.resume or request.out
-        await ctx.info(f"{agent} run folder: {folder} (if stopped, call again with resume={json.dumps(folder)})")
+        await ctx.report_progress(0, None, f"{agent} run folder: {folder} (if stopped, call again with resume={json.dumps(folder)})")
 
     async def review_documents(request: ReviewRequest, ctx: Context) -> CallToolResult:
         from tilepilot.operations import run_review_request
