@@ -113,4 +113,6 @@ def _decide(accept: Optional[Path], reject: Optional[Path], ids: list[str], path
 
 
 def register(app: typer.Typer) -> None:
-    app.command("review")(review)
+    from tilepilot.agents.review.subcommands import ReviewCommand  # review export | open RUN
+
+    app.command("review", cls=ReviewCommand)(review)

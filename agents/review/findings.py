@@ -57,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 
 from tilepilot.agents.review.docmap import DocumentMap
 from tilepilot.agents.review.quotes import normalise, similar
+from tilepilot.agents.rules.schema import Positions
 
 SCHEMA_ID = "tilepilot.review/2"
 Severity = Literal["info", "low", "medium", "high", "critical"]
@@ -98,7 +99,6 @@ class Finding(BaseModel):
     decision: Decision | None = None  # a reviewer's verdict (see the module docstring); None: undecided
     correction: FindingCorrection | None = None  # only with decision "corrected"
     paragraph: int | None = None  # Word input: index of the quoted paragraph in python-docx's Document.paragraphs
-    flag: Literal["red", "amber", "green"] | None = None  # a playbook rule's classification of the clause
 
     @model_validator(mode="after")
     def _correction_goes_with_its_decision(self) -> "Finding":
@@ -110,10 +110,16 @@ class Finding(BaseModel):
     def _without_undecided(self, handler: SerializerFunctionWrapHandler) -> dict:
         # An undecided finding serialises as before decisions existed: the agent's files do not change.
         data = handler(self)
-        for key in ("decision", "correction", "paragraph", "flag"):
+        for key in ("decision", "correction", "paragraph"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
+
+    @property
+    def flag(self) -> str | None:
+        """A playbook review's red/amber/green for the clause (the ``flag`` output field), else None."""
+        value = self.fields.get("flag")
+        return value if value in ("red", "amber", "green") else None
 
     def corrected(self) -> "Finding":
         """The finding as the reviewer wants it: the correction applied (itself when there is none)."""
@@ -188,6 +194,7 @@ class FindingsFile(BaseModel):
     documents: list[DocumentResult]
     usage: UsageTotals
     failed_documents: list[FailedInput] = []  # inputs of a several-input run that could not be reviewed
+    playbook: dict[str, Positions] = {}  # rule id -> the playbook positions the run was given (Word export's wording)
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -27,6 +27,7 @@ from langgraph.runtime import Runtime
 
 from tilepilot.agents.review.docmap import DocumentMap, MapBuilder
 from tilepilot.agents.review.findings import Finding, SummaryAnswer, dedupe
+from tilepilot.agents.review.playbook import check_finding
 from tilepilot.agents.review.ledger import ChunkLedger
 from tilepilot.agents.review.legibility_table import LegibilityTable
 from tilepilot.agents.review.mapper import ChunkContext, ChunkOutcome, review_chunk
@@ -107,8 +108,7 @@ def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
                 ctx.on_planned(1)
 
     checks = run_checks(check_pages(), [c for c in ctx.policy.checks])
-    findings = [Finding(id=f.id, rule=f.rule, severity=f.severity, page=f.page, quote=f.quote, bbox=f.bbox,
-                        rationale=f.rationale, source="check").model_dump(mode="json") for f in checks]
+    findings = [check_finding(f, ctx.policy).model_dump(mode="json") for f in checks]
     map_text, map_tokens = "", 0
     if tokenize is not None:
         # Counted exactly and taken off the room the pages are packed into.

@@ -21,6 +21,7 @@ from typing import Annotated, Callable, Literal
 from PIL import Image
 from pydantic import BaseModel, Field, create_model
 
+from tilepilot.agents.review.playbook import FLAG_FIELD, Flag
 from tilepilot.agents.review.findings import BUILTIN_FIELDS, Finding, LenientJson, ModelFinding, Severity, model_finding_id
 from tilepilot.agents.review.planner import ChunkPlan, PagePlan, chunk_id, image_tokens
 from tilepilot.agents.review.prompts import chunk_message
@@ -89,7 +90,8 @@ def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool, profi
     page_type = Literal[tuple(pages)]  # type: ignore[valid-type]
     rule_type = Literal[tuple(dict.fromkeys([*rule_ids, "model"]))]  # type: ignore[valid-type]
     spanning = Annotated[list[page_type], Field(min_length=2, max_length=max(2, len(pages)))]  # type: ignore[valid-type]
-    extras = {name: (str, Field(max_length=bounds.max_rationale_chars)) for name in extra_fields or []}
+    extras = {name: (Flag, ...) if name == FLAG_FIELD else (str, Field(max_length=bounds.max_rationale_chars))
+              for name in extra_fields or []}
     item = create_model(
         "Finding",
         rule=(rule_type, ...),

@@ -30,6 +30,7 @@ from tilepilot.agents.review.mapper import ChunkContext, extra_output_fields
 from tilepilot.agents.review.planner import PAGE_HEADER_TOKENS, Prefer, image_tokens
 from tilepilot.agents.review.prompts import chunk_message, system_prompt
 from tilepilot.agents.review.report_html import render_html
+from tilepilot.agents.review.playbook import playbook, review_fields
 from tilepilot.agents.review.report_md import render_markdown
 from tilepilot.agents.review.sources import with_source
 from tilepilot.agents.rules import Policy, build_policy
@@ -89,7 +90,7 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
     if not options.no_model and client is None:
         raise UsageError("a model client is needed unless --no-model is given")
     try:
-        system = system_prompt(policy, extra_output_fields([f.value for f in policy.output_fields]))
+        system = system_prompt(policy, review_fields(policy, extra_output_fields([f.value for f in policy.output_fields])))
         budget = capacity = None
         if client is not None:
             budget, capacity = _budget(client, options, policy, system)
@@ -100,12 +101,12 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
         deadline.cancel = cancel
         # The prompt is logged so `tilepilot export` rebuilds each request as sent, whatever the rule files say later.
         prompt = ReviewPrompt(system=system, rule_ids=[c.value.id for c in policy.checks],
-                              extra_fields=extra_output_fields([f.value for f in policy.output_fields]))
-        with Run.open("review", options, out=out, resume=resume, deadline=deadline, progress=sink,
+                              extra_fields=review_fields(policy, extra_output_fields([f.value for f in policy.output_fields])))
+        with Run.open("review", options, out=out, resume=resume, deadline=deadline, progress=sink, client=client,
                       budget_tokens=budget, capacity=capacity, prompt=prompt.model_dump()) as run:
             results, usage = _review_documents(run, options, docs, policy, client, system, budget, capacity, password,
                                                deadline_s, legibility)
-            report = _write_outputs(run, options, client, budget, results, usage, password, failed)
+            report = _write_outputs(run, options, client, budget, results, usage, password, failed, playbook(policy))
             run.finish("done", pages=sum(len(d.pages) for d in docs), usage=usage.model_dump())
     finally:
         if client is not None:
@@ -125,7 +126,7 @@ def _review_documents(run: Run, options: ReviewOptions, docs: list[ReviewInput],
         chunk_ctx = None if client is None else ChunkContext(
             client=client, path=str(path), password=password, system=system, budget_tokens=budget,
             rule_ids=[c.value.id for c in policy.checks], events=run.events, deadline_s=deadline_s,
-            on_pages_done=run.progress.advance, extra_fields=extra_output_fields([f.value for f in policy.output_fields]))
+            on_pages_done=run.progress.advance, extra_fields=review_fields(policy, extra_output_fields([f.value for f in policy.output_fields])))
         ctx = ReviewContext(chunk=chunk_ctx, policy=policy, path=str(path), password=password, mode=options.mode,
                             capacity=capacity or 0, deadline_s=deadline_s,
                             on_planned=run.progress.advance if client is None else (lambda n: None),
@@ -141,13 +142,14 @@ def _review_documents(run: Run, options: ReviewOptions, docs: list[ReviewInput],
 
 def _write_outputs(run: Run, options: ReviewOptions, client: ChatModel | None, budget: int | None,
                    results: list[DocumentResult], usage: UsageTotals, password: str | None,
-                   failed: list[FailedInput] = ()) -> FindingsFile:
+                   failed: list[FailedInput] = (), positions: dict | None = None) -> FindingsFile:
     model = None if client is None else ModelInfo(
         name=client.profile.name, served_name=client.profile.served_name, random_weights=client.profile.is_random_weights,
         note=random_weights_note(client.profile))
     report = FindingsFile(run=str(run.dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=model,
                           mode="no-model" if options.no_model else options.mode, prefer=options.prefer, budget_tokens=budget,
-                          documents=results, usage=usage, failed_documents=list(failed))
+                          documents=results, usage=usage, failed_documents=list(failed),
+                          playbook=positions or {})
     write_atomic(run.dir / "findings.json", report.model_dump_json(indent=2, by_alias=True))
     write_atomic(run.dir / "report.md", render_markdown(report))
     write_atomic(run.dir / "report.html", render_html(report, password))

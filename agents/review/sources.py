@@ -19,16 +19,15 @@ from tilepilot.agents.review.quotes import FUZZY_THRESHOLD, normalise
 WORD_SUFFIXES = (".docx",)  # python-docx reads only the OOXML format
 
 
-def word_paragraphs(docx_path: str | Path) -> list:
-    """Every paragraph of a .docx in document order: the body's, then those inside table cells."""
-    from docx import Document
-
-    document = Document(str(docx_path))
+def word_paragraphs(document) -> list:
+    """Every paragraph of a python-docx ``Document``: the body's in order, then those inside table cells."""
     paragraphs = list(document.paragraphs)
     for table in document.tables:
         for row in table.rows:
             for cell in row.cells:
-                paragraphs.extend(p for p in cell.paragraphs if p not in paragraphs)
+                for paragraph in cell.paragraphs:  # a merged cell shows up in several rows: once is enough
+                    if all(paragraph._p is not seen._p for seen in paragraphs):
+                        paragraphs.append(paragraph)
     return paragraphs
 
 
@@ -58,7 +57,9 @@ def with_source(result: DocumentResult, source: Path) -> DocumentResult:
     result = result.model_copy(update={"source": str(source)})
     if source.suffix.lower() not in WORD_SUFFIXES:
         return result
-    texts = [normalise(p.text) for p in word_paragraphs(source)]
+    from docx import Document
+
+    texts = [normalise(p.text) for p in word_paragraphs(Document(str(source)))]
     findings = [f if f.page is None else f.model_copy(update={"paragraph": paragraph_of(texts, f.quote)})
                 for f in result.findings]
     return result.model_copy(update={"findings": findings})

@@ -47,6 +47,7 @@ class CheckFinding(BaseModel):
     source: Literal["check"] = "check"
     detector: str | None = None  # which PII detector fired, for type pii
     rule_file: str | None = None
+    detail: str | None = None  # how the check decided, for a missing clause: the pattern it looked for and where
 
 
 def finding_id(rule: str, page: int, quote: str, bbox: BBox | None) -> str:
@@ -106,8 +107,10 @@ def run_checks(pages: Iterable[CheckPage], checks: Sequence[Sourced[Check] | Che
         check = item.value
         if check.type == "required" and check.id not in required_met:
             first = parse_page_scope(check.pages)[0][0]
-            quote = f"no text matching {check.pattern!r} in pages {check.pages}"
-            findings.append((first, -1, _finding(item, first, quote, None, None)))
+            # Worded for people; the check that decided it stays in ``detail``.
+            missing = _finding(item, first, f"No {check.clause_name()} found", None, None)
+            detail = f"no text matching {check.pattern} in pages {check.pages}"
+            findings.append((first, -1, missing.model_copy(update={"detail": detail})))
     return [f for _, _, f in sorted(findings, key=lambda t: (t[0], t[1]))]
 
 

@@ -151,8 +151,34 @@ def _vet_scope(scope: str | int) -> str:
     return str(scope)
 
 
+def _one_or_more(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _words(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a position must state something (it is empty)")
+    return value.strip()
+
+
+PositionText = Annotated[str, AfterValidator(_words)]
+
+
+class Positions(_Strict):
+    """A playbook's positions on a clause: what it should say, what is still acceptable, when to escalate.
+
+    The model classifies each relevant clause against them (green: the standard; amber: a fallback;
+    red: the escalation point, or outside both), and ``standard`` is the wording a Word export
+    proposes as a tracked change.
+    """
+
+    standard: PositionText
+    fallback: Annotated[list[PositionText], BeforeValidator(_one_or_more)] = []
+    escalate: PositionText | None = None
+
+
 class Check(_Strict):
-    """A deterministic document check: no model involved."""
+    """A deterministic document check: no model involved (its ``positions``, if any, go to the model)."""
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
     description: str
@@ -161,6 +187,8 @@ class Check(_Strict):
     type: Literal["forbidden", "required", "pii"]
     pattern: RulePattern | None = None
     detectors: list[PiiDetector] | None = None
+    positions: Positions | None = None  # playbook positions (standard, fallback, escalate) for the model
+    title: str | None = None  # what the clause is called, for people: "governing-law clause" (default: from the id)
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> "Check":
@@ -171,6 +199,13 @@ class Check(_Strict):
         if self.type != "pii" and self.detectors is not None:
             raise ValueError(f"check {self.id!r}: 'detectors' only applies to type pii")
         return self
+
+    def clause_name(self) -> str:
+        """``title``, or the id read as words: ``governing-law-clause`` -> ``governing-law clause``."""
+        if self.title:
+            return self.title
+        words = self.id.split("-")
+        return "-".join(words[:-1]) + " clause" if len(words) > 1 and words[-1] == "clause" else " ".join(words)
 
 
 class OutputPolicy(_Strict):

@@ -71,9 +71,14 @@ def test_shipped_example_contract(tmp_path: Path) -> None:
     proc = tilepilot("review", str(pdf), "--rules", str(repo / "examples" / "review" / "contract-rules.md"), "--no-model",
                      "--out", str(tmp_path / "run"), "--json")
     assert proc.returncode == 0, proc.stderr
-    hits = sorted((f["rule"], f["page"]) for f in json.loads(proc.stdout)["documents"][0]["findings"])
-    assert hits == [("auto-renewal", 7), ("governing-law-clause", 1), ("no-personal-data", 3), ("no-personal-data", 3),
+    findings = json.loads(proc.stdout)["documents"][0]["findings"]
+    hits = sorted((f["rule"], f["page"] or 0) for f in findings)
+    assert hits == [("auto-renewal", 7), ("governing-law-clause", 0), ("no-personal-data", 3), ("no-personal-data", 3),
                     ("no-personal-data", 9), ("no-unlimited-liability", 5)]
+    # The missing clause is document-level and worded for people; the check that decided it is kept in the details.
+    missing = next(f for f in findings if f["rule"] == "governing-law-clause")
+    assert missing["page"] is None and missing["quote"] == "No governing-law clause found"
+    assert missing["fields"]["check"].startswith("no text matching /\\bgoverning\\s+law\\b|")
 
 
 def test_max_runtime_stops_with_one_line_and_resume_finishes(planted_16: Path, tmp_path: Path) -> None:

@@ -1,0 +1,62 @@
+"""A review run's findings as a spreadsheet: ``.xlsx`` (openpyxl) or ``.csv``, one row per finding, decisions included.
+
+Both formats hold the same cells (:func:`finding_rows`): the finding as the agent wrote it, the
+reviewer's decision, and the corrected values where the reviewer corrected it. Every value is
+text or a whole number, so the two files agree cell for cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tilepilot.agents.review.findings import FindingsFile
+
+COLUMNS = ["document", "id", "rule", "severity", "flag", "page", "pages", "paragraph", "quote", "rationale",
+           "verified", "source", "decision", "corrected_rule", "corrected_severity", "corrected_quote",
+           "corrected_rationale"]
+
+
+def finding_rows(report: FindingsFile) -> tuple[list[str], list[list[str | int]]]:
+    """The header (built-in columns, then one per output field) and one row per finding."""
+    fields = sorted({name for doc in report.documents for f in doc.findings for name in f.fields} - {"flag"})  # flag: its own column
+    header = COLUMNS + [f"field:{name}" for name in fields]
+    rows: list[list[str | int]] = []
+    for doc in report.documents:
+        for f in doc.findings:
+            fix = f.correction
+            rows.append([doc.source or doc.path, f.id, f.rule, f.severity, f.flag or "", f.page or "",
+                         ",".join(map(str, f.pages)), "" if f.paragraph is None else f.paragraph, f.quote, f.rationale,
+                         f.verified, f.source, f.decision or "",
+                         (fix.rule or "") if fix else "", (fix.severity or "") if fix else "",
+                         (fix.quote or "") if fix else "", (fix.rationale or "") if fix else ""]
+                        + [f.fields.get(name, "") for name in fields])
+    return header, rows
+
+
+def to_csv(report: FindingsFile) -> bytes:
+    header, rows = finding_rows(report)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def to_xlsx(report: FindingsFile) -> bytes:
+    from openpyxl import Workbook
+
+    header, rows = finding_rows(report)
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "findings"
+    sheet.append(header)
+    for row in rows:
+        sheet.append(row)
+        for cell in sheet[sheet.max_row]:
+            if cell.data_type == "f":  # openpyxl takes "=..." for a formula: quotes come from documents, never run them
+                cell.data_type = "s"
+    sheet.freeze_panes = "A2"
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()

@@ -1,0 +1,75 @@
+"""``tilepilot review export RUN --to FILE`` and ``tilepilot review open RUN``: working with a finished review run.
+
+``review`` itself takes paths (``tilepilot review contract.docx``), so these are dispatched by
+:class:`ReviewCommand`: a first argument ``export`` or ``open`` that is not an existing file or
+folder runs the subcommand; anything else is an ordinary review.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer.core import TyperCommand
+
+from tilepilot.agents.errors import UsageError
+
+SUBCOMMANDS = ("export", "open")
+review_tools = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+class ReviewCommand(TyperCommand):
+    """The ``review`` command, with ``review export`` and ``review open`` dispatched before its own parsing."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and args[0] in SUBCOMMANDS and not Path(args[0]).exists():
+            command = typer.main.get_command(review_tools)
+            command.main(args=list(args), prog_name=f"{ctx.info_name} ", standalone_mode=False)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+
+@review_tools.command("export")
+def export(
+    run: Path = typer.Argument(..., help="A finished review run folder."),
+    to: Path = typer.Option(..., "--to", help="FILE.docx: the reviewed Word file with a comment on each finding (and "
+                            "the playbook's standard wording as tracked changes); FILE.xlsx or FILE.csv: one row per "
+                            "finding, decisions included."),
+    document: Optional[str] = typer.Option(None, "--document", help="For .docx, which reviewed Word file (its name) "
+                                           "when the run reviewed several."),
+) -> None:
+    """Export a review run's findings: Word comments and tracked changes, or a spreadsheet."""
+    from tilepilot.agents.review.decisions import load_findings
+    from tilepilot.agents.review.export_sheets import to_csv, to_xlsx
+    from tilepilot.agents.review.export_word import write_commented_docx, word_findings
+    from tilepilot.agents.runs import write_atomic
+
+    report = load_findings(run)
+    suffix = to.suffix.lower()
+    if suffix == ".csv":
+        data, what = to_csv(report), f"{sum(len(d.findings) for d in report.documents)} findings"
+    elif suffix == ".xlsx":
+        data, what = to_xlsx(report), f"{sum(len(d.findings) for d in report.documents)} findings"
+    elif suffix == ".docx":
+        words = [d for d in report.documents if (d.source or "").lower().endswith(".docx")]
+        if document is not None:
+            words = [d for d in words if Path(d.source or "").name == document or d.source == document]
+        if len(words) != 1:
+            names = ", ".join(Path(d.source or "").name for d in report.documents if (d.source or "").lower().endswith(".docx"))
+            raise UsageError(f"{run}: " + (f"pick the Word file with --document NAME (one of: {names})" if len(words) > 1 or document
+                                           else "the run reviewed no .docx; Word output needs one (.xlsx and .csv work for any run)"))
+        standards = {rule: positions.standard for rule, positions in report.playbook.items()}
+        data, what = write_commented_docx(words[0], standards), f"{len(word_findings(words[0]))} findings as comments"
+    else:
+        raise UsageError(f"--to {to}: give a .docx, .xlsx or .csv file")
+    if not to.parent.is_dir():
+        raise UsageError(f"--to {to}: folder {to.parent} does not exist")
+    write_atomic(to, data)
+    typer.echo(f"{to}: {what}")
+
+
+@review_tools.command("open")
+def open_run(run: Path = typer.Argument(..., help="A finished review run folder.")) -> None:
+    """Triage a run's findings in the browser (not built yet)."""
+    raise UsageError("tilepilot review open is not available yet; mark findings with tilepilot review --accept/--reject RUN --id ID")
