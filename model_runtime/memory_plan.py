@@ -86,25 +86,41 @@ GEMMA_4_12B_PARAMETERS = 12.0e9
 
 
 class EngineModel(BaseModel):
-    """What an engine does with memory, as far as the plan needs it."""
+    """What an engine does with memory, as far as the plan needs it (read from each engine's source)."""
 
     name: EngineName
-    trims_sliding: bool  # keeps about window (+ a batch) tokens for sliding layers, whatever the context
-    sliding_extra_tokens: int  # beyond the window: llama.cpp keeps n_ubatch more; vLLM a block
-    pad_tokens: int  # cache sizes are rounded up to this (llama.cpp's 256-cell SWA padding, vLLM's blocks)
+    block_tokens: int  # cache sizes are rounded up to this
     base_overhead_bytes: int  # the server process(es) with a tiny model: runtime, buffers, tokenizer
     overhead_source: str
 
+    def sliding_cells(self, context: int, window: int, parallel: int) -> int:
+        """Cells a trimmed sliding-window layer keeps for ``parallel`` sequences of ``context`` tokens."""
+        if self.name == "llama.cpp":
+            # llama-kv-cache-iswa.cpp: min(size, n_swa * n_seq + n_ubatch), padded to 256 cells; shared by the
+            # slots (unified KV). n_ubatch is 512 by default.
+            return _pad(min(context * parallel, window * parallel + LLAMA_UBATCH), 256)
+        # vLLM's SlidingWindowSpec.max_admission_blocks_per_request: the last window - 1 tokens plus the
+        # tokens in flight (one batch of max_num_batched_tokens), plus one block: the window need not start
+        # on a block boundary.
+        held = min(window - 1 + VLLM_MAX_BATCHED_TOKENS, context)
+        return parallel * (math.ceil(held / self.block_tokens) + 1) * self.block_tokens
+
+    def full_cells(self, context: int, parallel: int) -> int:
+        return parallel * _pad(context, self.block_tokens)
+
+
+LLAMA_UBATCH = 512
+# vLLM raises max_num_batched_tokens from 2048 to 2496 for gemma4_unified (room for a video input in one
+# prefix-LM batch), as its log says; serve start passes it explicitly so that the plan's arithmetic holds.
+VLLM_MAX_BATCHED_TOKENS = 2496
 
 ENGINES: dict[str, EngineModel] = {
     "llama.cpp": EngineModel(
-        name="llama.cpp", trims_sliding=True, sliding_extra_tokens=512, pad_tokens=256,
-        base_overhead_bytes=84 * MiB,
+        name="llama.cpp", block_tokens=256, base_overhead_bytes=84 * MiB,
         overhead_source="measured here: llama-server VmHWM on Gemma 3 270M (351 MiB) less its GGUF and KV cache",
     ),
     "vllm": EngineModel(
-        name="vllm", trims_sliding=True, sliding_extra_tokens=16, pad_tokens=16,
-        base_overhead_bytes=int(2.6 * GiB),
+        name="vllm", block_tokens=128, base_overhead_bytes=int(2.6 * GiB),
         overhead_source="measured here: the vLLM CPU server's three processes (API, engine core, worker) on the "
                         "tiny model, VmHWM summed, less its KV pool",
     ),
@@ -134,18 +150,30 @@ class MemoryPlan(BaseModel):
     untrimmed_total_bytes: int  # the same load on an engine that charges the full context to every layer
 
 
-def kv_per_sequence(geometry: KvGeometry, engine: EngineModel, context: int, element_bytes: float) -> tuple[float, int]:
-    """(bytes per token of context, fixed bytes) for one sequence on this engine."""
-    per_token = 0.0
-    fixed = 0.0
-    trimmed_tokens = _pad(min(context, geometry.sliding_window + engine.sliding_extra_tokens), engine.pad_tokens)
+def kv_bytes(geometry: KvGeometry, engine: EngineModel, context: int, parallel: int, element_bytes: float) -> tuple[int, int]:
+    """(bytes that grow with the context, bytes that do not) of the whole KV cache for ``parallel`` sequences."""
+    growing = fixed = 0.0
+    window = geometry.sliding_window
     for layer in geometry.layers:
         b = layer.bytes_per_token(element_bytes)
-        if layer.sliding and engine.trims_sliding and geometry.sliding_window and trimmed_tokens < context:
-            fixed += b * trimmed_tokens
+        if not (layer.sliding and window):
+            growing += b * engine.full_cells(context, parallel)
+            continue
+        cells = engine.sliding_cells(context, window, parallel)
+        # Past the window (plus what is in flight) the trimmed cache stops growing with the context.
+        if cells == engine.sliding_cells(context + window + 2 * VLLM_MAX_BATCHED_TOKENS, window, parallel):
+            fixed += b * cells
         else:
-            per_token += b
-    return per_token, int(fixed)
+            growing += b * cells
+    return int(growing), int(fixed)
+
+
+def kv_per_sequence(geometry: KvGeometry, engine: EngineModel, context: int, element_bytes: float) -> tuple[float, int]:
+    """(bytes per token of context, fixed bytes) for one sequence: the plan's two reported figures."""
+    growing, fixed = kv_bytes(geometry, engine, context, 1, element_bytes)
+    per_token = sum(layer.bytes_per_token(element_bytes) for layer in geometry.layers) if fixed == 0 else \
+        sum(layer.bytes_per_token(element_bytes) for layer in geometry.layers if not layer.sliding)
+    return per_token, fixed
 
 
 def untrimmed_kv_bytes(geometry: KvGeometry, context: int, element_bytes: float) -> int:
@@ -237,10 +265,9 @@ def plan(geometry: KvGeometry, engine_name: EngineName, *, model: str, weights_b
         raise PlanError("--parallel must be at least 1")
 
     def need(ctx: int) -> int:
-        per_token, fixed = kv_per_sequence(geometry, engine, ctx, element)
-        return int(parallel * (fixed + per_token * ctx))
+        return sum(kv_bytes(geometry, engine, ctx, parallel, element))
 
-    largest = _largest_context(need, free, geometry.max_positions, engine.pad_tokens)
+    largest = _largest_context(need, free, geometry.max_positions, engine.block_tokens)
     if context is None:
         if largest < 1024:
             raise PlanError(f"{model} does not fit in {memory_bytes / GiB:.1f} GiB on {engine_name} with {parallel} "
@@ -275,10 +302,12 @@ def _largest_context(need, free: int, max_positions: int, pad: int) -> int:
 
 def engine_flags(engine: EngineName, context: int, parallel: int, kv_type: str, kv_bytes: int) -> list[str]:
     if engine == "vllm":
-        return ["--max-model-len", str(context), "--max-num-seqs", str(parallel), "--kv-cache-memory-bytes", str(kv_bytes)]
-    # llama.cpp: -c is the total over slots; each slot gets context tokens. The SWA cache stays trimmed
-    # (no --swa-full).
-    return ["-c", str(context * parallel), "-np", str(parallel), "-ctk", kv_type, "-ctv", kv_type]
+        return ["--max-model-len", str(context), "--max-num-seqs", str(parallel), "--kv-cache-memory-bytes", str(kv_bytes),
+                "--max-num-batched-tokens", str(VLLM_MAX_BATCHED_TOKENS)]
+    # llama.cpp: one unified cache of -c cells shared by the slots, each slot held to the planned context;
+    # the SWA cache stays trimmed (no --swa-full), and --fit off: the plan decides, not a silent shrink.
+    return ["-c", str(context * parallel), "-np", str(parallel), "--kv-unified", "--kv-unified-per-slot", str(context),
+            "-ctk", kv_type, "-ctv", kv_type, "--fit", "off"]
 
 
 def agent_settings(context: int, parallel: int) -> dict[str, int]:

@@ -70,21 +70,37 @@ def cache_root() -> Path:
     return Path(base)
 
 
-def default_checkpoint_dir(seed: int = DEFAULT_SEED) -> Path:
-    return cache_root() / "models" / f"tiny-gemma4-unified-r{RECIPE_VERSION}-s{seed}"
+# The text model's attention geometry. "tiny" is as small as the architecture allows. "twin" has the
+# real 12B's attention geometry (5 sliding : 1 full; sliding 8 KV heads x 256, window 1024; full 1 KV
+# head x 512 with k_eq_v) on a small hidden size and 12 layers, so that its KV cache is big enough to
+# measure here (the memory plan's test and benchmark).
+GEOMETRIES: dict[str, dict] = {
+    "tiny": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "num_key_value_heads": 1, "head_dim": 64, "global_head_dim": 128, "sliding_window": 512,
+             "layer_types": ["sliding_attention", "full_attention"]},
+    "twin": {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 12, "num_attention_heads": 8,
+             "num_key_value_heads": 8, "head_dim": 256, "global_head_dim": 512, "num_global_key_value_heads": 1,
+             "attention_k_eq_v": True, "sliding_window": 1024,
+             "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(12)]},
+}
+
+
+def default_checkpoint_dir(seed: int = DEFAULT_SEED, geometry: str = "tiny") -> Path:
+    return cache_root() / "models" / f"{geometry}-gemma4-unified-r{RECIPE_VERSION}-s{seed}"
 
 
 def is_complete(path: Path) -> bool:
     return (path / ".complete").is_file()
 
 
-def build_tiny_checkpoint(out: Path | None = None, seed: int = DEFAULT_SEED, force: bool = False) -> Path:
+def build_tiny_checkpoint(out: Path | None = None, seed: int = DEFAULT_SEED, force: bool = False,
+                          geometry: str = "tiny") -> Path:
     """Build (or reuse) the tiny checkpoint. Returns its folder.
 
     The folder is written under a temporary name and renamed into place, so a killed build never
     leaves a half-written checkpoint that a server would then try to load.
     """
-    out = Path(out) if out else default_checkpoint_dir(seed)
+    out = Path(out) if out else default_checkpoint_dir(seed, geometry)
     if is_complete(out) and not force:
         return out
     try:
@@ -96,7 +112,7 @@ def build_tiny_checkpoint(out: Path | None = None, seed: int = DEFAULT_SEED, for
             "install the serving extras: pip install 'tilepilot[serve-cpu]'"
         ) from None
     with folder_in_place(out) as tmp:
-        _write_checkpoint(tmp, seed)
+        _write_checkpoint(tmp, seed, geometry)
     return out
 
 
@@ -129,23 +145,16 @@ def _train_tokenizer(corpus: str):
     )
 
 
-def _config(tokenizer, seed: int):
+def _config(tokenizer, seed: int, geometry: str = "tiny"):
     from transformers import Gemma4UnifiedConfig
 
     ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in MODEL_TOKENS.items()}
-    hidden = 128
+    shape = GEOMETRIES[geometry]
+    hidden = shape["hidden_size"]
     cfg = Gemma4UnifiedConfig(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": hidden,
-            "intermediate_size": 256,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 64,
-            "global_head_dim": 128,
-            "sliding_window": 512,
-            "layer_types": ["sliding_attention", "full_attention"],
+            **shape,
             "max_position_embeddings": MAX_MODEL_LEN,
             "pad_token_id": tokenizer.pad_token_id,
             "eos_token_id": [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<turn|>")],
@@ -164,11 +173,11 @@ def _config(tokenizer, seed: int):
     # vLLM's Gemma4UnifiedProcessingInfo reads the default image budget from here.
     cfg.vision_config.num_soft_tokens = 280
     cfg.architectures = ["Gemma4UnifiedForConditionalGeneration"]
-    cfg.tilepilot = {"recipe": RECIPE_VERSION, "seed": seed, "random_weights": True}
+    cfg.tilepilot = {"recipe": RECIPE_VERSION, "seed": seed, "random_weights": True, "geometry": geometry}
     return cfg
 
 
-def _write_checkpoint(out: Path, seed: int) -> None:
+def _write_checkpoint(out: Path, seed: int, geometry: str = "tiny") -> None:
     import torch
     from transformers import (
         Gemma4UnifiedAudioFeatureExtractor,
@@ -181,7 +190,7 @@ def _write_checkpoint(out: Path, seed: int) -> None:
 
     torch.manual_seed(seed)
     tokenizer = _train_tokenizer(_corpus())
-    config = _config(tokenizer, seed)
+    config = _config(tokenizer, seed, geometry)
     model = Gemma4UnifiedForConditionalGeneration(config).to(torch.bfloat16)
     model.save_pretrained(out, safe_serialization=True)
     GenerationConfig(
@@ -231,8 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--geometry", choices=sorted(GEOMETRIES), default="tiny")
     args = parser.parse_args(argv)
-    print(build_tiny_checkpoint(args.out, seed=args.seed, force=args.force))
+    print(build_tiny_checkpoint(args.out, seed=args.seed, force=args.force, geometry=args.geometry))
 
 
 if __name__ == "__main__":

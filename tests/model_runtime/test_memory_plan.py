@@ -31,8 +31,9 @@ def test_published_12b_kv_bytes_per_token_by_hand():
     assert per_token == 8 * 2048 == 16384
     # llama.cpp keeps window + n_ubatch = 1024 + 512 = 1536 cells (a multiple of 256) for each sliding layer
     assert fixed == 40 * 8192 * 1536 == 503316480
+    # vLLM keeps window - 1 + 2496 tokens in flight = 3519, in 128-token blocks (28), plus one block
     vllm_per_token, vllm_fixed = mp.kv_per_sequence(g, mp.ENGINES["vllm"], 131072, 2.0)
-    assert (vllm_per_token, vllm_fixed) == (16384, 40 * 8192 * 1040)
+    assert (vllm_per_token, vllm_fixed) == (16384, 40 * 8192 * 29 * 128)
     # A context inside the window: nothing to trim, every layer grows with it.
     assert mp.kv_per_sequence(g, llama, 1000, 2.0) == (344064, 0)
 
@@ -46,6 +47,21 @@ def test_gemma3_configs_read_from_config_json():
     small = mp.KvGeometry.from_config(gemma3_config(layers=18, kv_heads=1, head_dim=256, window=512))  # 270M-like
     per_token, fixed = mp.kv_per_sequence(small, mp.ENGINES["llama.cpp"], 8192, 2.0)
     assert per_token == 3 * 1024 and fixed == 15 * 1024 * 1024  # 512 + 512 = 1024 cells
+
+
+def test_the_geometry_twin_on_vllm_matches_vllms_own_startup_check():
+    """The twin (tiny.GEOMETRIES["twin"]: 10 sliding 8x256 + 2 full 1x512 layers) at 32768 tokens. vLLM 0.32's
+    own check, refusing a 0.25 GiB pool, said "0.41 GiB KV cache is needed" and "the estimated maximum model
+    length is 2944"."""
+    config = {"text_config": {"num_hidden_layers": 12, "num_key_value_heads": 8, "head_dim": 256, "sliding_window": 1024,
+                              "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 2,
+                              "per_layer_config": {"05": {"head_dim": 512, "num_key_value_heads": 1},
+                                                   "11": {"head_dim": 512, "num_key_value_heads": 1}},
+                              "max_position_embeddings": 32768, "vocab_size": 8192, "hidden_size": 256}}
+    g, vllm = mp.KvGeometry.from_config(config), mp.ENGINES["vllm"]
+    need = sum(mp.kv_bytes(g, vllm, 32768, 1, 2.0))
+    assert need == 10 * 8192 * 3712 + 2 * 2048 * 32768 and round(need / GiB, 2) == 0.41
+    assert sum(mp.kv_bytes(g, vllm, 2944, 1, 2.0)) <= GiB // 4 < sum(mp.kv_bytes(g, vllm, 2944 + 128, 1, 2.0))
 
 
 def test_per_layer_overrides_and_shared_kv_layers():
@@ -63,7 +79,7 @@ def test_largest_context_fits_and_one_more_block_does_not():
     weights = int(12e9 * mp.BYTES_PER_PARAMETER["q4_k_m"])
     result = mp.plan(g, "llama.cpp", model="m", weights_bytes=weights, memory_bytes=9 * GiB, parallel=2)
     assert result.total_bytes <= 9 * GiB and result.max_context % 256 == 0
-    assert result.engine_flags[:4] == ["-c", str(2 * result.max_context), "-np", "2"]
+    assert result.engine_flags[:4] == ["-c", str(2 * result.max_context), "-np", "2"] and "--swa-full" not in result.engine_flags
     with pytest.raises(PlanError, match=f"largest that fits is {result.max_context} tokens x 2"):
         mp.plan(g, "llama.cpp", model="m", weights_bytes=weights, memory_bytes=9 * GiB, parallel=2,
                 context=result.max_context + 256)
