@@ -113,3 +113,25 @@ def test_rules_check_and_explain_match_the_cli(tmp_path: Path) -> None:
     proc = run_cli("rules", "explain", "--agent", "desktop", "--rules", CONTRACT_RULES, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == json.loads(policy.model_dump_json())
+
+
+def test_listen_api_result_matches_the_cli_json(vllm_server, tmp_path: Path) -> None:
+    from tests.gen.audio import AudioFactory
+
+    speech = AudioFactory(tmp_path / "audio").speech("The meeting starts at nine and ends at noon.")
+    events: list[tilepilot.ProgressEvent] = []
+    result = tilepilot.listen(speech, task="summarize", base_url=vllm_server.base_url, out=tmp_path / "api",
+                              progress=events.append)
+    [heard] = result.inputs
+    assert isinstance(heard, tilepilot.TranscriptResult) and heard.summary is not None and heard.answer is None
+    assert Path(heard.outputs, "transcript.txt").is_file() and events[-1].kind == "end"
+
+    proc = run_cli("listen", str(speech), "--task", "summarize", "--json", "--out", str(tmp_path / "cli"),
+                   env={"TILEPILOT_BASE_URL": vllm_server.base_url})
+    assert proc.returncode == 0, proc.stderr
+    cli, api = json.loads(proc.stdout), json.loads(result.to_json())
+    assert list(cli) == list(api) == ["run", "duration_s", "clips", "text", "summary"]
+    # The words are the random model's; the audio's cut and its token counts are exact.
+    assert cli["duration_s"] == api["duration_s"] and [
+        (c["start_s"], c["end_s"], c["prompt_tokens"]) for c in cli["clips"]] == [
+        (c["start_s"], c["end_s"], c["prompt_tokens"]) for c in api["clips"]]

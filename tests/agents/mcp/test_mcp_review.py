@@ -149,6 +149,25 @@ def test_a_cancelled_review_stops_resumable_and_resumes(runs: Path, tmp_path: Pa
     assert resumed.structured_content["documents"][0]["pages"] == 300
 
 
+def test_listen_summarizes_audio_on_the_tiny_server(runs: Path, vllm_server, tmp_path: Path) -> None:
+    from tests.gen.audio import AudioFactory
+
+    speech = AudioFactory(tmp_path / "audio").speech("Please send the signed contract by Friday.")
+
+    async def session_work():
+        async with mcp_session("stdio", runs) as session:
+            return await session.call_tool("listen_audio", {"files": [str(speech)], "task": "summarize",
+                                                            "base_url": [vllm_server.base_url]})
+
+    result = asyncio.run(session_work())
+    assert not result.is_error, result.content
+    [heard] = result.structured_content["inputs"]
+    assert heard["summary"] is not None and heard["clips"] and heard["clips"][0]["prompt_tokens"] > 100
+    assert {"transcript.txt", "transcript.json"} <= {c.name for c in result.content if c.type == "resource_link"}
+    embedded = [c.resource.text for c in result.content if c.type == "resource"]
+    assert embedded and heard["text"] in embedded[0]
+
+
 def test_http_needs_the_token_and_other_interfaces_need_one(http: HttpServer) -> None:
     assert refused_without_token(http.url) == [401, 401]
     proc = subprocess.run([sys.executable, "-m", "tilepilot", "mcp", "--transport", "http", "--host", "0.0.0.0"],
