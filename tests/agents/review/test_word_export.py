@@ -187,3 +187,30 @@ def test_positions_reach_the_prompt_and_the_answer_schema(tmp_path: Path) -> Non
     schema = answer_schema([1, 2], ["no-unlimited-liability"], False, extra_fields=fields).model_json_schema()
     item = schema["$defs"]["Finding"]
     assert item["properties"]["flag"]["enum"] == ["red", "amber", "green"] and "flag" in item["required"]
+
+
+@pytest.mark.integration
+def test_playbook_docx_on_the_real_server(tmp_path: Path, server_env: dict) -> None:
+    """The tiny model on the real vLLM server gets the positions and answers with a flag on every finding."""
+    docx = contract_docx(tmp_path / "contract.docx", clauses=24, pii_at=20, liability_at=3)
+    rules = tmp_path / "playbook.md"
+    rules.write_text(PLAYBOOK)
+    run = tmp_path / "run"
+    proc = tilepilot("review", str(docx), "--rules", str(rules), "--out", str(run), "--json", env=server_env)
+    assert proc.returncode == 0, proc.stderr
+    from tilepilot.agents.runs import read_events
+
+    started = next(iter(read_events(run / "events.jsonl", "run_started")))
+    assert f"standard: {STANDARD_LIABILITY}" in started["prompt"]["system"] and started["prompt"]["extra_fields"] == ["flag"]
+    report = FindingsFile.model_validate_json((run / "findings.json").read_text())
+    model = [f for f in report.documents[0].findings if f.source == "model"]
+    assert all(f.flag in ("red", "amber", "green") for f in model)  # the answer schema makes it an enum
+    pii = next(f for f in report.documents[0].findings if f.rule == "no-personal-data" and f.source == "check")
+    assert pii.paragraph == 21 and report.documents[0].source == str(docx)
+    out = tmp_path / "reviewed.docx"
+    tilepilot("review", "export", str(run), "--to", str(out), check=True)
+    from docx import Document
+
+    comments = "\n".join(c.text for c in Document(str(out)).comments)
+    exported = [f for f in report.documents[0].findings]
+    assert all(f.id in comments for f in exported)  # each finding anchored, or listed in the summary comment
