@@ -58,10 +58,13 @@ def check_resume(resume: Optional[Path], given: object, inputs: str, argument: s
 
 
 def progress_sink(as_json: bool, console: Console):
-    """Where a run's progress goes: nowhere with --json (stdout is the machine's), else ``console``."""
-    from tilepilot.agents.progress import ConsoleProgress
+    """Where a run's progress goes: nowhere with --json (stdout is the machine's), else ``console``.
 
-    return None if as_json else ConsoleProgress(console)
+    Through the API's callback, as every agent command shows it (``tilepilot.progress``).
+    """
+    from tilepilot.progress import console_progress, sink_for
+
+    return None if as_json else sink_for(console_progress(console))
 
 
 def check_budget(budget: int) -> int:

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from tilepilot.agents.cli_model import (
     BaseUrlOption, JsonOption, MaxRuntimeOption, ModelOption, OutOption, ResumeOption, RulesOption, check_budget,
-    check_resume, progress_sink, rules_paths,
+    check_resume, rules_paths,
 )
 from tilepilot.agents.desktop.state import ALL_KINDS, ConfirmRequest, StepRecord
 from tilepilot.agents.errors import UsageError

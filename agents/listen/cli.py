@@ -20,7 +20,6 @@ from tilepilot.agents.cli_model import (
 )
 from tilepilot.agents.errors import UsageError
 from tilepilot.agents.listen.agent import DEFAULT_WORKERS, TASKS
-from tilepilot.agents.listen.outputs import ListenOptions, output_folders, write_outputs  # noqa: F401 (their old home)
 
 out = Console()
 err = Console(stderr=True)

@@ -146,12 +146,9 @@ def _result(folders: RunFolders, agent: str, result: BaseModel, structured: dict
 
 def _run_folder(folders: RunFolders, agent: str, request: Any) -> Any:
     """The request with its run folder fixed now (a new one under the server's root unless given)."""
-    if request.resume:
-        folders.add(Path(request.resume))
+    if request.resume:  # readable once the run has finished through this server (_result), not before
         return request
-    out = Path(request.out) if request.out else folders.new(agent)
-    folders.add(out)
-    return request.model_copy(update={"out": str(out)})
+    return request.model_copy(update={"out": str(Path(request.out) if request.out else folders.new(agent))})
 
 
 def build_server(runs_root: Path) -> MCPServer:
