@@ -44,7 +44,8 @@ MIME = {".md": "text/markdown", ".json": "application/json", ".jsonl": "applicat
         ".txt": "text/plain"}
 # What a run folder holds that a client may read (the checkpoint and screenshots stay on disk).
 READABLE = tuple(MIME)
-MAIN_OUTPUT = {"review": "report.md", "listen": "transcript.txt", "desktop": "trajectory.json"}
+# Sent inline besides its link (a desktop trajectory can be long: links only).
+MAIN_OUTPUT = {"review": "report.md", "listen": "transcript.txt"}
 
 
 class Approval(BaseModel):
@@ -137,7 +138,7 @@ def _result(folders: RunFolders, agent: str, result: BaseModel, structured: dict
     folder = Path(structured["run"])
     folders.add(folder)
     content: list[Any] = [TextContent(text=summary), *folders.links(folder)]
-    main = folder / MAIN_OUTPUT[agent]
+    main = folder / MAIN_OUTPUT.get(agent, "-")
     if main.is_file():
         content.append(EmbeddedResource(resource=TextResourceContents(
             uri=file_uri(folder, main), mime_type=MIME[main.suffix], text=main.read_text(encoding="utf-8"))))

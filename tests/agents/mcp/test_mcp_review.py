@@ -52,9 +52,10 @@ def test_tools_carry_the_api_schemas_and_annotations(transport: str, runs: Path,
         async with mcp_session(transport, runs, http=http) as session:
             tools = {tool.name: tool for tool in (await session.list_tools()).tools}
             checked = await session.call_tool("check_rules", {"paths": [CONTRACT_RULES]})
-            return tools, checked
+            status = await session.call_tool("serve_status", {"model": "tiny"})
+            return tools, checked, status
 
-    tools, checked = asyncio.run(session_work())
+    tools, checked, status = asyncio.run(session_work())
     assert set(tools) == {"review_documents", "run_desktop_task", "listen_audio", "check_rules", "serve_status"}
     for name, request in (("review_documents", tilepilot.ReviewRequest), ("run_desktop_task", tilepilot.DesktopRequest),
                           ("listen_audio", tilepilot.ListenRequest)):
@@ -70,6 +71,8 @@ def test_tools_carry_the_api_schemas_and_annotations(transport: str, runs: Path,
     assert tools["check_rules"].annotations.read_only_hint is True
     assert set(tools["review_documents"].output_schema["properties"]) == {"run", "documents", "usage"}
     assert not checked.is_error and checked.structured_content["problems"] == []
+    assert not status.is_error and status.structured_content["model"] == "tiny"
+    assert set(status.structured_content) >= {"running", "healthy", "base_url"}
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
