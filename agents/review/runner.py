@@ -8,7 +8,6 @@ back, so a resumed run plans the same chunks and finishes with the same findings
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -234,14 +233,3 @@ def _pages_sent(state: dict, failures: list[PageFailure]) -> list[PageSent]:
             else:
                 out.append(PageSent(page=page, modality=None, reason=f"not sent: {failed.get(page, 'the chunk did not finish')}"))
     return out
-
-
-def machine_output(report: FindingsFile) -> str:
-    """What ``--json`` prints."""
-    return json.dumps({
-        "run": report.run,
-        "documents": [{"path": d.path, "pages": d.pages, "failed_pages": d.failed_pages,
-                       "findings": [f.model_dump(mode="json") for f in d.findings]} for d in report.documents],
-        "usage": {"requests": report.usage.requests, "prompt_tokens": report.usage.prompt_tokens,
-                  "max_prompt_tokens": report.usage.max_prompt_tokens},
-    })
