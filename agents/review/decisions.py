@@ -7,11 +7,13 @@ it here; ``tilepilot export`` reads it through :func:`load_findings`.
 
 from __future__ import annotations
 
+import fcntl
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 from tilepilot.agents.errors import RunError
-from tilepilot.agents.review.findings import FindingsFile
+from tilepilot.agents.review.findings import DocumentResult, FindingsFile
 from tilepilot.agents.runs import read_model_file, write_atomic
 
 FINDINGS_NAME = "findings.json"
@@ -22,11 +24,40 @@ def load_findings(run: Path) -> FindingsFile:
     return read_model_file(Path(run) / FINDINGS_NAME, FindingsFile)
 
 
+@contextmanager
+def findings_lock(run: Path) -> Iterator[None]:
+    """Hold the run's findings lock: every read-modify-write of findings.json (the CLI's --accept, each
+    triage page request, a resumed run's final write) runs under it, so no writer loses another's decision."""
+    with open(Path(run) / ".findings.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def carry_decisions(run: Path, documents: list[DocumentResult]) -> list[DocumentResult]:
+    """``documents`` with the reviewer's decisions from the run's existing findings.json (a resumed run), by finding id."""
+    try:
+        previous = load_findings(run)
+    except RunError:
+        return documents  # no earlier findings (a first run), or a file that is not valid: nothing to keep
+    verdicts = {f.id: f for doc in previous.documents for f in doc.findings if f.decision is not None}
+    return [doc.model_copy(update={"findings": [
+        f.model_copy(update={"decision": verdicts[f.id].decision, "correction": verdicts[f.id].correction})
+        if f.id in verdicts else f for f in doc.findings]}) for doc in documents]
+
+
 def mark_findings(run: Path, ids: list[str], decision: Literal["accepted", "rejected"]) -> int:
     """Set ``decision`` on the findings with these ids (any correction is dropped); returns how many.
 
     Every id must name a finding of the run, or nothing is written.
     """
+    with findings_lock(run):
+        return _mark(run, ids, decision)
+
+
+def _mark(run: Path, ids: list[str], decision: Literal["accepted", "rejected"]) -> int:
     report = load_findings(run)
     known = {f.id for doc in report.documents for f in doc.findings}
     unknown = [i for i in dict.fromkeys(ids) if i not in known]

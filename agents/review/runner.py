@@ -20,6 +20,7 @@ from tilepilot.agents.backend import random_weights_note
 from tilepilot.agents.errors import UsageError
 from tilepilot.agents.progress import ConsoleProgress
 from tilepilot.agents.review.findings import DocumentResult, Finding, FindingsFile, ModelInfo, PageFailure, PageSent, UsageTotals
+from tilepilot.agents.review.decisions import carry_decisions, findings_lock
 from tilepilot.agents.review.docmap import DocumentMap
 from tilepilot.agents.review.graph import NOTES_TOKENS, ReviewContext, build_graph
 from tilepilot.agents.review.inputs import FailedInput, ReviewInput, check_inputs, expand_inputs  # noqa: F401 (re-exported)
@@ -145,14 +146,19 @@ def _write_outputs(run: Run, options: ReviewOptions, client: ChatModel | None, b
     model = None if client is None else ModelInfo(
         name=client.profile.name, served_name=client.profile.served_name, random_weights=client.profile.is_random_weights,
         note=random_weights_note(client.profile))
-    report = FindingsFile(run=str(run.dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=model,
-                          mode="no-model" if options.no_model else options.mode, prefer=options.prefer, budget_tokens=budget,
-                          documents=results, usage=usage, failed_documents=list(failed),
-                          playbook=positions or {})
-    write_atomic(run.dir / "findings.json", report.model_dump_json(indent=2, by_alias=True))
+    with findings_lock(run.dir):  # a resumed run keeps the reviewer's decisions; a triage page may be writing them
+        report = _findings_file(run, options, model, budget, carry_decisions(run.dir, results), usage, failed, positions)
+        write_atomic(run.dir / "findings.json", report.model_dump_json(indent=2, by_alias=True))
     write_atomic(run.dir / "report.md", render_markdown(report))
     write_atomic(run.dir / "report.html", render_html(report, password))
     return report
+
+
+def _findings_file(run: Run, options: ReviewOptions, model: ModelInfo | None, budget: int | None, results: list[DocumentResult],
+                   usage: UsageTotals, failed: list[FailedInput], positions: dict | None) -> FindingsFile:
+    return FindingsFile(run=str(run.dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=model,
+                        mode="no-model" if options.no_model else options.mode, prefer=options.prefer, budget_tokens=budget,
+                        documents=results, usage=usage, failed_documents=list(failed), playbook=positions or {})
 
 
 def _budget(client: ChatModel, options: ReviewOptions, policy, system: str) -> tuple[int, int]:

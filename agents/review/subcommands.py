@@ -70,6 +70,30 @@ def export(
 
 
 @review_tools.command("open")
-def open_run(run: Path = typer.Argument(..., help="A finished review run folder.")) -> None:
-    """Triage a run's findings in the browser (not built yet)."""
-    raise UsageError("tilepilot review open is not available yet; mark findings with tilepilot review --accept/--reject RUN --id ID")
+def open_run(
+    run: Path = typer.Argument(..., help="A finished review run folder."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Loopback port (0: a free one)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL only; do not open a browser."),
+) -> None:
+    """Triage a run's findings in the browser: accept, reject or correct each one (keys j/k/a/r).
+
+    Serves on 127.0.0.1 with a token in the URL; decisions go into the run's findings.json as
+    `--accept`/`--reject` write them. Ctrl-C stops it.
+    """
+    import webbrowser
+
+    from tilepilot.agents.review.triage import TriageServer
+
+    try:
+        server = TriageServer(run, port)
+    except OSError as err:
+        raise UsageError(f"--port {port}: cannot listen on 127.0.0.1 ({err.strerror})") from None
+    typer.echo(server.url)  # the only way in: the token is in it
+    if not no_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
