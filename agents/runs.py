@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
@@ -29,6 +29,8 @@ from tilepilot.agents.errors import RunError
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from tilepilot.model_runtime.chat_model import ChatModel
 
 CHECKPOINT_NAME = "checkpoint.sqlite"
 EVENTS_NAME = "events.jsonl"
@@ -321,10 +323,13 @@ class RunProgress:
 
 # -- the run -------------------------------------------------------------------------------------
 
-# Called with each Run right after its first event. tilepilot.agents.backend adds one, so that the model
-# server an agent connected (its probe, later token-count drift) is logged in that run's own
-# events.jsonl without every agent wiring it.
-OPEN_HOOKS: list[Callable[["Run"], None]] = []
+@runtime_checkable
+class ProbedModel(Protocol):
+    """A model client that probed its server and reports what it learns later (the real ChatClient does;
+    a scripted test double need not)."""
+
+    capabilities: Any  # ServerCapabilities, or None before the probe
+    on_event: Callable[..., None] | None
 
 
 class Run:
@@ -341,13 +346,16 @@ class Run:
         self.finished: str | None = None
         self._started = time.monotonic()
         self._saver: SqliteSaver | None = None
+        self._clients: list[ProbedModel] = []
 
     @classmethod
     def open(cls, agent: str, options: BaseModel, *, out: Path | None = None, resume: Path | None = None,
-             deadline: Deadline | None = None, progress: ProgressSink | None = None, **fields: Any) -> "Run":
+             deadline: Deadline | None = None, progress: ProgressSink | None = None, client: ChatModel | None = None,
+             **fields: Any) -> "Run":
         """Create a new run folder with its manifest (or reopen ``resume``) and log the start.
 
         Call it only after every input has been checked: a bad input must leave no folder behind.
+        ``client`` is the model the run talks to (see :meth:`attach_client`).
         """
         if resume is not None:
             folder = existing_run_dir(resume)
@@ -359,12 +367,30 @@ class Run:
         run = cls(agent, folder, resumed=resume is not None, deadline=deadline or Deadline(), progress=progress)
         run.emit(RUN_RESUMED if resume is not None else RUN_STARTED, agent=agent, options=options.model_dump(mode="json"),
                  max_runtime_s=run.deadline.limit_s, **fields)
-        for hook in OPEN_HOOKS:
-            hook(run)
+        if client is not None:
+            run.attach_client(client)
         return run
 
     def emit(self, kind: str, **fields: Any) -> None:
         self.events.emit(kind, **fields)
+
+    def attach_client(self, client: ChatModel) -> None:
+        """Log the server probe of the model this run talks to (``server_probe``), and what the client learns
+        later (token-count drift, capabilities, a smaller context) until the run closes. Once per client."""
+        if not isinstance(client, ProbedModel) or any(c is client for c in self._clients):
+            return  # a scripted double has no server to report on
+        self._clients.append(client)
+        caps = client.capabilities
+        if caps is not None:
+            self.emit("server_probe", exact=caps.exact, **caps.model_dump(mode="json"))
+        client.on_event = self._client_event
+
+    def _client_event(self, kind: str, **fields: Any) -> None:
+        if self.finished is None:  # a client that outlives its run logs nowhere
+            try:
+                self.emit(kind, **fields)
+            except RunError:  # the log closed without a finish (a killed run's cleanup)
+                pass
 
     # -- checkpoint ---------------------------------------------------------------------------
 
@@ -423,6 +449,10 @@ class Run:
             self.emit(RUN_FINISHED, status=status, reason=reason, seconds=round(time.monotonic() - self._started, 3), **fields)
 
     def close(self, ok: bool = True) -> None:
+        for client in self._clients:
+            if client.on_event == self._client_event:
+                client.on_event = None
+        self._clients.clear()
         self.progress.close(ok)
         if self._saver is not None:
             self._saver.conn.close()

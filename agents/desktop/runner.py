@@ -78,6 +78,7 @@ def run_desktop(
     with ExitStack() as stack:
         if not isinstance(run, Run):
             run = stack.enter_context(Run.open("desktop", options, out=Path(run), deadline=desktop_deadline(options, policy)))
+        run.attach_client(client)
         if screen is None:
             screen = Screen(display)
             stack.callback(screen.close)

@@ -9,30 +9,29 @@ transcript, or a map-reduce over parts of it when it does not fit the prompt bud
 
 The steps run as a LangGraph graph (:mod:`tilepilot.agents.listen.graph`) checkpointed into the run folder
 (:class:`tilepilot.agents.runs.Run`), like every tilepilot agent: a killed run resumes without sending any
-finished clip again.
+finished clip again. That graph is the agent's one pipeline; it gets the model steps below as functions.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel
 
 from tilepilot.agents.errors import RunError, UsageError
-from tilepilot.agents.listen.merge import merge_transcripts
-from tilepilot.agents.listen.stream import plan_clips
+from tilepilot.agents.listen.graph import ClipFeed, ClipTranscript, ListenContext, build_graph, duration_s
 from tilepilot.agents.rules import Policy
 from tilepilot.agents.runs import Deadline, EventLog, Run
 from tilepilot.model_runtime.chat_model import ChatModel
 from tilepilot.model_runtime.payloads import AudioPart, Message, TextPart
 from tilepilot.model_runtime.profiles import AudioSpec
-from tilepilot.tools.audio import SAMPLE_RATE, Clip, iter_blocks
+from tilepilot.tools.audio import SAMPLE_RATE, Clip
+
+__all__ = ["ClipTranscript", "ListenAgent", "ListenResult", "clip_messages", "clip_sizes"]
 
 Task = Literal["transcribe", "summarize", "ask"]
 TASKS: tuple[str, ...] = ("transcribe", "summarize", "ask")
@@ -67,19 +66,6 @@ def with_system(rules_prompt: str, parts: list) -> list[Message]:
 def clip_messages(rules_prompt: str, clip: Clip) -> list[Message]:
     """The transcription request of one clip (the same for every --task: clips are always transcribed)."""
     return with_system(rules_prompt, [AudioPart(samples=clip.samples), TextPart(text=TRANSCRIBE_INSTRUCTION)])
-
-
-class ClipTranscript(BaseModel):
-    """What one clip cost and what the model heard in it. Times are seconds of the input."""
-
-    index: int
-    start_s: float
-    end_s: float
-    text: str
-    prompt_tokens: int
-    estimated_prompt_tokens: int | None
-    completion_tokens: int
-    latency_s: float
 
 
 class ListenResult(BaseModel):
@@ -123,8 +109,6 @@ class ListenAgent:
         ``run`` is the :class:`Run` (whose deadline then applies), or a folder to checkpoint into.
         A thread that a killed run left unfinished is continued, never restarted.
         """
-        from tilepilot.agents.listen.graph import ClipFeed, ListenContext, build_graph, duration_s
-
         if task not in TASKS:
             raise UsageError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
         if (task == "ask") != bool(question):
@@ -133,6 +117,7 @@ class ListenAgent:
         if own:  # a bare folder: a run with no manifest and no lifecycle events of its own
             Path(run).mkdir(parents=True, exist_ok=True)
             run = Run("listen", Path(run), resumed=False, deadline=self.deadline, progress=None)
+        run.attach_client(self.client)
         events = self.events
         self.events = events or run.events
         try:
@@ -143,7 +128,8 @@ class ListenAgent:
             if snapshot.values:  # resumed: cut the unfinished clips of the batch in flight again
                 finished = {c["index"] for c in snapshot.values.get("clips", [])}
                 feed.hold(span["index"] for span in snapshot.values.get("batch", []) if span["index"] not in finished)
-            ctx = ListenContext(agent=self, feed=feed, task=task, question=question, batch_size=2 * self.workers,
+            ctx = ListenContext(transcribe=self.transcribe_clip, condense=lambda text: self.condense(text, task, question),
+                                feed=feed, task=task, batch_size=2 * self.workers,
                                 deadline=run.deadline, on_progress=on_progress or (lambda seconds: None),
                                 slots=threading.BoundedSemaphore(self.workers))
             final = run.drive(app, None if snapshot.values else {"source": str(source)}, config, context=ctx,
@@ -160,39 +146,6 @@ class ListenAgent:
             summary=output if task == "summarize" else None, answer=output if task == "ask" else None,
             condense_requests=final.get("condense_requests", 0),
         )
-
-    def transcribe_blocks(self, blocks: Iterable[np.ndarray],
-                          on_progress: ProgressFn | None = None) -> tuple[list[ClipTranscript], int]:
-        """Transcribe a 16 kHz mono stream clip by clip; returns the clips in order and the sample count.
-
-        At most ``2 * workers`` clips are in flight, so memory stays bounded however long the stream.
-        """
-        done: list[ClipTranscript] = []
-        total = 0
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="listen-clip") as pool:
-            pending: deque[Future[ClipTranscript]] = deque()
-
-            def collect() -> None:
-                clip = pending.popleft().result()
-                done.append(clip)
-                if on_progress:
-                    on_progress(clip.end_s)
-
-            try:
-                for clip in plan_clips(blocks, max_clip_samples=self.max_clip_samples,
-                                       overlap_samples=self.overlap_samples):
-                    self.deadline.check()
-                    total = clip.end_sample
-                    pending.append(pool.submit(self.transcribe_clip, clip))
-                    while len(pending) >= 2 * self.workers:
-                        collect()
-                while pending:
-                    collect()
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
-        return done, total
 
     def transcribe_clip(self, clip: Clip) -> ClipTranscript:
         messages = clip_messages(self.policy.prompt, clip)

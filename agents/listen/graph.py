@@ -12,6 +12,9 @@ samples are held, in the context. Each clip is one ``Send`` task, and LangGraph 
 finished task's writes at once, so a killed run resumes with only the clips it had not finished:
 no clip is sent twice. The runner pauses after each ``plan_batch`` (``Run.drive``) to keep only
 the newest checkpoint.
+
+The graph knows nothing of the agent: the context hands it the two model steps as functions
+(:class:`ListenContext`), and :mod:`tilepilot.agents.listen.agent` builds and drives it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import operator
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -33,8 +36,18 @@ from tilepilot.agents.listen.stream import plan_clips
 from tilepilot.agents.runs import Deadline
 from tilepilot.tools.audio import SAMPLE_RATE, Clip, iter_blocks
 
-if TYPE_CHECKING:
-    from tilepilot.agents.listen.agent import ListenAgent
+
+class ClipTranscript(BaseModel):
+    """What one clip cost and what the model heard in it. Times are seconds of the input."""
+
+    index: int
+    start_s: float
+    end_s: float
+    text: str
+    prompt_tokens: int
+    estimated_prompt_tokens: int | None
+    completion_tokens: int
+    latency_s: float
 
 
 class ClipSpan(BaseModel):
@@ -104,12 +117,16 @@ class ClipFeed:
 
 @dataclass
 class ListenContext:
-    """Runtime context of one input's graph run: not checkpointed."""
+    """Runtime context of one input's graph run: not checkpointed.
 
-    agent: ListenAgent
+    ``transcribe`` sends one clip to the model; ``condense`` turns the merged transcript into the summary
+    or answer of ``task`` and says how many requests that took.
+    """
+
+    transcribe: Callable[[Clip], ClipTranscript]
+    condense: Callable[[str], tuple[str, int]]
     feed: ClipFeed
     task: str
-    question: str | None
     batch_size: int
     deadline: Deadline = field(default_factory=Deadline)
     on_progress: Callable[[float], None] = lambda seconds: None
@@ -141,7 +158,7 @@ def transcribe_clip(span: dict, runtime: Runtime[ListenContext]) -> dict:
     with ctx.slots:
         ctx.deadline.check()  # unfinished clips stay pending in the checkpoint for --resume
         clip = ctx.feed.clip(span["index"])
-        transcript = ctx.agent.transcribe_clip(clip)
+        transcript = ctx.transcribe(clip)
     ctx.on_progress(transcript.end_s)
     return {"clips": [transcript.model_dump()]}
 
@@ -157,7 +174,7 @@ def after_merge(state: ListenState, runtime: Runtime[ListenContext]) -> str:
 
 def condense(state: ListenState, runtime: Runtime[ListenContext]) -> dict:
     ctx = runtime.context
-    output, requests = ctx.agent.condense(state["text"], ctx.task, ctx.question)  # type: ignore[arg-type]
+    output, requests = ctx.condense(state["text"])
     return {"output": output, "condense_requests": requests}
 
 

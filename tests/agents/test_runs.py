@@ -238,3 +238,41 @@ def test_every_agent_logs_the_same_lifecycle(tmp_path: Path) -> None:
         kinds = _kinds(tmp_path / agent)
         assert kinds[0] == RUN_STARTED and kinds[-1] == RUN_FINISHED and kinds.count(RUN_FINISHED) == 1, (agent, kinds)
         assert list(read_events(tmp_path / agent / EVENTS_NAME, RUN_FINISHED))[0]["status"] == "done"
+
+
+
+@pytest.mark.integration
+def test_a_run_logs_the_client_it_is_given_whichever_thread_connected_it(vllm_server, tmp_path: Path) -> None:
+    """The client is handed to the run explicitly: a run opened in another thread than the one that connected
+    logs that client's probe and what it learns later, a run given no client logs none, and a closed run
+    lets go of the client."""
+    import threading
+
+    from PIL import Image
+
+    from tilepilot.agents.backend import connect
+    from tilepilot.model_runtime.payloads import ImagePart, Message, TextPart
+
+    with connect(vllm_server.profile.name, [vllm_server.base_url], quiet=True) as client:
+        unrelated = Run.open("review", Options(), out=tmp_path / "unrelated")  # this thread's, given no client
+        folders: list[Path] = []
+
+        def work() -> None:
+            with Run.open("review", Options(), out=tmp_path / "worker", client=client) as run:
+                # The first image request tells the client whether the server honours image budgets.
+                image = Image.new("RGB", (96, 96), "white")
+                client.chat([Message(role="user", parts=[ImagePart(image=image), TextPart(text="Hi")])], max_tokens=2)
+                run.finish("done")
+                folders.append(run.dir)
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join()
+        assert client.on_event is None  # the worker's run closed
+        unrelated.finish("done")
+        unrelated.close()
+    probe = next(read_events(folders[0] / EVENTS_NAME, "server_probe"))
+    assert probe["served_id"] == client.model and probe["exact"] is True
+    learned = list(read_events(folders[0] / EVENTS_NAME, "server_capability"))
+    assert [e["images"] for e in learned] == ["honoured"], learned
+    assert {"server_probe", "server_capability"}.isdisjoint(_kinds(tmp_path / "unrelated"))

@@ -81,17 +81,21 @@ def default_systems() -> dict[str, System]:
 
 def model_systems(model: str = "tiny", base_url: list[str] | None = None, workers: int = 4) -> dict[str, System]:
     """The listen agent's transcription path as a bench system (the server must be reachable)."""
+    import soundfile as sf
+
     from tilepilot.agents.backend import connect
     from tilepilot.agents.listen.agent import ListenAgent
-    from tilepilot.agents.listen.merge import merge_transcripts
     from tilepilot.agents.rules import build_policy
 
     client = connect(model, base_url, quiet=True)
     agent = ListenAgent(client, build_policy("listen"), workers=workers)
 
     def transcribe(samples: np.ndarray) -> str:
-        clips, _ = agent.transcribe_blocks([samples])
-        return merge_transcripts([clip.text for clip in clips])
+        # The agent's one pipeline, as `tilepilot listen` runs it: the checkpointed graph over a file.
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "clip.wav"
+            sf.write(wav, samples, SAMPLE_RATE, subtype="FLOAT")
+            return agent.run(wav, Path(tmp) / "run").text
 
     noise = ", random weights" if client.profile.is_random_weights else ""
     return {f"tilepilot {client.model} (vLLM{noise})": transcribe}

@@ -182,7 +182,8 @@ def test_probe_and_drift_are_in_the_runs_events(double, tmp_path):
     class Options(BaseModel):
         model: str = "gemma-4-12b"
 
-    with connect("gemma-4-12b", [url]) as client, Run.open("probe-test", Options(), out=tmp_path / "run") as run:
+    with connect("gemma-4-12b", [url]) as client, \
+            Run.open("probe-test", Options(), out=tmp_path / "run", client=client) as run:
         for text in ("short", "a much longer question " * 40):
             result = _ask(client, text)
         run.finish("done")
@@ -231,7 +232,8 @@ def test_an_overflow_naming_a_smaller_window_lowers_the_limit(double, tmp_path):
     class Options(BaseModel):
         model: str = "gemma-4-12b"
 
-    with connect("gemma-4-12b", [url]) as client, Run.open("probe-test", Options(), out=tmp_path / "run") as run:
+    with connect("gemma-4-12b", [url]) as client, \
+            Run.open("probe-test", Options(), out=tmp_path / "run", client=client) as run:
         assert client.profile.max_model_len == GEMMA_4_12B.max_model_len  # the server does not say
         with pytest.raises(ContextOverflowError):
             _ask(client, "word " * 4000)
