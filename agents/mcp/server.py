@@ -71,20 +71,32 @@ class RunFolders:
             self._known[folder.name] = folder.resolve()
 
     def file(self, run: str, *parts: str) -> Path:
-        with self._lock:
-            folder = self._known.get(run)
-        if folder is None:
-            raise ResourceError(f"unknown run {run!r}: this server reads only the runs its tools wrote")
+        folder = self.folder(run)
         path = folder.joinpath(*parts).resolve()
         if not path.is_relative_to(folder) or not path.is_file() or path.suffix not in READABLE:
             raise ResourceError(f"{run}/{'/'.join(parts)}: no such output in that run")
         return path
 
+    def folder(self, run: str) -> Path:
+        with self._lock:
+            folder = self._known.get(run)
+        if folder is None:
+            raise ResourceError(f"unknown run {run!r}: this server reads only the runs its tools wrote")
+        return folder
+
     def links(self, folder: Path) -> list[ResourceLink]:
+        """The run folder itself (its listing), then each output a client may read."""
         files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in READABLE
                  and len(p.relative_to(folder).parts) <= 2 and not p.name.startswith(".")]
-        return [ResourceLink(name=p.relative_to(folder).as_posix(), uri=file_uri(folder, p), mime_type=MIME[p.suffix],
-                             size=p.stat().st_size) for p in files]
+        listing = ResourceLink(name=f"{folder.name}/", uri=f"{URI_ROOT}/{quote(folder.name)}", mime_type="application/json",
+                               description=f"the run folder {folder}: its readable outputs")
+        return [listing, *(ResourceLink(name=p.relative_to(folder).as_posix(), uri=file_uri(folder, p),
+                                        mime_type=MIME[p.suffix], size=p.stat().st_size) for p in files)]
+
+    def listing(self, run: str) -> str:
+        folder = self.folder(run)
+        return json.dumps({"run": str(folder), "files": [{"name": link.name, "uri": str(link.uri), "size": link.size}
+                                                         for link in self.links(folder)[1:]]})
 
 
 def file_uri(folder: Path, path: Path) -> str:
@@ -242,6 +254,11 @@ def build_server(runs_root: Path) -> MCPServer:
             return await anyio.to_thread.run_sync(lambda: status(model, base_url))
         except USER_ERRORS as err:
             raise ToolError(str(err)) from None
+
+    @server.resource(f"{URI_ROOT}/{{run}}", name="run-folder", mime_type="application/json",
+                     description="A run folder a tool wrote: its readable outputs and their URIs.")
+    def run_folder(run: str) -> str:
+        return folders.listing(run)
 
     @server.resource(f"{URI_ROOT}/{{run}}/{{name}}", name="run-output", description="A file a tool's run wrote.")
     def run_output(run: str, name: str) -> str:

@@ -89,14 +89,15 @@ def test_review_sends_progress_and_returns_findings_and_reports(transport: str, 
                                              "no_model": True}, progress_callback=on_progress)
             links = {c.name: c.uri for c in result.content if c.type == "resource_link"}
             report = await session.read_resource(links["report.md"])
+            listing = await session.read_resource(links[f"{Path(result.structured_content['run']).name}/"])
             missing = None
             try:
                 await session.read_resource(str(links["report.md"]).replace("report.md", "checkpoint.sqlite"))
             except Exception as err:  # noqa: BLE001
                 missing = str(err)
-            return result, links, report, missing
+            return result, links, report, listing, missing
 
-    result, links, report, missing = asyncio.run(session_work())
+    result, links, report, listing, missing = asyncio.run(session_work())
     assert not result.is_error, result.content
     data = result.structured_content
     assert Path(data["run"]).parent == runs and data["run"] in progress[0][2]  # announced before the work
@@ -106,6 +107,9 @@ def test_review_sends_progress_and_returns_findings_and_reports(transport: str, 
     assert [p[0] for p in progress] == sorted(p[0] for p in progress) and progress[-1][0] > progress[0][0]
     assert {"report.md", "report.html", "findings.json", "events.jsonl"} <= set(links)
     assert "no-personal-data" in report.contents[0].text
+    listed = json.loads(listing.contents[0].text)
+    assert listed["run"] == data["run"] and {f["uri"] for f in listed["files"]} == {
+        str(uri) for name, uri in links.items() if not name.endswith("/")}
     assert any(c.type == "resource" and str(c.resource.uri).endswith("report.md") for c in result.content)
     assert missing is not None  # the checkpoint is no resource
     api = tilepilot.review(contract, rules=CONTRACT_RULES, no_model=True, out=tmp_path / "api")
