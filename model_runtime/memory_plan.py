@@ -93,7 +93,7 @@ class EngineModel(BaseModel):
     base_overhead_bytes: int  # the server process(es) with a tiny model: runtime, buffers, tokenizer
     overhead_source: str
 
-    def sliding_cells(self, context: int, window: int, parallel: int) -> int:
+    def sliding_cells(self, context: int, window: int, parallel: int, block: int | None = None) -> int:
         """Cells a trimmed sliding-window layer keeps for ``parallel`` sequences of ``context`` tokens."""
         if self.name == "llama.cpp":
             # llama-kv-cache-iswa.cpp: min(size, n_swa * n_seq + n_ubatch), padded to 256 cells; shared by the
@@ -102,11 +102,12 @@ class EngineModel(BaseModel):
         # vLLM's SlidingWindowSpec.max_admission_blocks_per_request: the last window - 1 tokens plus the
         # tokens in flight (one batch of max_num_batched_tokens), plus one block: the window need not start
         # on a block boundary.
+        block = block or self.block_tokens
         held = min(window - 1 + VLLM_MAX_BATCHED_TOKENS, context)
-        return parallel * (math.ceil(held / self.block_tokens) + 1) * self.block_tokens
+        return parallel * (math.ceil(held / block) + 1) * block
 
-    def full_cells(self, context: int, parallel: int) -> int:
-        return parallel * _pad(context, self.block_tokens)
+    def full_cells(self, context: int, parallel: int, block: int | None = None) -> int:
+        return parallel * _pad(context, block or self.block_tokens)
 
 
 LLAMA_UBATCH = 512
@@ -151,21 +152,36 @@ class MemoryPlan(BaseModel):
 
 
 def kv_bytes(geometry: KvGeometry, engine: EngineModel, context: int, parallel: int, element_bytes: float) -> tuple[int, int]:
-    """(bytes that grow with the context, bytes that do not) of the whole KV cache for ``parallel`` sequences."""
+    """(bytes that grow with the context, bytes that do not) of the whole KV cache for ``parallel`` sequences.
+
+    vLLM gives every layer's block the same page size (its hybrid allocator shares one pool), so a layer
+    with fewer bytes per token gets proportionally more tokens per block, and it keeps one null block.
+    """
     growing = fixed = 0.0
     window = geometry.sliding_window
+    widest = max(layer.bytes_per_token(element_bytes) for layer in geometry.layers)
     for layer in geometry.layers:
         b = layer.bytes_per_token(element_bytes)
+        block = int(engine.block_tokens * widest // b) if engine.name == "vllm" and b else None
         if not (layer.sliding and window):
-            growing += b * engine.full_cells(context, parallel)
+            growing += b * engine.full_cells(context, parallel, block)
             continue
-        cells = engine.sliding_cells(context, window, parallel)
+        cells = engine.sliding_cells(context, window, parallel, block)
         # Past the window (plus what is in flight) the trimmed cache stops growing with the context.
-        if cells == engine.sliding_cells(context + window + 2 * VLLM_MAX_BATCHED_TOKENS, window, parallel):
+        if cells == engine.sliding_cells(context + window + 2 * VLLM_MAX_BATCHED_TOKENS, window, parallel, block):
             fixed += b * cells
         else:
             growing += b * cells
+    if engine.name == "vllm":
+        fixed += engine.block_tokens * widest * _vllm_group_size(geometry)  # the null block
     return int(growing), int(fixed)
+
+
+def _vllm_group_size(geometry: KvGeometry) -> int:
+    """Layers per KV cache group: vLLM groups layers of each attention type in equal-sized groups."""
+    kinds = [sum(1 for x in geometry.layers if x.sliding and x.has_cache),
+             sum(1 for x in geometry.layers if not x.sliding and x.has_cache)]
+    return math.gcd(*kinds) if all(kinds) else max(kinds)
 
 
 def kv_per_sequence(geometry: KvGeometry, engine: EngineModel, context: int, element_bytes: float) -> tuple[float, int]:
@@ -271,7 +287,8 @@ def plan(geometry: KvGeometry, engine_name: EngineName, *, model: str, weights_b
     if context is None:
         if largest < 1024:
             raise PlanError(f"{model} does not fit in {memory_bytes / GiB:.1f} GiB on {engine_name} with {parallel} "
-                            f"parallel: the weights and runtime alone take {(weights_bytes + overhead) / GiB:.1f} GiB")
+                            f"parallel: weights {weights_bytes / GiB:.1f} GiB + runtime {overhead / GiB:.1f} GiB + a "
+                            f"1024-token KV cache {need(1024) / GiB:.2f} GiB")
         context = largest
     elif context > largest:
         raise PlanError(f"{context} tokens x {parallel} parallel do not fit in {memory_bytes / GiB:.1f} GiB on "

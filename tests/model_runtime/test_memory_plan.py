@@ -31,9 +31,10 @@ def test_published_12b_kv_bytes_per_token_by_hand():
     assert per_token == 8 * 2048 == 16384
     # llama.cpp keeps window + n_ubatch = 1024 + 512 = 1536 cells (a multiple of 256) for each sliding layer
     assert fixed == 40 * 8192 * 1536 == 503316480
-    # vLLM keeps window - 1 + 2496 tokens in flight = 3519, in 128-token blocks (28), plus one block
+    # vLLM keeps window - 1 + 2496 tokens in flight = 3519, in 128-token blocks (28), plus one block; and one
+    # null block of 128 tokens at the widest page for each of a group's 8 layers (40 sliding, 8 full: gcd 8)
     vllm_per_token, vllm_fixed = mp.kv_per_sequence(g, mp.ENGINES["vllm"], 131072, 2.0)
-    assert (vllm_per_token, vllm_fixed) == (16384, 40 * 8192 * 29 * 128)
+    assert (vllm_per_token, vllm_fixed) == (16384, 40 * 8192 * 29 * 128 + 128 * 8192 * 8)
     # A context inside the window: nothing to trim, every layer grows with it.
     assert mp.kv_per_sequence(g, llama, 1000, 2.0) == (344064, 0)
 
@@ -50,9 +51,9 @@ def test_gemma3_configs_read_from_config_json():
 
 
 def test_the_geometry_twin_on_vllm_matches_vllms_own_startup_check():
-    """The twin (tiny.GEOMETRIES["twin"]: 10 sliding 8x256 + 2 full 1x512 layers) at 32768 tokens. vLLM 0.32's
-    own check, refusing a 0.25 GiB pool, said "0.41 GiB KV cache is needed" and "the estimated maximum model
-    length is 2944"."""
+    """The twin (tiny.GEOMETRIES["twin"]: 10 sliding 8x256 + 2 full 1x512 layers). vLLM 0.32's own startup
+    check, refusing a 0.25 GiB pool at 32768 tokens, said "0.41 GiB KV cache is needed" and "the estimated
+    maximum model length is 2944"; refusing a 306 MiB pool at 4096 tokens, it said 3584."""
     config = {"text_config": {"num_hidden_layers": 12, "num_key_value_heads": 8, "head_dim": 256, "sliding_window": 1024,
                               "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 2,
                               "per_layer_config": {"05": {"head_dim": 512, "num_key_value_heads": 1},
@@ -60,8 +61,10 @@ def test_the_geometry_twin_on_vllm_matches_vllms_own_startup_check():
                               "max_position_embeddings": 32768, "vocab_size": 8192, "hidden_size": 256}}
     g, vllm = mp.KvGeometry.from_config(config), mp.ENGINES["vllm"]
     need = sum(mp.kv_bytes(g, vllm, 32768, 1, 2.0))
-    assert need == 10 * 8192 * 3712 + 2 * 2048 * 32768 and round(need / GiB, 2) == 0.41
+    # full layers get 512-token blocks (the same page as 128 tokens of a sliding layer); one null block of 2 layers
+    assert need == 10 * 8192 * 3712 + 2 * 2048 * 32768 + 128 * 8192 * 2 and round(need / GiB, 2) == 0.41
     assert sum(mp.kv_bytes(g, vllm, 2944, 1, 2.0)) <= GiB // 4 < sum(mp.kv_bytes(g, vllm, 2944 + 128, 1, 2.0))
+    assert sum(mp.kv_bytes(g, vllm, 3584, 1, 2.0)) <= 306 * MiB < sum(mp.kv_bytes(g, vllm, 3584 + 128, 1, 2.0))
 
 
 def test_per_layer_overrides_and_shared_kv_layers():
