@@ -29,6 +29,7 @@ APT_PACKAGES=(
   python3-tk python3-venv tk                              # Tk test app; venv for system Pythons
   dbus dbus-x11 at-spi2-core libatk-adaptor               # accessibility bus for the desktop guard
   python3-gi gir1.2-gtk-3.0 mousepad                      # GTK 3 test form and a Debian GTK app
+  gnumeric galculator                                     # real apps of the desktop task files (examples/desktop-tasks)
   chromium                                                # looking at the HTML reports in tests
   libreoffice-writer-nogui                                # Word/ODT/RTF review inputs and --docx-out checks
 )

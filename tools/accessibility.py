@@ -45,6 +45,7 @@ class Widget(BaseModel):
     states: tuple[str, ...] = ()
     bbox: tuple[int, int, int, int]
     depth: int = 0  # 0 = a top-level window
+    value: str | None = None  # its text or current value, when read (``widgets(values=True)``)
 
     @property
     def is_window(self) -> bool:
@@ -104,19 +105,23 @@ class AccessibilityTree:
     def close(self) -> None:
         self._conn.close()
 
-    def widgets(self, max_nodes: int = MAX_NODES) -> list[Widget]:
-        """Every showing widget with a size, windows first in each app, parents before children."""
+    def widgets(self, max_nodes: int = MAX_NODES, values: bool = False) -> list[Widget]:
+        """Every showing widget with a size, windows first in each app, parents before children.
+
+        ``values``: also read each widget's text (Text interface) or current value (Value interface).
+        """
         found: list[Widget] = []
         for app_ref in self._children(_REGISTRY):
             try:
                 app_name = self._name(app_ref)
                 for window_ref in self._children(app_ref):
-                    self._walk(window_ref, app_name, self._name(window_ref), 0, found, max_nodes)
+                    self._walk(window_ref, app_name, self._name(window_ref), 0, found, max_nodes, values)
             except _Vanished:
                 continue  # the app quit while being read
         return found
 
-    def _walk(self, ref: tuple[str, str], app: str, window: str, depth: int, found: list[Widget], max_nodes: int) -> None:
+    def _walk(self, ref: tuple[str, str], app: str, window: str, depth: int, found: list[Widget], max_nodes: int,
+              values: bool = False) -> None:
         if len(found) >= max_nodes:
             return
         try:
@@ -126,9 +131,10 @@ class AccessibilityTree:
             x, y, w, h = self._call(ref, _COMPONENT, "GetExtents", "u", (_SCREEN_COORDS,))[0]
             if w > 0 and h > 0:
                 found.append(Widget(app=app, window=window, role=self._call(ref, _ACCESSIBLE, "GetRoleName")[0], name=self._label(ref),
-                                    states=states, bbox=(x, y, x + w - 1, y + h - 1), depth=depth))
+                                    states=states, bbox=(x, y, x + w - 1, y + h - 1), depth=depth,
+                                    value=self._value(ref) if values else None))
             for child in self._children(ref):
-                self._walk(child, app, window, depth + 1, found, max_nodes)
+                self._walk(child, app, window, depth + 1, found, max_nodes, values)
         except _Vanished:
             return
 
@@ -146,6 +152,16 @@ class AccessibilityTree:
         labels = [target for kind, targets in self._call(ref, _ACCESSIBLE, "GetRelationSet")[0] if kind == _LABELLED_BY
                   for target in targets]
         return " ".join(filter(None, (self._name(tuple(label)) for label in labels)))
+
+    def _value(self, ref: tuple[str, str]) -> str | None:
+        """The widget's text, else its current value, else None (it has neither interface)."""
+        interfaces = self._call(ref, _ACCESSIBLE, "GetInterfaces")[0]
+        if "org.a11y.atspi.Text" in interfaces:
+            return self._call(ref, "org.a11y.atspi.Text", "GetText", "ii", (0, -1))[0]
+        if "org.a11y.atspi.Value" in interfaces:
+            value = self._call(ref, "org.freedesktop.DBus.Properties", "Get", "ss", ("org.a11y.atspi.Value", "CurrentValue"))[0][1]
+            return f"{value:g}"
+        return None
 
     def _states(self, ref: tuple[str, str]) -> tuple[str, ...]:
         low, high = self._call(ref, _ACCESSIBLE, "GetState")[0]

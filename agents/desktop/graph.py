@@ -253,13 +253,34 @@ def act(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
         update.update(status="stopped", stop_reason=str(err))
     except UIActionError as err:
         executed, result = False, f"error: {err}"
-    if executed and ctx.options.settle_ms:
+    if executed and ctx.options.settle_ms:  # settle_ms=0 turns all settling off (scripted screens in tests)
         ctx.sleep(ctx.options.settle_ms / 1000)
+        wait_until_settled(ctx)
     if isinstance(cur.screen_action, Click) and not update.get("status"):
         update["focus_point"] = (cur.screen_action.x, cur.screen_action.y)
     timings = cur.timings.model_copy(update={"act_ms": _ms(started)})
     update["current"] = _with(cur, executed=executed, result=result, timings=timings)
     return update
+
+
+SETTLE_POLL_MS = 120
+
+
+def wait_until_settled(ctx: DesktopContext) -> None:
+    """Poll the screen until two captures SETTLE_POLL_MS apart look the same (by the verify
+    thumbnails), for at most ``settle_max_ms``: the next screenshot then shows the action's effect,
+    not a frame of a redraw or of work still going on. Bounded, so an animation never stalls a run."""
+    limit = ctx.options.settle_max_ms / 1000
+    if limit <= 0:
+        return
+    deadline = time.monotonic() + limit
+    before = thumbnail(ctx.screen.capture_monitor(ctx.options.monitor).image)
+    while time.monotonic() < deadline:
+        ctx.sleep(SETTLE_POLL_MS / 1000)
+        after = thumbnail(ctx.screen.capture_monitor(ctx.options.monitor).image)
+        if not compare(before, after).changed:
+            return
+        before = after
 
 
 def record(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:

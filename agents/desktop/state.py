@@ -48,6 +48,9 @@ class DesktopOptions(BaseModel):
     temperature: float = 0.0
     max_tokens: int = Field(400, ge=32)
     settle_ms: int = Field(150, ge=0, description="wait after an action so the screen shows its effect")
+    # Then wait until two screenshots SETTLE_POLL_MS apart match, at most this long: real apps redraw
+    # late and work in the background (mousepad's Replace All runs behind a spinner).
+    settle_max_ms: int = Field(3000, ge=0, description="wait at most this long after an action for the screen to stop changing")
 
 
     @property

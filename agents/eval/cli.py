@@ -24,6 +24,8 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of a table."),
     out: Optional[Path] = typer.Option(None, "--out", help="Eval folder (default ./runs/eval-<UTC time>)."),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="Your own labelled data (review: PDFs, rules.md, labels.jsonl)."),
+    tasks: Optional[Path] = typer.Option(
+        None, "--tasks", help="desktop: a folder of task files (YAML) on real apps instead of the built-in tasks."),
     small: bool = typer.Option(False, "--small", help="The small variant of the suite (what the tests run)."),
     keep_runs: bool = typer.Option(
         False, "--keep-runs",
@@ -39,7 +41,15 @@ def eval_command(
 
     systems = parse_systems(model or [], base_url or [])
     suite_module(suite)  # unknown suite: one line, before any folder exists
-    if dataset is not None:
+    if tasks is not None:
+        from tilepilot.agents.errors import UsageError
+        from tilepilot.agents.eval.tasks.loader import load_task_dir
+
+        if suite != "desktop" or dataset is not None:
+            raise UsageError("--tasks DIR goes with the desktop suite only, and without --dataset")
+        load_task_dir(tasks)  # every bad task file: one line each, before anything is written or started
+        dataset = tasks
+    elif dataset is not None:
         from tilepilot.agents.eval.dataset import load_dataset
 
         load_dataset(dataset)  # a malformed dataset fails here, before anything is written

@@ -190,7 +190,14 @@ class DesktopAnswerer(RegistryAnswerer):
 # -- the suite (parent process) ----------------------------------------------------------------
 
 
+ACCEPTS_DATASET = True  # --tasks DIR: a folder of task files on real apps (tilepilot.agents.eval.tasks)
+
+
 def run(ctx: EvalContext) -> SuiteResult:
+    if ctx.dataset is not None:
+        from tilepilot.agents.eval.tasks.suite import run as run_task_files
+
+        return run_task_files(ctx, ctx.dataset)
     tasks = [t for t in TASKS if not ctx.small or t.id in SMALL_TASKS]
     require_xvfb("xdotool")  # before a model server is started for nothing
     labels_dir = ctx.out_dir / "labels"

@@ -146,7 +146,7 @@ def run_worker(module: str, job: BaseModel, job_dir: Path, timeout_s: float = 90
 
 
 def run_screens(module: str, screens: Sequence[tuple[int, int]], job: Callable[[str, int, int], BaseModel],
-                folder: Callable[[int, int], Path]) -> list[Path]:
+                folder: Callable[[int, int], Path], timeout_s: float = 900.0) -> list[Path]:
     """One Xvfb and one worker per screen size, all at once; the result files in the order of ``screens``.
 
     In parallel because a worker waits on its app and the mouse about half the time (pyautogui's pauses,
@@ -159,7 +159,7 @@ def run_screens(module: str, screens: Sequence[tuple[int, int]], job: Callable[[
         width, height = size
         try:
             with xvfb(width, height) as display:
-                return run_worker(module, job(display, width, height), folder(width, height), stop=stop)
+                return run_worker(module, job(display, width, height), folder(width, height), timeout_s=timeout_s, stop=stop)
         except BaseException as err:
             if not stop.is_set():
                 failures.append(err)  # the cause, not the workers it stopped
@@ -207,11 +207,11 @@ def screen_folder(out_dir: Path, width: int, height: int) -> Path:
 
 
 def gather_outcomes(module: str, screens: Sequence[tuple[int, int]], job: Callable[[str, int, int], BaseModel],
-                    out_dir: Path, result: type[BaseModel], root: Path) -> list:
+                    out_dir: Path, result: type[BaseModel], root: Path, timeout_s: float = 900.0) -> list:
     """Run one worker per screen size (:func:`run_screens`) and return all their outcomes, in screen
     order, with each outcome's ``image`` made relative to ``root`` (the eval folder the report lives in)."""
     outcomes = []
-    for (width, height), path in zip(screens, run_screens(module, screens, job, lambda w, h: screen_folder(out_dir, w, h))):
+    for (width, height), path in zip(screens, run_screens(module, screens, job, lambda w, h: screen_folder(out_dir, w, h), timeout_s)):
         for outcome in result.model_validate_json(path.read_text(encoding="utf-8")).outcomes:
             if outcome.image:
                 outcome.image = str((screen_folder(out_dir, width, height) / outcome.image).relative_to(root))
