@@ -59,11 +59,12 @@ def _confirms(run: Path) -> list[dict]:
     return [event for event in map(json.loads, lines) if event["kind"] == "confirm"]
 
 
-def test_guard_confirmation_is_elicited_declined_then_accepted(xvfb: XServer, tk_app: TkApp, tmp_path: Path) -> None:
+def test_guard_confirmation_is_elicited_declined_cancelled_unasked_then_accepted(xvfb: XServer, tk_app: TkApp, tmp_path: Path) -> None:
     rules = tmp_path / "confirm-clicks.md"
     rules.write_text("---\napplies_to: [desktop]\nactions:\n  confirm: [click]\n---\nAsk before any click.\n")
     asked: list[str] = []
-    answers = iter([ElicitResult(action="decline"), ElicitResult(action="accept", content={"execute": True})])
+    answers = iter([ElicitResult(action="decline"), ElicitResult(action="cancel"),
+                    ElicitResult(action="accept", content={"execute": True})])
 
     async def elicit(context, params) -> ElicitResult:
         asked.append(params.message)
@@ -88,13 +89,19 @@ def test_guard_confirmation_is_elicited_declined_then_accepted(xvfb: XServer, tk
         assert not tk_app.events_of("button_invoked")
         assert [s["executed"] for s in declined.structured_content["steps"]] == [False]
 
+        cancelled = asyncio.run(session_work(elicit, tmp_path / "cancelled"))  # the user dismissed the question
+        assert len(asked) == 2 and cancelled.structured_content["status"] == "denied"
+        assert [(c["approved"], c["asked"]) for c in _confirms(tmp_path / "cancelled")] == [(False, True)]
+        tk_app.settle()
+        assert not tk_app.events_of("button_invoked")
+
         unasked = asyncio.run(session_work(None, tmp_path / "unasked"))  # a client that cannot elicit
         assert unasked.structured_content["status"] == "denied"
         assert [(c["approved"], c["asked"]) for c in _confirms(tmp_path / "unasked")] == [(False, False)]
-        assert not tk_app.events_of("button_invoked") and len(asked) == 1
+        assert not tk_app.events_of("button_invoked") and len(asked) == 2
 
         accepted = asyncio.run(session_work(elicit, tmp_path / "accepted"))
-        assert len(asked) == 2
+        assert len(asked) == 3
         assert accepted.structured_content["status"] == "done", accepted.structured_content
         assert [e["name"] for e in tk_app.settle() if e["event"] == "button_invoked"] == ["OK"]
         assert [(c["approved"], c["asked"]) for c in _confirms(tmp_path / "accepted")] == [(True, True)]
