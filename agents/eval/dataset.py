@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tilepilot.agents.errors import TilepilotError
+from tilepilot.tools.convert import OFFICE_SUFFIXES, to_pdf
 from tilepilot.tools.errors import ToolError
 from tilepilot.tools.pdf import open_pdf
 
@@ -56,6 +57,8 @@ class Dataset(BaseModel):
         return pages[page - 1] if 0 < page <= len(pages) else "page"
 
 
+DOCUMENT_SUFFIXES = (".pdf", *OFFICE_SUFFIXES)  # what a dataset reviews: PDFs and Word/ODF/RTF documents
+
 def _problem(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
@@ -71,14 +74,14 @@ def load_dataset(root: Path) -> Dataset:
         if not (root / needed).is_file():
             problems.append(f"{root / needed}: missing; a dataset holds the PDFs, {RULES} and {LABELS}")
     documents: dict[str, int] = {}
-    for pdf in sorted(p for p in root.iterdir() if p.suffix.lower() == ".pdf"):
+    for pdf in sorted(p for p in root.iterdir() if p.suffix.lower() in DOCUMENT_SUFFIXES):
         try:
-            with open_pdf(pdf) as doc:
+            with open_pdf(to_pdf(pdf), name=str(pdf)) as doc:  # a Word document: its converted (cached) PDF
                 documents[pdf.name] = doc.page_count
         except ToolError as err:
             problems.append(str(err))
     if not documents:
-        problems.append(f"{root}: holds no *.pdf files")
+        problems.append(f"{root}: holds no documents (*.pdf, *.docx, *.doc, *.odt, *.rtf)")
     labels: list[Label] = []
     if (root / LABELS).is_file():
         labels = _read_labels(root / LABELS, documents, problems)

@@ -23,6 +23,7 @@ from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult, eval_cach
 from tilepilot.agents.eval.dataset import Dataset, Label, load_dataset
 from tilepilot.agents.eval.rigs.review_data import suite_dir
 from tilepilot.agents.review.findings import Finding
+from tilepilot.tools.convert import to_pdf
 from tilepilot.tools.pdf import open_pdf
 
 NAME = "review"
@@ -48,7 +49,7 @@ def run(ctx: EvalContext) -> SuiteResult:
     started = time.monotonic()
     report = run_review(options, out=ctx.out_dir / "run", client_factory=lambda: ctx.connect(answerer), progress=None)
     seconds = time.monotonic() - started
-    findings = {Path(d.path).name: list(d.findings) for d in report.documents}
+    findings = {Path(d.source or d.path).name: list(d.findings) for d in report.documents}
     pages = sum(d.pages for d in report.documents)
     result = score(data, findings)
     result.metrics["prompt_tokens_per_page"] = report.usage.prompt_tokens / max(pages, 1)
@@ -144,7 +145,7 @@ def _with_images(ctx: EvalContext, data: Dataset, misses: list[Miss]) -> list[Mi
             out.append(miss)
             continue
         if (document, page) not in rendered:
-            with open_pdf(data.root / document) as doc:
+            with open_pdf(to_pdf(data.root / document)) as doc:
                 width_pt, height_pt = doc.page_size(page)
                 image = doc.render(page, max(1, round(width_pt * scale)), max(1, round(height_pt * scale)))
             path = folder / f"{Path(document).stem}-p{page:04d}.png"

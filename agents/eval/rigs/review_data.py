@@ -38,10 +38,11 @@ from pathlib import Path
 import pymupdf
 from PIL import Image
 
-VERSION = 1  # bump when the generator changes: part of the cache key
+VERSION = 2  # bump when the generator changes: part of the cache key (2: Word documents)
 LETTER = (612.0, 792.0)
 MARGIN = 72.0
 FULL_DOCUMENTS, SMALL_DOCUMENTS = 22, 3
+FULL_WORD_DOCUMENTS, SMALL_WORD_DOCUMENTS = 3, 1  # .docx contracts, reviewed through LibreOffice (review_word.py)
 
 RULES_MD = """---
 applies_to: [review]
@@ -320,7 +321,7 @@ def build_document(name: str, seed: int, pages: int) -> _Doc:
 
 
 def generate(out: Path, small: bool) -> Path:
-    """Write the suite into ``out`` (a new folder): PDFs, rules.md, labels.jsonl, kinds.json."""
+    """Write the suite into ``out`` (a new folder): PDFs, .docx files, rules.md, labels.jsonl, kinds.json."""
     out.mkdir(parents=True)
     count = SMALL_DOCUMENTS if small else FULL_DOCUMENTS
     labels, kinds = [], {}
@@ -332,6 +333,12 @@ def generate(out: Path, small: bool) -> Path:
         doc.pdf.close()
         labels += doc.labels
         kinds[name] = doc.kinds
+    for index in range(SMALL_WORD_DOCUMENTS if small else FULL_WORD_DOCUMENTS):
+        from tilepilot.agents.eval.rigs.review_word import word_contract, word_kinds
+
+        path = out / f"contract-word-{index + 1:02d}.docx"
+        labels += word_contract(path, seed=index, paragraphs=70 if small else 90 + 10 * index)
+        kinds[path.name] = word_kinds(path)
     (out / "rules.md").write_text(RULES_MD)
     (out / "labels.jsonl").write_text("".join(json.dumps(label) + "\n" for label in labels))
     (out / "kinds.json").write_text(json.dumps(kinds, indent=1))

@@ -24,6 +24,7 @@ from PIL import Image
 from tilepilot.agents.eval.dataset import Dataset, Label
 from tilepilot.agents.eval.rigs.oracle import OracleReply
 from tilepilot.model_runtime.payloads import encode_image
+from tilepilot.tools.convert import to_pdf
 from tilepilot.tools.pdf import open_pdf
 
 _HEADER = re.compile(r"=== page (\d+) \((text layer|image|image and text layer)\) ===")
@@ -45,7 +46,7 @@ class ReviewAnswerer:
         self.sizes: dict[tuple[str, int], tuple[float, float]] = {}
         self._render_lock = threading.Lock()  # PyMuPDF is not thread-safe; the server is threaded
         for name in data.documents:
-            with open_pdf(data.root / name) as doc:
+            with open_pdf(to_pdf(data.root / name)) as doc:  # a Word document: the PDF the review reads
                 for page in range(1, doc.page_count + 1):
                     text = doc.text(page)
                     if text.text.strip():

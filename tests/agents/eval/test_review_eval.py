@@ -40,6 +40,7 @@ def test_oracle_scores_one_on_every_rule_and_page_kind(oracle_run):
     for group, values in breakdown.items():
         assert (values["precision"], values["recall"]) == (1.0, 1.0), group
     assert breakdown["kind=scan"]["model_recall"] == 1.0  # only the model can read a scan
+    assert breakdown["kind=word"]["recall"] == 1.0  # the Word documents, through the LibreOffice conversion
     # boxes: the text layer's on rotated pages (turned with the page), the model's own on scans
     assert metrics["boxes_iou50"] == 1.0 and breakdown["kind=rotated"]["boxes_iou50"] == 1.0
     assert breakdown["kind=scan"]["quotes_verified"] == 0.0  # inherent: a scan has no text layer to check a quote on
@@ -50,7 +51,8 @@ def test_half_oracle_scores_about_half_and_its_misses_are_drawn(oracle_run):
     out, results = oracle_run
     metrics = results["oracle:0.5"]["metrics"]
     assert 0.3 <= metrics["f1"] <= 0.7, metrics
-    assert 0.3 <= metrics["model_recall"] <= 0.7, metrics
+    # Only 7 labels of the small suite are the model's alone (right or wrong by a hash of each case): 2..5 of them.
+    assert 0.2 <= metrics["model_recall"] <= 0.8, metrics
     assert results["oracle:0.5"]["misses"] > 0 and results["oracle"]["misses"] == 0
     html = (out / "report.html").read_text()
     assert "<rect" in html and "missed: expected" in html and "false positive" in html
