@@ -1,8 +1,9 @@
 """``tilepilot.review``, ``tilepilot.desktop``, ``tilepilot.listen``: the agents as Python calls.
 
 The CLI commands are thin shells over these: they parse options into the request models
-(:mod:`tilepilot.api_types`), call the operation with a progress callback that draws on the terminal, and print the result (``--json``: ``result.to_json()``). The MCP server calls the
-same functions from a worker thread.
+(:mod:`tilepilot.api_types`), call the operation with a progress callback that draws on the
+terminal, and print the result (``--json``: ``result.to_json()``). The MCP server calls the same
+functions from a worker thread.
 
 Every operation:
 
