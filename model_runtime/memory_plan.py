@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from tilepilot.model_runtime.errors import PlanError
+from tilepilot.model_runtime.llama_server import MICRO_BATCH
 
 GiB = 1024**3
 MiB = 1024**2
@@ -97,7 +98,7 @@ class EngineModel(BaseModel):
         """Cells a trimmed sliding-window layer keeps for ``parallel`` sequences of ``context`` tokens."""
         if self.name == "llama.cpp":
             # llama-kv-cache-iswa.cpp: min(size, n_swa * n_seq + n_ubatch), padded to 256 cells; shared by the
-            # slots (unified KV). n_ubatch is 512 by default.
+            # slots (unified KV).
             return _pad(min(context * parallel, window * parallel + LLAMA_UBATCH), 256)
         # vLLM's SlidingWindowSpec.max_admission_blocks_per_request: the last window - 1 tokens plus the
         # tokens in flight (one batch of max_num_batched_tokens), plus one block: the window need not start
@@ -110,7 +111,8 @@ class EngineModel(BaseModel):
         return parallel * _pad(context, block or self.block_tokens)
 
 
-LLAMA_UBATCH = 512
+# tilepilot runs llama-server with n_ubatch 2048, so that the largest image or clip fits one micro-batch.
+LLAMA_UBATCH = MICRO_BATCH
 # vLLM raises max_num_batched_tokens from 2048 to 2496 for gemma4_unified (room for a video input in one
 # prefix-LM batch), as its log says; serve start passes it explicitly so that the plan's arithmetic holds.
 VLLM_MAX_BATCHED_TOKENS = 2496
@@ -324,7 +326,7 @@ def engine_flags(engine: EngineName, context: int, parallel: int, kv_type: str, 
     # llama.cpp: one unified cache of -c cells shared by the slots, each slot held to the planned context;
     # the SWA cache stays trimmed (no --swa-full), and --fit off: the plan decides, not a silent shrink.
     return ["-c", str(context * parallel), "-np", str(parallel), "--kv-unified", "--kv-unified-per-slot", str(context),
-            "-ctk", kv_type, "-ctv", kv_type, "--fit", "off"]
+            "-b", str(LLAMA_UBATCH), "-ub", str(LLAMA_UBATCH), "-ctk", kv_type, "-ctv", kv_type, "--fit", "off"]
 
 
 def agent_settings(context: int, parallel: int) -> dict[str, int]:

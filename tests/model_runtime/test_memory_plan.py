@@ -29,8 +29,8 @@ def test_published_12b_kv_bytes_per_token_by_hand():
     llama = mp.ENGINES["llama.cpp"]
     per_token, fixed = mp.kv_per_sequence(g, llama, 131072, 2.0)
     assert per_token == 8 * 2048 == 16384
-    # llama.cpp keeps window + n_ubatch = 1024 + 512 = 1536 cells (a multiple of 256) for each sliding layer
-    assert fixed == 40 * 8192 * 1536 == 503316480
+    # llama.cpp keeps window + n_ubatch = 1024 + 2048 = 3072 cells (a multiple of 256) for each sliding layer
+    assert fixed == 40 * 8192 * 3072
     # vLLM keeps window - 1 + 2496 tokens in flight = 3519, in 128-token blocks (28), plus one block; and one
     # null block of 128 tokens at the widest page for each of a group's 8 layers (40 sliding, 8 full: gcd 8)
     vllm_per_token, vllm_fixed = mp.kv_per_sequence(g, mp.ENGINES["vllm"], 131072, 2.0)
@@ -44,10 +44,10 @@ def test_gemma3_configs_read_from_config_json():
     assert [layer.sliding for layer in g.layers].count(False) == 5 and g.sliding_window == 1024
     per_token, fixed = mp.kv_per_sequence(g, mp.ENGINES["llama.cpp"], 32768, 2.0)
     assert per_token == 5 * (2 * 4 * 256 * 2) == 20480
-    assert fixed == 29 * 4096 * 1536
+    assert fixed == 29 * 4096 * 3072
     small = mp.KvGeometry.from_config(gemma3_config(layers=18, kv_heads=1, head_dim=256, window=512))  # 270M-like
     per_token, fixed = mp.kv_per_sequence(small, mp.ENGINES["llama.cpp"], 8192, 2.0)
-    assert per_token == 3 * 1024 and fixed == 15 * 1024 * 1024  # 512 + 512 = 1024 cells
+    assert per_token == 3 * 1024 and fixed == 15 * 1024 * 2560  # 512 + 2048 = 2560 cells
 
 
 def test_the_geometry_twin_on_vllm_matches_vllms_own_startup_check():
