@@ -224,7 +224,7 @@ def run_listen_request(request: ListenRequest, *, progress: ProgressCallback | N
     results: list[TranscriptResult] = []
     with _connect(options.model, request.base_url, quiet) as client, \
             Run.open("listen", options, out=Path(request.out) if request.out else None, resume=resume, deadline=deadline,
-                     progress=sink_for(progress), model=client.profile.served_name,
+                     progress=sink_for(progress), client=client, model=client.profile.served_name,
                      system_prompt=policy.prompt) as run:  # logged so `tilepilot export` rebuilds each clip request
         agent = ListenAgent(client, policy, workers=options.workers, events=run.events, deadline=run.deadline)
         run.progress.start("listen", sum(i.num_samples for i in infos) / SAMPLE_RATE, "s of audio")

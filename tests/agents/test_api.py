@@ -125,6 +125,8 @@ def test_listen_api_result_matches_the_cli_json(vllm_server, tmp_path: Path) -> 
     [heard] = result.inputs
     assert isinstance(heard, tilepilot.TranscriptResult) and heard.summary is not None and heard.answer is None
     assert Path(heard.outputs, "transcript.txt").is_file() and events[-1].kind == "end"
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "api" / "events.jsonl").read_text().splitlines()]
+    assert "server_probe" in kinds  # the run received its client
 
     proc = run_cli("listen", str(speech), "--task", "summarize", "--json", "--out", str(tmp_path / "cli"),
                    env={"TILEPILOT_BASE_URL": vllm_server.base_url})
