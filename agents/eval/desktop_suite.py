@@ -226,7 +226,8 @@ def score(outcomes: list[TaskOutcome]) -> SuiteResult:
         groups[f"task={o.task}"].append(o)
         groups[f"screen={o.screen}"].append(o)
     breakdown = {name: {"success_rate": share(o.success for o in group), "steps": sum(o.steps for o in group) / len(group),
-                        "guard_denials": float(sum(o.denials for o in group))} for name, group in groups.items()}
+                        "guard_denials": float(sum(o.denials for o in group)),
+                        "seconds": sum(o.seconds for o in group) / len(group)} for name, group in groups.items()}
     misses = [Miss(case=f"{o.screen}/{o.task}", detail=o.detail, image=o.image) for o in outcomes if not o.success]
     return SuiteResult(suite=NAME, system="", metrics=metrics, breakdown=breakdown, misses=misses)
 

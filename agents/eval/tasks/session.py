@@ -47,7 +47,9 @@ class DesktopSession:
         self.daemon_pid = int(values["DBUS_SESSION_BUS_PID"])
         # NO_AT_BRIDGE=0 and GTK_A11Y=atspi: GTK publishes its tree even where a desktop turned it off.
         self.env = {**base, "DBUS_SESSION_BUS_ADDRESS": values["DBUS_SESSION_BUS_ADDRESS"].strip("'"),
-                    "NO_AT_BRIDGE": "0", "GTK_A11Y": "atspi"}
+                    "NO_AT_BRIDGE": "0", "GTK_A11Y": "atspi",
+                    # Chromium publishes its tree only when told assistive technology is on.
+                    "ACCESSIBILITY_ENABLED": "1"}
         self.wm = self._window_manager()
 
     def _window_manager(self) -> subprocess.Popen:
