@@ -35,6 +35,7 @@ class RunningTask(BaseModel):
     height: int
     bus: str | None
     steps: list[Step]
+    registered_at: float  # time.time(): of two tasks with the same instruction, the later one is running
 
 
 class ReferenceAnswerer(RegistryAnswerer):
@@ -42,11 +43,12 @@ class ReferenceAnswerer(RegistryAnswerer):
         super().__init__(folder, RunningTask)
 
     def find(self, request: DesktopRequest) -> RunningTask | None:
-        for entry in self.registry.entries.values():
-            if (isinstance(entry, RunningTask) and entry.instruction == request.task
-                    and abs(entry.width / entry.height - request.image_width / request.image_height) < ASPECT_TOLERANCE):
-                return entry
-        return None
+        if request.step == 0:
+            self.registry.reload()  # a run starts: its task may have been registered since the last read
+        found = [entry for entry in self.registry.entries.values()
+                 if isinstance(entry, RunningTask) and entry.instruction == request.task
+                 and abs(entry.width / entry.height - request.image_width / request.image_height) < ASPECT_TOLERANCE]
+        return max(found, key=lambda entry: entry.registered_at, default=None)
 
     def answer(self, request: DesktopRequest, labels: BaseModel) -> OracleReply | None:
         assert isinstance(labels, RunningTask)

@@ -146,7 +146,8 @@ def run_task(loaded: LoadedTask, job: TasksJob, session: DesktopSession, client,
             steps = [s.model_copy(update={"type": fill(s.type)}) if s.type is not None else s for s in task.reference]
             instruction = fill(task.instruction)
             register(Path(job.labels_dir), RunningTask(key=f"{job.width}x{job.height}:{loaded.id}", instruction=instruction,
-                                                       width=job.width, height=job.height, bus=session.bus(), steps=steps))
+                                                       width=job.width, height=job.height, bus=session.bus(), steps=steps,
+                                                       registered_at=time.time()))
             rules = []
             if task.rules is not None:
                 (folder / "rules.md").write_text(task.rules, encoding="utf-8")
