@@ -81,18 +81,27 @@ def llama_cpp_media_tokens(enc: EncodedRequest, profile: ModelProfile) -> int:
 
 
 def with_placeholders(wire: list[dict], profile: ModelProfile) -> list[dict]:
-    """The wire messages with each image or clip replaced by its one-token placeholder text part.
+    """The wire messages as llama-server renders them, each image or clip as its one-token placeholder.
 
-    llama-server replaces media parts by a marker text part before its chat template runs, so the
-    template renders these messages exactly as it renders the real ones, up to the marker.
+    A message with media reaches llama-server's chat template as one string: its parts joined with
+    newlines, except before and after a media marker (``concat_content_parts`` in common/chat.cpp).
+    A text part that is exactly a placeholder stands for media too (callers count that way).
     """
+    markers = {profile.image_placeholder, profile.audio_placeholder}
     out = []
     for message in wire:
         content = message["content"]
         if isinstance(content, list):
-            content = [p if p.get("type") == "text" else
-                       {"type": "text", "text": profile.image_placeholder if p.get("type") == "image_url"
-                        else profile.audio_placeholder} for p in content]
+            parts = [(p["text"], p["text"] in markers) if p.get("type") == "text" else
+                     (profile.image_placeholder if p.get("type") == "image_url" else profile.audio_placeholder, True)
+                     for p in content]
+            if any(is_marker for _, is_marker in parts):
+                text, after_marker = "", False
+                for piece, is_marker in parts:
+                    if not is_marker and text and not after_marker:
+                        text += "\n"
+                    text, after_marker = text + piece, is_marker
+                content = text
         out.append({**message, "content": content})
     return out
 
@@ -106,5 +115,7 @@ def llama_chat_count(post: PostJson, wire: list[dict], enc: EncodedRequest, prof
     prompt = post("/apply-template", {"messages": with_placeholders(wire, profile)}).get("prompt")
     if not isinstance(prompt, str):
         raise ValueError(f"llama-server's /apply-template answered no prompt ({str(prompt)[:80]})")
-    tokens = post("/tokenize", {"content": prompt, "add_special": False, "parse_special": True}).get("tokens") or []
+    # add_special as llama-server tokenizes the chat prompt: a template without BOS (llama.cpp's
+    # built-in gemma) gets it added, one that writes it (the tiny one) does not get a second.
+    tokens = post("/tokenize", {"content": prompt, "add_special": True, "parse_special": True}).get("tokens") or []
     return len(tokens) - enc.media_count + llama_cpp_media_tokens(enc, profile)

@@ -309,12 +309,14 @@ def lenient_json(text: str) -> str:
     return text[start : end + 1] if 0 <= start < end else text
 
 
-def plain_messages(messages: list[dict]) -> list[dict]:
+def plain_messages(messages: list[dict], join_text: bool = True) -> list[dict]:
     """The wire messages in the plainest form OpenAI-compatible servers agree on.
 
     Text-only content goes as one string (llama-cpp-python renders a list of parts without its chat
     template), and system text joins the first user turn, as Gemma's own template does (Gemma has
-    no system role; llama.cpp's ``gemma`` chat format drops system messages).
+    no system role; llama.cpp's ``gemma`` chat format drops system messages). ``join_text=False``
+    keeps every list a list (llama-server renders one with its template): then a text part
+    standing in for an image is rendered exactly as the image's marker would be, for counting.
     """
     out: list[dict] = []
     system: list[str] = []
@@ -328,7 +330,7 @@ def plain_messages(messages: list[dict]) -> list[dict]:
             parts = [{"type": "text", "text": "\n\n".join(system)}, *parts]
             texts = ["\n\n".join(system), *texts]
             system = []
-        text_only = len(texts) == len(parts)
+        text_only = join_text and len(texts) == len(parts)
         out.append({"role": message["role"], "content": "\n\n".join(texts) if text_only else parts})
     if system:  # only system text: send it as the user's
         out.append({"role": "user", "content": "\n\n".join(system)})

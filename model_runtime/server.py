@@ -16,6 +16,7 @@ import importlib.metadata
 import ipaddress
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -266,7 +267,7 @@ def launch(
         status_file.unlink(missing_ok=True)
         cmd = command(port)
         # sh waits on the server and records how it ended ($? is 128+N for signal N): see crash_report.
-        supervised = ["/bin/sh", "-c", '"$@"; echo $? > "$0"', str(status_file), *cmd]
+        supervised = ["/bin/sh", "-c", '"$@"; s=$?; echo $s > "$0"; exit $s', str(status_file), *cmd]
         with open(log, "wb") as log_fh:
             proc = subprocess.Popen(
                 supervised, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT,
@@ -287,12 +288,19 @@ def launch(
 _TELLING = ("error", "assert", "abort", "fatal", "exception", "segmentation", "killed", "failed")
 
 
+_LLAMA_ERROR = re.compile(r"^\S+ E ")  # llama.cpp's log level E; its first one names the cause
+
+
 def _last_log_line(log: str) -> str:
-    """The log's last line that says what went wrong (else its last line); a backtrace tells less."""
+    """The log's line that says what went wrong (else its last line); a backtrace's frames tell less."""
     try:
-        lines = [ln for ln in Path(log).read_text(errors="replace").splitlines() if ln.strip()]
+        lines = [ln for ln in Path(log).read_text(errors="replace").splitlines()
+                 if ln.strip() and not ln.lstrip().startswith("#")]
     except OSError:
         return ""
+    llama_errors = [ln for ln in lines if _LLAMA_ERROR.match(ln)]
+    if llama_errors:
+        return " ".join(llama_errors[0].split()[2:])[:300]
     errors = [ln for ln in lines if any(word in ln.lower() for word in _TELLING)]
     return " ".join((errors or lines or [""])[-1].split())[:300]
 

@@ -2,9 +2,9 @@
 
 The binary is built and cached by .ci/setup-env.sh (``TILEPILOT_LLAMA``), portable across CPUs, and
 smoke-tested there with one completion before it is cached. The model is text-only: its words are
-real, if weak. The server counts text with ``/tokenize`` but not whole chats, takes ``json_schema``
-(as a grammar) and no images here (no projector), so tilepilot must estimate, refuse images in one
-line -- and still review.
+real, if weak. The server renders chats with ``/apply-template`` and counts them with ``/tokenize``,
+so tilepilot counts exactly; it takes ``json_schema`` (as a grammar) and no images here (no
+projector), so tilepilot must refuse images in one line -- and still review.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_probe_of_the_llama_server(llama_url: str) -> None:
     assert proc.returncode == 0, proc.stderr
     caps = json.loads(proc.stdout)
     assert caps["served_id"].endswith(GGUF_NAME) and caps["served_id_source"] == "only model listed"
-    assert (caps["counting"], caps["exact"]) == ("llama.cpp", False) and caps["margin"] > 0
+    assert (caps["counting"], caps["exact"]) == ("llama.cpp-chat", True) and caps["margin"] == 0
     assert caps["images"] == "none"  # no projector loaded
     assert caps["structured_output"] == "json_schema"  # llama-server turns the schema into a grammar
     print(f"\n[llama.cpp] probe: {caps}")
@@ -74,7 +74,7 @@ def test_ask_end_to_end(llama_url: str, tmp_path: Path) -> None:
     proc = tilepilot("ask", "Name three colours.", "--base-url", llama_url, "--json", "--max-tokens", "24")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["exact"] is False and out["usage"]["prompt_tokens"] > 0
+    assert out["exact"] is True and out["usage"]["prompt_tokens"] == out["estimated_prompt_tokens"] > 0
     assert out["answer"].strip(), out
     print(f"\n[llama.cpp] ask: {out}")
     Image.new("RGB", (320, 240), "white").save(tmp_path / "a.png")
@@ -97,11 +97,10 @@ def test_review_of_a_text_pdf_end_to_end(llama_url: str, tmp_path: Path) -> None
     assert findings["documents"][0]["pages"] == 1
     events = out / "events.jsonl"
     probe = next(read_events(events, "server_probe"))
-    assert probe["exact"] is False and probe["counting"] == "llama.cpp"
-    drifts = list(read_events(events, "token_drift"))
-    assert drifts and all(d["actual"] > 0 for d in drifts)
-    requests = [e for e in read_events(events, "request")]
-    assert requests, "the model was asked"
-    print(f"[llama.cpp] drift: {[(d['estimated'], d['actual']) for d in drifts]}")
+    assert probe["exact"] is True and probe["counting"] == "llama.cpp-chat"
+    assert not list(read_events(events, "token_drift"))
+    requests = [e for e in read_events(events, "request") if e["chunk"] != "summary"]
+    assert requests and all(r["counted"] == r["prompt_tokens"] for r in requests), requests
+    print(f"[llama.cpp] requests: {[(r['prompt_tokens'], r['completion_tokens'], r['latency_s']) for r in requests]}")
     finished = list(read_events(events, "run_finished"))
     assert finished[-1]["status"] == "done"
