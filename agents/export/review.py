@@ -74,8 +74,9 @@ def review_examples(run: Path) -> tuple[list[Example], SourceSummary]:
     taught = [f for doc in report.documents for f in doc.findings if f.source == "model" and f.decision in TAUGHT]
     if not taught:
         return [], summary(0, "no accepted or corrected model finding")
-    profile = run_profile(options.model)
     requests = chunk_requests(run)
+    logged = next((r.prompt.profile for r in requests.values() if r.prompt.profile is not None), None)
+    profile = logged or get_profile(options.model)  # runs before the profile was logged: their --model
     examples: list[Example] = []
     left_out = 0
     for index, doc in enumerate(report.documents):
@@ -93,19 +94,6 @@ def review_examples(run: Path) -> tuple[list[Example], SourceSummary]:
     if left_out:
         note += f"; {left_out} finding(s) left out: no one recorded request showed them (a document-level finding over several chunks)"
     return examples, summary(len(examples), note)
-
-
-def run_profile(model: str) -> ModelProfile:
-    """The profile a run's ``--model`` answered with: the eval's reference answerer (``oracle``, ``oracle:P``,
-    ``oracle-normalized``) is served with the real model's limits, so its runs export like any other."""
-    from tilepilot.agents.eval.core import ORACLE_COORDINATES
-
-    name = model.partition(":")[0]
-    if name in ORACLE_COORDINATES:
-        from tilepilot.agents.eval.rigs.oracle import oracle_profile
-
-        return oracle_profile(ORACLE_COORDINATES[name])
-    return get_profile(model)
 
 
 def run_options(run: Path, options_type: type[O]) -> O:

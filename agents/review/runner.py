@@ -37,6 +37,7 @@ from tilepilot.agents.rules import Policy, build_policy
 from tilepilot.agents.runs import Deadline, ProgressSink, Run, read_options, write_atomic
 from tilepilot.model_runtime.chat_model import ChatModel
 from tilepilot.model_runtime.payloads import Message
+from tilepilot.model_runtime.profiles import ModelProfile
 
 
 class ReviewOptions(BaseModel):
@@ -59,6 +60,9 @@ class ReviewPrompt(BaseModel):
     system: str
     rule_ids: list[str]
     extra_fields: list[str]
+    # The profile the model answered with (its answer-schema bounds and image geometry), so `tilepilot export`
+    # rebuilds requests for any system, the eval's reference answerer included; None: an older run, or --no-model.
+    profile: ModelProfile | None = None
 
 
 def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path | None = None, password: str | None = None,
@@ -101,9 +105,10 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
         deadline.cancel = cancel
         # The prompt is logged so `tilepilot export` rebuilds each request as sent, whatever the rule files say later.
         prompt = ReviewPrompt(system=system, rule_ids=[c.value.id for c in policy.checks],
-                              extra_fields=review_fields(policy, extra_output_fields([f.value for f in policy.output_fields])))
+                              extra_fields=review_fields(policy, extra_output_fields([f.value for f in policy.output_fields])),
+                              profile=client.profile if client is not None else None)
         with Run.open("review", options, out=out, resume=resume, deadline=deadline, progress=sink, client=client,
-                      budget_tokens=budget, capacity=capacity, prompt=prompt.model_dump()) as run:
+                      budget_tokens=budget, capacity=capacity, prompt=prompt.model_dump(mode="json")) as run:
             results, usage = _review_documents(run, options, docs, policy, client, system, budget, capacity, password,
                                                deadline_s, legibility)
             report = _write_outputs(run, options, client, budget, results, usage, password, failed, playbook(policy))
