@@ -21,11 +21,24 @@ class ModelNotServedError(ModelRuntimeError):
 
 
 class ContextOverflowError(ModelRuntimeError):
-    """The server rejected the request as too long (HTTP 400)."""
+    """The server rejected the request as too long (HTTP 400). ``detail``: the server's own words."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class ServerError(ModelRuntimeError):
-    """5xx, overload or dropped connection after all retries."""
+    """5xx, overload or dropped connection after all retries. ``detail``: the server's own words, if any."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class RequestRejectedError(ServerError):
+    """The server refused this request as malformed or unsupported (HTTP 400/422, or llama-cpp-python's 500
+    for an unknown response_format): sending it again cannot help, another form of it may."""
 
 
 class InvalidOutputError(ModelRuntimeError):
