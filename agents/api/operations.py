@@ -142,8 +142,10 @@ def run_desktop_request(request: DesktopRequest, *, approve: Approver | None = N
     from tilepilot.agents.errors import UsageError
     from tilepilot.agents.rules import build_policy
     from tilepilot.agents.runs import Run, read_options
+    from tilepilot.tools.extras import check as check_extra
     from tilepilot.tools.screen import require_display
 
+    check_extra("desktop", "tilepilot desktop")  # one line naming the extra, before a server or screen is looked for
     resume = _check_resume(request, [request.task] if request.task else [], "the TASK", "TASK argument")
     if resume is not None:  # the run's own task and options; only the server, the time limit and approve may change
         options = read_options("desktop", resume, DesktopOptions)
@@ -200,7 +202,9 @@ def run_listen_request(request: ListenRequest, *, progress: ProgressCallback | N
     from tilepilot.agents.rules import build_policy
     from tilepilot.agents.runs import Deadline, Run, read_options
     from tilepilot.tools.audio import SAMPLE_RATE, probe
+    from tilepilot.tools.extras import check as check_extra
 
+    check_extra("audio", "tilepilot listen")  # one line naming the extra, before any file is read
     resume = _check_resume(request, request.files, "one or more audio files", "AUDIO arguments")
     if resume is not None:  # the run's own inputs and options; only the server and the time limit may change
         options = read_options("listen", resume, ListenOptions)
