@@ -136,6 +136,7 @@ def test_core_dependencies_run_the_core_commands(core_venv, tmp_path):
     (("eval", "review", "--small"), "eval"),
     (("listen", "talk.wav"), "audio"),
     (("desktop", "Press OK", "--base-url", "http://127.0.0.1:9"), "desktop"),
+    (("mcp",), "mcp"),
 ])
 def test_a_command_without_its_extra_names_it_in_one_line(core_venv, tmp_path, args, extra):
     line = _one_line_error(_tilepilot(core_venv, *args, cwd=tmp_path))
