@@ -69,3 +69,9 @@ def test_only_eval_and_tests_use_the_test_rigs():
     offenders = [f"{path.relative_to(REPO)}: {name}" for path in files for name in imported_names(path)
                  if within(name, rigs) or (within(name, evals) and path != REPO / "agents" / "cli.py")]
     assert files and not offenders, offenders
+
+
+def test_the_listen_graph_does_not_know_the_agent():
+    """The listen agent builds and drives its graph; the graph gets the model steps as functions (no cycle)."""
+    graph = REPO / "agents" / "listen" / "graph.py"
+    assert not any(within(name, "tilepilot.agents.listen.agent") for name in imported_names(graph))
