@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -21,11 +22,17 @@ require_module("playwright", "test")
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture()
-def run(planted_16: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def reviewed_once(planted_16: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("triage") / "run"
     tilepilot("review", str(planted_16), "--rules", CONTRACT_RULES, "--no-model", "--out", str(out), check=True)
     return out
+
+
+@pytest.fixture()
+def run(reviewed_once: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the finished run for each test: the tests write decisions into it."""
+    return Path(shutil.copytree(reviewed_once, tmp_path / "run"))
 
 
 @pytest.fixture()
