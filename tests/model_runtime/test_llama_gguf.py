@@ -30,6 +30,7 @@ from tilepilot.model_runtime.tiny import default_checkpoint_dir
 from tests.conftest import REPO, tilepilot
 from tests.gen.pdfs import mixed_corpus
 from tests.requires import skip_missing
+from tests.x11.fixtures import xvfb  # noqa: F401  (the session's X server fixture)
 
 pytestmark = pytest.mark.integration
 RULES = str(REPO / "rules" / "examples" / "contract.md")
@@ -241,3 +242,52 @@ def test_server_killed_mid_review_is_reported_as_crashed_and_the_review_resumes(
     chunks = [e["chunk"] for e in read_events(run / "events.jsonl", "request") if e["chunk"] != "summary"]
     assert len(chunks) == len(set(chunks)), "a chunk was sent twice"
     assert json.loads(resumed.stdout)["documents"][0]["failed_pages"] == []
+
+
+@pytest.mark.x11
+def test_desktop_run_on_the_tk_app(llama_tiny: Served, xvfb, tmp_path: Path) -> None:  # noqa: F811
+    from tests.x11.tk import launch_tk_app
+
+    app = launch_tk_app(xvfb, tmp_path / "app.jsonl", label="Press OK", geometry="800x500+20+20")
+    try:
+        env = {"DISPLAY": xvfb.display, "TILEPILOT_BASE_URL": llama_tiny.url}
+        proc = tilepilot("desktop", "press OK", "--max-steps", "3", "--actions", "click,move,scroll,key",
+                         "--out", str(tmp_path / "run"), "--json", env=env, input="", timeout=600)
+    finally:
+        app.stop()
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    steps = json.loads((Path(summary["run"]) / "trajectory.json").read_text())["steps"]
+    assert steps and all(s["usage"]["images"] >= 1 for s in steps)
+    # The screenshot's count on llama.cpp, predicted before sending, is the server's.
+    assert all(s["usage"]["prompt_tokens"] == s["usage"]["counted_prompt_tokens"] for s in steps), steps
+
+
+def test_listen_to_a_40_s_recording(llama_tiny: Served, tmp_path: Path) -> None:
+    from tests.gen.audio import AudioFactory
+
+    talk = AudioFactory(tmp_path / "audio").talk(seconds=40.0)
+    proc = tilepilot("listen", str(talk.path), "--json", "--out", str(tmp_path / "run"),
+                     env={"TILEPILOT_BASE_URL": llama_tiny.url})
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert len(data["clips"]) >= 2 and data["clips"][-1]["end_s"] == pytest.approx(data["duration_s"], abs=1e-3)
+    assert all(clip["prompt_tokens"] > 250 for clip in data["clips"])  # each clip's audio reached the model
+
+
+def test_the_gguf_reads_text_as_the_checkpoint_on_vllm_does(llama_tiny: Served, vllm_server) -> None:
+    """The same chat costs the same prompt tokens on both engines: the exported vocabulary and chat
+    template are the checkpoint's. Greedy answers agree for the first tokens and then part: the
+    random model's near-tied logits fall differently between bf16 on vLLM and f16 on llama.cpp."""
+    import httpx
+
+    prompts = ["Review the contract and list the parties.", "Wie spät ist es? 12:45, ça va — naïve café.",
+               "def f(x):\n    return x ** 2  # square"]
+    for prompt in prompts:
+        answers = []
+        for url in (vllm_server.base_url, llama_tiny.url):
+            body = {"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 16, "temperature": 0}
+            data = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120).json()
+            answers.append((data["usage"]["prompt_tokens"], data["choices"][0]["message"]["content"]))
+        assert answers[0][0] == answers[1][0], (prompt, answers)
+        print(f"\n[llama.cpp] greedy, vLLM vs llama.cpp: {answers}")
