@@ -11,7 +11,6 @@ in) in a folder; the answerer recognises a request by its task line and its scre
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from pydantic import BaseModel

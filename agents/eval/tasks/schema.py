@@ -11,8 +11,6 @@ Strings may use ``{work}`` (the task's own fresh folder, where ``setup.files`` a
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CHECK_KINDS = ("file", "widget", "command", "http")
@@ -127,7 +125,7 @@ class TaskFile(_Strict):
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # default: the file's name
     app: str = Field(min_length=1)  # what the table calls the app, e.g. mousepad
     small: bool = False  # part of the small variant (what the tests run)
-    screens: list[tuple[int, int]] = [list(s) for s in DEFAULT_SCREENS]  # type: ignore[misc]
+    screens: list[tuple[int, int]] = list(DEFAULT_SCREENS)  # each task runs at every size listed
     setup: Setup
     instruction: str = Field(min_length=1)
     rules: str | None = None  # a rule file's text (front matter and body) for this task only
