@@ -22,10 +22,15 @@ review_tools = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 class ReviewCommand(TyperCommand):
     """The ``review`` command, with ``review export`` and ``review open`` dispatched before its own parsing."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["epilog"] = ("Finished runs: tilepilot review open RUN (triage in the browser); "
+                            "tilepilot review export RUN --to FILE.docx|.xlsx|.csv.")
+        super().__init__(*args, **kwargs)
+
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         if args and args[0] in SUBCOMMANDS and not Path(args[0]).exists():
             command = typer.main.get_command(review_tools)
-            command.main(args=list(args), prog_name=f"{ctx.info_name} ", standalone_mode=False)
+            command.main(args=list(args), prog_name=ctx.command_path, standalone_mode=False)
             ctx.exit(0)
         return super().parse_args(ctx, args)
 
