@@ -386,11 +386,25 @@ def stop(profile_name: str) -> ServerState | None:
     with _lock(profile_name):
         state = read_state(profile_name)
         if state is None:
-            state_path(profile_name).unlink(missing_ok=True)  # a crashed server's leftover
+            _reap_crashed(profile_name)
             return None
         _terminate(state.pid)
         state_path(profile_name).unlink(missing_ok=True)
         return state
+
+
+def _reap_crashed(profile_name: str) -> None:
+    """A crashed server's leftovers: its state file, and any process of its group still running (the
+    server's own children, such as vLLM's engine core, can outlive it)."""
+    path = state_path(profile_name)
+    try:
+        state = ServerState.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return
+    if state.exit_status_file is not None:  # started under sh: its PID is the process group's id
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(state.pid, signal.SIGKILL)
+    path.unlink(missing_ok=True)
 
 
 def peak_rss_kb(pid: int) -> int:
