@@ -218,7 +218,7 @@ def test_server_killed_mid_review_is_reported_as_crashed_and_the_review_resumes(
     assert _start(env, "--model", "tiny", "--port", str(port)).returncode == 0
     state = json.loads(tilepilot("serve", "status", "--engine", "llama.cpp", "--json", env=env).stdout)
     pdf = tmp_path / "doc.pdf"
-    mixed_corpus(pdf, 12)
+    mixed_corpus(pdf, 6)  # three chunks: killed after the first
     run = tmp_path / "run"
     try:
         review = _review(url, pdf, run, env)
