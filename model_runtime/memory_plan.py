@@ -246,12 +246,24 @@ def parse_size(spec: str) -> int:
 
 
 def _cgroup_limit() -> int | None:
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    """This process's own memory limit: its cgroup v2 ``memory.max`` or v1 ``memory.limit_in_bytes``."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    candidates = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2
+            candidates += [f"/sys/fs/cgroup{path}/memory.max", f"/sys/fs/cgroup/unified{path}/memory.max"]
+        elif "memory" in controllers.split(","):
+            candidates.append(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+    for candidate in candidates:
         try:
-            text = Path(path).read_text().strip()
+            text = Path(candidate).read_text().strip()
         except OSError:
             continue
-        if text.isdigit() and int(text) < _meminfo("MemTotal"):
+        if text.isdigit() and int(text) < _meminfo("MemTotal"):  # "max" or a huge number: no limit
             return int(text)
     return None
 
