@@ -70,7 +70,7 @@ class Transport:
 
     def post(self, path: str, body: dict) -> tuple[dict, str]:
         """The JSON object a replica answered, and that replica's base URL."""
-        last = ""
+        last = detail = ""
         unreachable = False  # the last attempt found no server at all (then a managed one may have crashed)
         url = self.base_urls[0]
         for attempt in range(self.max_retries + 1):
@@ -98,14 +98,16 @@ class Transport:
                     refusal = _refusal(r, url, path, body)
                     if refusal is not None:
                         raise refusal
-                    last = f"the model server at {url} answered HTTP {r.status_code}: {error_text(r)[:200]}"
+                    detail = error_text(r)
+                    last = f"the model server at {url} answered HTTP {r.status_code}: {detail[:200]}"
             if attempt < self.max_retries:
                 time.sleep(self.backoff_s * (2**attempt) * (1 + 0.25 * random.random()))
         if unreachable:
             if crashed := crash_report(url):  # a managed server that died: say so, with its cause
                 raise ServerCrashedError(crashed)
             raise ServerUnreachableError(f"{last}; start one with `tilepilot serve start` or pass --base-url")
-        raise ServerError(f"{last} (gave up after {self.max_retries + 1} attempts)")
+        # The server's own words of the last answer ride along: a 500 that refuses an image is told apart there.
+        raise ServerError(f"{last} (gave up after {self.max_retries + 1} attempts)", detail=detail)
 
 
 def _refusal(r: httpx.Response, url: str, path: str, body: dict) -> Exception | None:
