@@ -8,7 +8,6 @@ token given on loopback is enforced the same way.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -16,6 +15,7 @@ from typing import Any, Optional
 import typer
 
 from tilepilot.agents.errors import UsageError
+from tilepilot.model_runtime.server import is_loopback
 
 TOKEN_ENV = "TILEPILOT_MCP_TOKEN"
 
@@ -36,15 +36,6 @@ class BearerTokenGate:
                 await send({"type": "http.response.body", "body": b'{"error": "missing or wrong bearer token"}'})
                 return
         await self.app(scope, receive, send)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def http_app(server: Any, host: str, token: Optional[str]) -> Any:
