@@ -34,6 +34,7 @@ from tilepilot.model_runtime.errors import (
     InvalidOutputError,
     ModelNotServedError,
     ServerError,
+    UnparsedOutputError,
 )
 from tilepilot.model_runtime.payloads import EncodedRequest, ImagePart, Message, encode_messages
 from tilepilot.model_runtime.probe import (
@@ -231,7 +232,14 @@ class ChatClient:
         last_problem = ""
         for attempt in range(1, output_attempts + 1):
             body["temperature"] = temperature if attempt == 1 else min(temperature + 0.3 * (attempt - 1), 1.5)
-            data, url = self._structured.send(lambda sent: self._post_chat(sent, enc), body, schema, self.capabilities)
+            try:
+                data, url = self._structured.send(lambda sent: self._post_chat(sent, enc), body, schema,
+                                                  self.capabilities)
+            except UnparsedOutputError as err:  # the server's parser refused the output: as if it were invalid
+                if schema is None:
+                    raise
+                last_problem = err.detail[:200]
+                continue
             try:
                 text = data["choices"][0]["message"].get("content") or ""
                 usage = Usage(**{k: data["usage"][k] for k in ("prompt_tokens", "completion_tokens")})

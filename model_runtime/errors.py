@@ -41,6 +41,11 @@ class RequestRejectedError(ServerError):
     for an unknown response_format): sending it again cannot help, another form of it may."""
 
 
+class UnparsedOutputError(ServerError):
+    """The server could not parse the model's own output into a message (llama-server's chat parser answers
+    HTTP 500): the same request cannot go otherwise, another temperature may."""
+
+
 class InvalidOutputError(ModelRuntimeError):
     """The model's output never validated against the schema."""
 

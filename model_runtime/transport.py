@@ -25,6 +25,7 @@ from tilepilot.model_runtime.errors import (
     ServerCrashedError,
     ServerError,
     ServerUnreachableError,
+    UnparsedOutputError,
 )
 from tilepilot.model_runtime.probe import about_format
 from tilepilot.model_runtime.server import crash_report
@@ -120,6 +121,9 @@ def _refusal(r: httpx.Response, url: str, path: str, body: dict) -> Exception | 
     if r.status_code == 500 and about_format(detail):
         # llama-cpp-python answers an unknown response_format with a 500: a refusal, not a hiccup.
         return RequestRejectedError(f"the model server rejected the request: {detail}", detail=detail)
+    if r.status_code == 500 and "model produced output that does not match" in detail.lower():
+        return UnparsedOutputError(f"the model server at {url} could not parse the model's output: {detail}",
+                                   detail=detail)
     if r.status_code == 404 and path == CHAT_PATH and _about_model(detail):
         return ModelNotServedError(f"{url} does not serve {body.get('model')!r}: {detail}")
     if r.status_code not in RETRYABLE_STATUS:

@@ -8,6 +8,7 @@ it here; ``tilepilot export`` reads it through :func:`load_findings`.
 from __future__ import annotations
 
 import fcntl
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Literal
@@ -28,12 +29,14 @@ def load_findings(run: Path) -> FindingsFile:
 def findings_lock(run: Path) -> Iterator[None]:
     """Hold the run's findings lock: every read-modify-write of findings.json (the CLI's --accept, each
     triage page request, a resumed run's final write) runs under it, so no writer loses another's decision."""
-    with open(Path(run) / ".findings.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    # The lock is on the run folder itself: findings.json is replaced by rename (so it cannot carry the
+    # lock), and a lock file would be one more file in a folder that holds the run's outputs only.
+    fd = os.open(Path(run), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
 
 
 def carry_decisions(run: Path, documents: list[DocumentResult]) -> list[DocumentResult]:

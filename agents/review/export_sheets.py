@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 
-from tilepilot.agents.review.findings import FindingsFile
+from tilepilot.agents.review.findings import FindingsFile, xml_text
 
 COLUMNS = ["document", "id", "rule", "severity", "flag", "page", "pages", "paragraph", "quote", "rationale",
            "verified", "source", "decision", "corrected_rule", "corrected_severity", "corrected_quote",
@@ -31,7 +31,8 @@ def finding_rows(report: FindingsFile) -> tuple[list[str], list[list[str | int]]
                          (fix.rule or "") if fix else "", (fix.severity or "") if fix else "",
                          (fix.quote or "") if fix else "", (fix.rationale or "") if fix else ""]
                         + [f.fields.get(name, "") for name in fields])
-    return header, rows
+    # xlsx is XML: what it cannot hold is marked in both files alike, so they still agree cell for cell.
+    return header, [[xml_text(v) if isinstance(v, str) else v for v in row] for row in rows]
 
 
 def to_csv(report: FindingsFile) -> bytes:

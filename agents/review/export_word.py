@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tilepilot.agents.errors import UsageError
-from tilepilot.agents.review.findings import DocumentResult, Finding
+from tilepilot.agents.review.findings import DocumentResult, Finding, xml_text
 from tilepilot.agents.review.sources import word_paragraphs
 
 AUTHOR, INITIALS = "tilepilot", "TP"
@@ -29,8 +29,8 @@ AUTHOR, INITIALS = "tilepilot", "TP"
 def comment_text(finding: Finding) -> str:
     flag = f", flag {finding.flag}" if finding.flag else ""
     decided = f", {finding.decision} by the reviewer" if finding.decision else ""
-    return (f"[{finding.id}] {finding.rule} ({finding.severity}{flag}{decided}): {finding.rationale} "
-            f"Quote check: {finding.verified}.")
+    return xml_text(f"[{finding.id}] {finding.rule} ({finding.severity}{flag}{decided}): {finding.rationale} "
+                    f"Quote check: {finding.verified}.")
 
 
 def word_findings(doc: DocumentResult) -> list[Finding]:
@@ -134,7 +134,7 @@ def _track_replacement(runs: list, new_text: str, revision_id: int) -> None:
         if child.tag != qn("w:rPr"):
             new_run.remove(child)
     text = OxmlElement("w:t", {"{http://www.w3.org/XML/1998/namespace}space": "preserve"})
-    text.text = new_text
+    text.text = xml_text(new_text)
     new_run.append(text)
     insertion.append(new_run)
     deletion.addnext(insertion)
@@ -148,4 +148,4 @@ def _summary_comment(document, paragraphs: list, unanchored: list[tuple[Finding,
     comment = document.add_comment(first.runs, text=f"tilepilot: {len(unanchored)} finding(s) with no place in the text "
                                    "to anchor them:", author=AUTHOR, initials=INITIALS)
     for finding, why in unanchored:
-        comment.add_paragraph(f"{comment_text(finding)} Quote: \u201c{finding.quote}\u201d ({why}).")
+        comment.add_paragraph(f"{comment_text(finding)} Quote: \u201c{xml_text(finding.quote)}\u201d ({why}).")

@@ -231,6 +231,16 @@ class SummaryAnswer(LenientJson):
     summary: str = Field(max_length=300)
 
 
+# Characters XML 1.0 cannot hold (C0 controls but tab and newlines, lone surrogates, U+FFFE/U+FFFF). A model's
+# rationale may carry them (its JSON is parsed leniently); Word and xlsx files would refuse the whole export.
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` with every character an XML file cannot hold shown as U+FFFD, so the reader sees something was there."""
+    return _NOT_IN_XML.sub("\ufffd", text)
+
+
 # -- ids and dedupe --------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-FAULTS = ("delay", "500", "close", "bad_json", "overflow")
+FAULTS = ("delay", "500", "close", "bad_json", "overflow", "unparsed")
 
 
 class FaultProxy:
@@ -69,6 +69,9 @@ class FaultProxy:
                 if fault == "overflow":  # what vLLM answers when a prompt exceeds max_model_len
                     return self._reply(400, b'{"error": {"message": "This model\'s maximum context length is '
                                             b'32768 tokens. However, you requested 40000 tokens."}}')
+                if fault == "unparsed":  # llama-server's chat parser refusing the model's own output
+                    return self._reply(500, b'{"error": {"code": 500, "message": "The model produced output that '
+                                            b'does not match the expected peg-native format", "type": "server_error"}}')
                 if fault == "close":
                     self.close_connection = True
                     self.connection.shutdown(2)

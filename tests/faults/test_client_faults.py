@@ -77,6 +77,20 @@ def test_invalid_json_every_time_is_a_one_line_error(proxy, vllm_server):
     assert "Note" in str(exc.value) and "3 attempts" in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_output_the_server_cannot_parse_is_retried_as_invalid_output(proxy, vllm_server):
+    """llama-server answers HTTP 500 when its chat parser cannot read the model's output: the same request
+    would come back the same, so it is not resent as a hiccup but retried at a rising temperature."""
+    proxy.queue.append("unparsed")
+    res = _chat(_client(proxy, vllm_server), temperature=0.0)
+    assert res.attempts == 2 and isinstance(res.parsed, Note)
+    assert [r["temperature"] for r in proxy.requests] == [0.0, pytest.approx(0.3)]
+    proxy.always = "unparsed"
+    with pytest.raises(InvalidOutputError) as exc:
+        _chat(_client(proxy, vllm_server))
+    assert "peg-native" in str(exc.value) and "\n" not in str(exc.value)
+    assert len(proxy.requests) == 2 + 3
+
+
 def test_server_down_at_start(vllm_server):
     url = f"http://127.0.0.1:{free_port(0)}"
     with pytest.raises(ServerUnreachableError, match="tilepilot serve start"):

@@ -146,6 +146,27 @@ def test_xlsx_and_csv_one_row_per_finding_and_agree(reviewed, tmp_path: Path) ->
     assert by_rule["governing-law-clause"][header.index("flag")] == "red"
 
 
+def test_control_characters_from_the_model_do_not_break_word_or_xlsx(reviewed, tmp_path: Path) -> None:
+    """A random-weight model's rationale once held a NUL: XML cannot, and the whole export failed."""
+    from docx import Document
+    from openpyxl import load_workbook
+
+    _, _, source_run = reviewed
+    run = tmp_path / "run"
+    run.mkdir()
+    findings = json.loads((source_run / "findings.json").read_text())
+    liability = next(f for f in findings["documents"][0]["findings"] if f["rule"] == "no-unlimited-liability")
+    liability["rationale"] = "bell\x07 and nul\x00 inside"
+    (run / "findings.json").write_text(json.dumps(findings))
+    for suffix in ("docx", "xlsx"):
+        proc = tilepilot("review", "export", str(run), "--to", str(tmp_path / f"out.{suffix}"))
+        assert proc.returncode == 0, proc.stderr
+    comments = [c.text for c in Document(str(tmp_path / "out.docx")).comments]
+    assert any("bell\ufffd and nul\ufffd inside" in text for text in comments), comments
+    cells = [v for row in load_workbook(tmp_path / "out.xlsx").active.iter_rows(values_only=True) for v in row]
+    assert "bell\ufffd and nul\ufffd inside" in cells
+
+
 def test_export_mistakes_are_one_line(reviewed, tmp_path: Path) -> None:
     _, _, run = reviewed
     for args, words in [(["--to", str(tmp_path / "x.pdf")], "give a .docx, .xlsx or .csv"),
