@@ -36,6 +36,9 @@ OFFICE_SUFFIXES = (".docx", ".doc", ".odt", ".rtf")
 TEXT_SUFFIXES = (".txt", ".md")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SUPPORTED_SUFFIXES = (".pdf", *OFFICE_SUFFIXES, *TEXT_SUFFIXES, *IMAGE_SUFFIXES)
+# What the review takes, in words, for its --help and the API (from the lists above, so the two never drift).
+INPUTS_DESCRIPTION = (f"PDF; {' '.join(OFFICE_SUFFIXES)} (converted with LibreOffice); {' '.join(TEXT_SUFFIXES)}; "
+                      f"images {' '.join(IMAGE_SUFFIXES)} (scans; a multi-page TIFF is one page per frame)")
 SOFFICE_TIMEOUT_S = 180.0
 DEFAULT_DPI = 200
 _A4 = (595.0, 842.0)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from tilepilot.agents.review.findings import Finding
+from tilepilot.tools.convert import INPUTS_DESCRIPTION
 
 ReviewMode = Literal["map-reduce", "rolling"]
 ListenTask = Literal["transcribe", "summarize", "ask"]
@@ -41,7 +42,7 @@ class RunChoice(_Request):
 
 
 class ReviewRequest(ServerChoice, RunChoice):
-    paths: list[str] = Field([], description="PDF files or folders of PDFs (empty with resume).")
+    paths: list[str] = Field([], description=f"Files or folders to review (empty with resume): {INPUTS_DESCRIPTION}.")
     rules: list[str] = Field([], description="Rule files or folders, in order (later ones win).")
     no_model: bool = Field(False, description="Only the deterministic rule checks: no server needed.")
     pages: Optional[str] = Field(None, description="Page range, e.g. 1-50,60.")
@@ -50,7 +51,8 @@ class ReviewRequest(ServerChoice, RunChoice):
     concurrency: int = Field(2, ge=1, le=64, description="Chunks in flight at once (map-reduce).")
     prefer: Literal["fidelity", "tokens"] = Field("fidelity", description="fidelity: text-layer pages go as text; tokens: as images where legible and cheaper.")
     legibility: Optional[str] = Field(None, description="A legibility.json from `tilepilot eval legibility` for prefer=tokens.")
-    password: Optional[str] = Field(None, description="Password of encrypted PDFs (never stored in the run folder).")
+    password: Optional[str] = Field(None, description="Password of encrypted PDFs (never stored in the run folder); a "
+                                    "password-protected Word or ODF file is refused.")
 
 
 class DesktopRequest(ServerChoice, RunChoice):
@@ -81,7 +83,9 @@ class _Result(BaseModel):
 
 
 class DocumentFindings(BaseModel):
-    path: str
+    source: str = Field(description="The file you gave (a .docx, a scan, a PDF).")
+    path: str = Field(description="The PDF reviewed, whose pages the findings cite: the file itself for a PDF, "
+                      "else its cached conversion.")
     pages: int
     failed_pages: list[int]
     findings: list[Finding]

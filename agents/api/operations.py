@@ -74,7 +74,10 @@ def review(paths: str | Path | Paths = (), *, rules: str | Path | Paths = (), mo
            base_url: str | Sequence[str] | None = None, no_model: bool = False, out: str | Path | None = None,
            resume: str | Path | None = None, progress: ProgressCallback | None = None,
            cancel: threading.Event | None = None, quiet: bool = True, **options: Any) -> ReviewResult:
-    """Review PDFs against the rules: deterministic checks, plus the model unless ``no_model``.
+    """Review documents against the rules: deterministic checks, plus the model unless ``no_model``.
+
+    ``paths`` are files or folders: PDFs, and Word/ODF/RTF (through LibreOffice), text, Markdown and
+    images (scans), which are converted to PDF first; each result document names both (``source``, ``path``).
 
     ``options`` are the other fields of :class:`ReviewRequest` (pages, mode, budget_tokens, concurrency,
     prefer, legibility, password, max_runtime_s). ``quiet`` False lets a managed local server say
@@ -91,7 +94,7 @@ def run_review_request(request: ReviewRequest, *, progress: ProgressCallback | N
     from tilepilot.agents.review.runner import ReviewOptions, run_review
     from tilepilot.agents.runs import read_options
 
-    resume = _check_resume(request, request.paths, "one or more PDF files or folders", "PATH arguments")
+    resume = _check_resume(request, request.paths, "one or more files or folders to review", "PATH arguments")
     if resume is not None:  # the run's own options, model included; only the server and the time limit may change
         options = read_options("review", resume, ReviewOptions)
     else:
@@ -105,7 +108,8 @@ def run_review_request(request: ReviewRequest, *, progress: ProgressCallback | N
                         max_runtime_s=request.max_runtime_s, progress=sink_for(progress), cancel=cancel)
     return ReviewResult(
         run=report.run,
-        documents=[DocumentFindings(path=d.path, pages=d.pages, failed_pages=d.failed_pages, findings=d.findings)
+        documents=[DocumentFindings(source=d.source or d.path, path=d.path, pages=d.pages, failed_pages=d.failed_pages,
+                                    findings=d.findings)
                    for d in report.documents],
         usage=ReviewUsage(requests=report.usage.requests, prompt_tokens=report.usage.prompt_tokens,
                           max_prompt_tokens=report.usage.max_prompt_tokens),

@@ -1,4 +1,5 @@
-"""``tilepilot review PATH...``: review PDFs against rule files, with page-cited findings."""
+"""``tilepilot review PATH...``: review documents (PDF, Word/ODF/RTF, text, Markdown, scans) against rule files,
+with page-cited findings."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from tilepilot.agents.cli_model import (
     progress_sink, rules_paths,
 )
 from tilepilot.agents.errors import UsageError
+from tilepilot.tools.convert import INPUTS_DESCRIPTION
 
 err = Console(stderr=True)
+INPUTS_HELP = f"Files or folders to review: {INPUTS_DESCRIPTION}. Not needed with --resume."
 
 
 def review(
-    paths: Optional[list[str]] = typer.Argument(None, help="PDF files or folders of PDFs (not needed with --resume)."),
+    paths: Optional[list[str]] = typer.Argument(None, help=INPUTS_HELP, show_default=False),
     rules: RulesOption = None,
     budget_tokens: Optional[int] = typer.Option(None, "--budget-tokens", help="Prompt tokens per request (default: the model's input budget)."),
     concurrency: int = typer.Option(2, "--concurrency", min=1, max=64, help="Chunks in flight at once (map-reduce mode)."),
@@ -29,7 +32,8 @@ def review(
                                "legibility table says the model reads its font size at that budget."),
     legibility: Optional[Path] = typer.Option(None, "--legibility", help="A legibility.json from `tilepilot eval "
                                               "legibility` (your model's measurement) for --prefer tokens."),
-    password: Optional[str] = typer.Option(None, "--password", help="Password of encrypted PDFs."),
+    password: Optional[str] = typer.Option(None, "--password", help="Password of encrypted PDFs (a password-protected Word or "
+                                          "ODF file is refused: save it without the password)."),
     out: OutOption = None,
     resume: ResumeOption = None,
     max_runtime: MaxRuntimeOption = None,
@@ -47,7 +51,11 @@ def review(
     ids: Optional[list[str]] = typer.Option(None, "--id", help="A finding id (from findings.json) for --accept or "
                                             "--reject; repeat it for several."),
 ) -> None:
-    """Review PDFs: deterministic rule checks on the text layer, plus the model on budgeted page chunks."""
+    """Review documents (PDF, Word, ODT, RTF, text, Markdown, scans): rule checks, plus the model on page chunks.
+
+    Word, ODT and RTF files are converted to PDF with LibreOffice, text and Markdown are laid out on A4
+    pages, and images are scanned pages; the findings cite pages of that PDF and name the file you gave.
+    """
     if accept is not None or reject is not None or ids:
         _decide(accept, reject, ids or [], paths)
         return
@@ -61,7 +69,7 @@ def review(
         raise UsageError(f"--mode must be map-reduce or rolling, got {mode!r}")
     if prefer not in ("fidelity", "tokens"):
         raise UsageError(f"--prefer must be fidelity or tokens, got {prefer!r}")
-    check_resume(resume, paths, "one or more PDF files or folders", "PATH arguments", out)
+    check_resume(resume, paths, "one or more files or folders to review", "PATH arguments", out)
     if budget_tokens is not None and budget_tokens < 1:
         raise UsageError(f"--budget-tokens must be positive, got {budget_tokens}")
     request = ReviewRequest(paths=list(paths or []), rules=rules_paths(rules), budget_tokens=budget_tokens,
@@ -91,7 +99,8 @@ def review(
         return
     for doc in result.documents:
         failed = f", {len(doc.failed_pages)} failed pages" if doc.failed_pages else ""
-        err.print(f"{doc.path}: {doc.pages} pages, {len(doc.findings)} findings{failed}")
+        err.print(f"{doc.source}: {doc.pages} pages, {len(doc.findings)} findings{failed}",  # the file given, not its conversion
+                  markup=False, highlight=False, soft_wrap=True)
     if result.note:
         err.print(f"[dim]{result.note}[/dim]")
     typer.echo(str(result.report_html))
@@ -106,7 +115,7 @@ def _decide(accept: Optional[Path], reject: Optional[Path], ids: list[str], path
     if not ids:
         raise UsageError("--accept/--reject RUN needs the findings to mark: --id ID (repeat it for several)")
     if paths:
-        raise UsageError("--accept/--reject marks findings of a finished run; it takes no PDF arguments")
+        raise UsageError("--accept/--reject marks findings of a finished run; it takes no PATH arguments")
     run, decision = (accept, "accepted") if accept is not None else (reject, "rejected")
     marked = mark_findings(run, ids, decision)
     typer.echo(f"{run / 'findings.json'}: {marked} finding(s) {decision}")

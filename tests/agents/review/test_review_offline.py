@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -96,3 +97,20 @@ def test_max_runtime_stops_with_one_line_and_resume_finishes(planted_16: Path, t
     assert {(f["rule"], f["page"]) for f in json.loads(resumed.stdout)["documents"][0]["findings"]} >= {("no-personal-data", 2)}
     finished = [e for e in read_events(run / "events.jsonl", "run_finished")]
     assert [e["status"] for e in finished] == ["deadline", "done"]
+
+
+def test_help_names_every_input_kind_it_takes() -> None:
+    from tilepilot.tools.convert import SUPPORTED_SUFFIXES
+
+    proc = tilepilot("review", "--help", env={"COLUMNS": "400"})
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "PDFs" not in text.split("Options")[0], text  # not "Review PDFs" / "folders of PDFs" any more
+    for words in ["Word, ODT, RTF, text, Markdown, scans", "(converted with LibreOffice)", "multi-page TIFF"]:
+        assert words in text, (words, text)
+    listed = re.search(r"Files or folders to review: (.*?)\. Not needed with --resume", text)
+    assert listed, text
+    assert {s for s in SUPPORTED_SUFFIXES if s != ".pdf"} <= set(re.findall(r"\.[a-z]+", listed[1]))
+    assert listed[1].startswith("PDF;")
+    overview = " ".join(tilepilot("--help", env={"COLUMNS": "400"}).stdout.split())
+    assert "review Review documents (PDF, Word, ODT, RTF, text, Markdown, scans)" in overview, overview
