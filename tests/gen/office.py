@@ -56,7 +56,7 @@ def encrypted_odt(source: Path, path: Path, password: str = "secret") -> Path:
 
     A Basic macro in a private LibreOffice profile stores the document with ``Password`` set (the
     command line's ``--convert-to`` cannot encrypt). LibreOffice 7.4 ignores ``Password`` when it
-    stores OOXML, so an encrypted .docx cannot be made here without another tool.
+    stores OOXML: :func:`encrypted_docx` makes the encrypted .docx.
     """
     soffice = shutil.which("soffice")
     assert soffice, "LibreOffice is needed to make an encrypted document"
@@ -70,6 +70,23 @@ def encrypted_odt(source: Path, path: Path, password: str = "secret") -> Path:
         macro = f"macro:///Standard.Module1.Encrypt(\"{source.resolve().as_uri()}\",\"{path.resolve().as_uri()}\")"
         subprocess.run([*base, macro], check=True, timeout=180, capture_output=True, env=env)
     assert path.is_file(), "LibreOffice did not write the encrypted copy"
+    return path
+
+
+def encrypted_docx(source: Path, path: Path, password: str = "secret") -> Path:
+    """``source`` (a .docx) encrypted as Word encrypts it: Agile encryption, the package inside an OLE
+    compound file (``EncryptionInfo``, ``EncryptedPackage``), made with msoffcrypto-tool."""
+    import io
+
+    from tests.requires import require_module
+
+    require_module("msoffcrypto", "test")  # msoffcrypto-tool
+    import msoffcrypto.format.ooxml
+
+    encrypted = io.BytesIO()
+    with source.open("rb") as plain:
+        msoffcrypto.format.ooxml.OOXMLFile(plain).encrypt(password, encrypted)
+    path.write_bytes(encrypted.getvalue())
     return path
 
 

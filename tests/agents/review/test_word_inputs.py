@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pymupdf
+import pytest
 
+from tilepilot import review as review_api  # the typed API; `tilepilot` here is the CLI
 from tilepilot.agents.review.sources import paragraph_of
 from tilepilot.agents.review.quotes import normalise
 from tilepilot.tools.convert import to_pdf
 from tests.agents.review.conftest import CONTRACT_RULES
 from tests.conftest import tilepilot
-from tests.gen.office import LIABILITY_SENTENCE, PLANTED_EMAIL, contract_docx, encrypted_odt, scanned_tiff
+from tests.gen.office import (
+    LIABILITY_SENTENCE, PII_SENTENCE, PLANTED_EMAIL, contract_docx, encrypted_docx, encrypted_odt, scanned_tiff,
+)
+from tests.gen.pdfs import mixed_corpus
 from tests.requires import require_binary
 
 require_binary("soffice", "libreoffice-writer-nogui")
@@ -49,6 +56,62 @@ def test_docx_findings_cite_page_and_paragraph(tmp_path: Path) -> None:
     assert by_rule["governing-law-clause"]["bbox"] is None  # the missing clause: no paragraph to point at
     assert "paragraph" not in by_rule["governing-law-clause"]
     assert "contract.docx" in (out / "report.md").read_text()
+
+
+def test_summary_json_and_api_name_the_docx_given_not_its_conversion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docx = contract_docx(tmp_path / "contract[v2].docx", clauses=12, pii_at=3, liability_at=8)  # [..]: no markup
+    cache = tmp_path / "cache"
+    env = {"TILEPILOT_CACHE": str(cache), "COLUMNS": "60"}  # narrower than the line: it must still be one line
+    proc = tilepilot("review", str(docx), "--rules", CONTRACT_RULES, "--no-model", "--out", str(tmp_path / "human"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = [line for line in proc.stderr.splitlines() if " findings" in line]
+    assert len(summary) == 1 and re.fullmatch(re.escape(str(docx)) + r": \d+ pages?, [1-9]\d* findings", summary[0]), proc.stderr
+    assert "converted" not in proc.stderr and ".pdf" not in proc.stderr, proc.stderr  # no cache path anywhere
+
+    proc = tilepilot("review", str(docx), "--rules", CONTRACT_RULES, "--no-model", "--out", str(tmp_path / "cli"), "--json",
+                     env=env)
+    assert proc.returncode == 0, proc.stderr
+    cli = json.loads(proc.stdout)
+    [doc] = cli["documents"]
+    assert doc["source"] == str(docx) and Path(doc["path"]).parent == cache / "converted" and doc["path"].endswith(".pdf")
+    assert {f["rule"] for f in doc["findings"]} >= {"no-personal-data", "no-unlimited-liability"}
+
+    monkeypatch.setenv("TILEPILOT_CACHE", str(cache))
+    result = review_api(docx, rules=CONTRACT_RULES, no_model=True, out=tmp_path / "api")
+    assert result.documents[0].source == str(docx) and result.documents[0].path == doc["path"]
+    api = json.loads(result.to_json())
+    assert {k: v for k, v in api.items() if k != "run"} == {k: v for k, v in cli.items() if k != "run"}
+
+
+def test_pdf_input_source_is_the_pdf_itself(tmp_path: Path) -> None:
+    given = tmp_path / "given.pdf"
+    mixed_corpus(given, 2, plant={1: [PII_SENTENCE]})
+    result = review_api(given, rules=CONTRACT_RULES, no_model=True, out=tmp_path / "run")
+    assert [(d.source, d.path) for d in result.documents] == [(str(given), str(given))]
+    assert [f.rule for f in result.findings if f.page == 1] == ["no-personal-data"]
+
+
+def test_encrypted_docx_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    plain = contract_docx(tmp_path / "plain.docx", clauses=5)
+    locked = encrypted_docx(plain, tmp_path / "locked.docx", password="secret")
+    data = locked.read_bytes()
+    assert data.startswith(b"\xd0\xcf\x11\xe0") and b"PK\x03\x04" not in data[:4096]  # an OLE container, not a zip
+    import msoffcrypto
+
+    decrypted = io.BytesIO()
+    office = msoffcrypto.OfficeFile(io.BytesIO(data))
+    office.load_key(password="secret")
+    office.decrypt(decrypted)
+    assert decrypted.getvalue() == plain.read_bytes()  # really the document, encrypted
+
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    proc = tilepilot("review", str(locked), "--rules", CONTRACT_RULES, "--no-model", "--out", str(out),
+                     env={"TILEPILOT_CACHE": str(cache), "COLUMNS": "60"})
+    assert proc.returncode == 3, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(locked) in lines[0] and "password-protected" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not out.exists() and not list(cache.rglob("*.pdf"))  # no run folder, no half-made conversion
 
 
 def test_conversion_is_cached_by_content(tmp_path: Path) -> None:
