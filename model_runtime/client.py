@@ -146,6 +146,9 @@ class ChatClient:
         smallest = min(found, key=lambda c: c.max_model_len)
         caps = caps.model_copy(update={k: getattr(smallest, k) for k in
                                        ("server_max_model_len", "max_model_len", "max_model_len_source")})
+        for field in ("server_slots", "kv_concurrency"):  # requests go round the replicas: their room adds up
+            values = [getattr(c, field) for c in found]
+            caps = caps.model_copy(update={field: sum(values) if None not in values else None})
         with self._learn_lock:
             self.capabilities = caps
             self.model = caps.served_id

@@ -94,15 +94,18 @@ def _single_file(path: Path) -> LlamaModel:
     return LlamaModel(model=path, mmproj=mmproj, profile=profile)
 
 
-def server_command(llama: LlamaModel, host: str, port: int, api_key: str | None = None) -> list[str]:
+def server_command(llama: LlamaModel, host: str, port: int, api_key: str | None = None,
+                   sizing: list[str] | None = None) -> list[str]:
+    """``sizing``: a memory plan's flags (context, slots, batches, KV type); without one, the profile's
+    context and llama-server's own defaults for the rest."""
     profile = llama.profile
+    sizing = sizing or ["-c", str(profile.max_model_len), "-b", str(MICRO_BATCH), "-ub", str(MICRO_BATCH)]
     cmd = [
         str(gguf.llama_build() / "bin" / "llama-server"),
         "-m", str(llama.model), "--mmproj", str(llama.mmproj),
         "--host", host, "--port", str(port),
         "--alias", profile.served_name,
-        "-c", str(profile.max_model_len),
-        "-b", str(MICRO_BATCH), "-ub", str(MICRO_BATCH),
+        *sizing,
         "--no-webui",
     ]
     if api_key:
@@ -111,9 +114,9 @@ def server_command(llama: LlamaModel, host: str, port: int, api_key: str | None 
 
 
 def start(llama: LlamaModel, *, host: str = "127.0.0.1", port: int | None = None, api_key: str | None = None,
-          timeout_s: float = 300.0, on_wait=None) -> ServerState:
+          timeout_s: float = 300.0, on_wait=None, sizing: list[str] | None = None) -> ServerState:
     """Start llama-server for ``llama`` (or return the running one) and wait until it serves."""
     check_exposure(host, api_key)
     gguf.llama_build()
-    return launch(llama.profile, "llama.cpp", lambda p: server_command(llama, host, p, api_key), serving_env(),
+    return launch(llama.profile, "llama.cpp", lambda p: server_command(llama, host, p, api_key, sizing), serving_env(),
                   host=host, port=port, timeout_s=timeout_s, on_wait=on_wait)

@@ -25,9 +25,7 @@ from pydantic import BaseModel
 
 from tilepilot.model_runtime.errors import PlanError
 from tilepilot.model_runtime.llama_server import MICRO_BATCH
-
-GiB = 1024**3
-MiB = 1024**2
+from tilepilot.model_runtime.memory_budget import GiB, MiB
 
 EngineName = Literal["vllm", "llama.cpp"]
 Quant = Literal["bf16", "f16", "q8_0", "q4_k_m"]
@@ -49,6 +47,8 @@ class KvGeometry(BaseModel):
     max_positions: int
     vocab_size: int
     hidden_size: int
+    intermediate_size: int = 0  # the FFN's width; with attention_width, sizes llama.cpp's compute buffer
+    attention_width: int = 0  # query heads x the widest head_dim
 
     @classmethod
     def from_config(cls, config: dict) -> "KvGeometry":
@@ -70,7 +70,8 @@ class KvGeometry(BaseModel):
                 ))
             return cls(layers=layers, sliding_window=int(text.get("sliding_window") or 0),
                        max_positions=int(text["max_position_embeddings"]), vocab_size=int(text["vocab_size"]),
-                       hidden_size=int(text["hidden_size"]))
+                       hidden_size=int(text["hidden_size"]), intermediate_size=int(text.get("intermediate_size") or 0),
+                       attention_width=int(text.get("num_attention_heads") or 0) * max(x.head_dim for x in layers))
         except (KeyError, TypeError, ValueError) as err:
             raise PlanError(f"cannot read the attention geometry from the model's config ({err})") from None
 
@@ -81,6 +82,8 @@ GEMMA_4_12B_GEOMETRY = KvGeometry(
     layers=[LayerKv(sliding=(i + 1) % 6 != 0, kv_heads=8 if (i + 1) % 6 else 1, head_dim=256 if (i + 1) % 6 else 512)
             for i in range(48)],
     sliding_window=1024, max_positions=131072, vocab_size=262144, hidden_size=3840,
+    # Not in the published geometry: Gemma 3 12B's FFN width and 16 query heads, assumed the same.
+    intermediate_size=15360, attention_width=16 * 512,
 )
 # Nominal: the published size class. A local checkpoint or GGUF is measured from its files instead.
 GEMMA_4_12B_PARAMETERS = 12.0e9
@@ -119,8 +122,10 @@ VLLM_MAX_BATCHED_TOKENS = 2496
 
 ENGINES: dict[str, EngineModel] = {
     "llama.cpp": EngineModel(
-        name="llama.cpp", block_tokens=256, base_overhead_bytes=84 * MiB,
-        overhead_source="measured here: llama-server VmHWM on Gemma 3 270M (351 MiB) less its GGUF and KV cache",
+        name="llama.cpp", block_tokens=256, base_overhead_bytes=128 * MiB,
+        overhead_source="measured here: llama-server's VmHWM on the twin with its projector, after an image and a "
+                        "full-context request, less its GGUFs, KV cache and compute buffer (127 and 128 MiB at 4096 "
+                        "and 8192 tokens)",
     ),
     "vllm": EngineModel(
         name="vllm", block_tokens=128, base_overhead_bytes=int(2.6 * GiB),
@@ -142,7 +147,8 @@ class MemoryPlan(BaseModel):
     weights_bytes: int
     kv_bytes_per_token: float  # one sequence, over the layers whose cache grows with the context
     kv_fixed_bytes: int  # one sequence, context-independent (trimmed sliding layers)
-    overhead_bytes: int
+    overhead_bytes: int  # the runtime, compute buffers included
+    compute_bytes: int  # of which llama.cpp's compute buffer (it grows with the context)
     overhead_source: str
     kv_type: str
     max_context: int
@@ -177,6 +183,28 @@ def kv_bytes(geometry: KvGeometry, engine: EngineModel, context: int, parallel: 
     if engine.name == "vllm":
         fixed += engine.block_tokens * widest * _vllm_group_size(geometry)  # the null block
     return int(growing), int(fixed)
+
+
+def llama_compute_bytes(geometry: KvGeometry, context: int, parallel: int) -> int:
+    """llama.cpp's compute buffer, reserved at start for one micro-batch of ``LLAMA_UBATCH`` tokens.
+
+    Activations of the widest steps, f32 per micro-batch token: the FFN's gate, up and product (3 x its
+    width), attention's queries and output (2 x the query width) and the residual (the hidden size). Then
+    the f16 attention masks, one column per cache cell: one over the full-attention cache, one over the
+    sliding one. Within 5% of llama.cpp's own estimator (``llama-fit-params --fit-print``) on the twin and
+    on a shape-only GGUF of the 12B's geometry (tests/model_runtime/test_memory_plan_llama.py).
+    """
+    if not geometry.intermediate_size or not geometry.attention_width:
+        raise PlanError("the model's config gives no intermediate_size or num_attention_heads: "
+                        "llama.cpp's compute buffer cannot be sized")
+    width = 3 * geometry.intermediate_size + 2 * geometry.attention_width + geometry.hidden_size
+    llama = ENGINES["llama.cpp"]
+    cells = 0
+    if any(not layer.sliding for layer in geometry.layers) or not geometry.sliding_window:
+        cells += llama.full_cells(context, parallel)
+    if geometry.sliding_window and any(layer.sliding for layer in geometry.layers):
+        cells += llama.sliding_cells(context, geometry.sliding_window, parallel)
+    return 4 * width * LLAMA_UBATCH + 2 * LLAMA_UBATCH * cells
 
 
 def _vllm_group_size(geometry: KvGeometry) -> int:
@@ -218,63 +246,6 @@ def weights_bytes_of(model_path: Path | None, parameters: float | None, quant: s
     return int(parameters * BYTES_PER_PARAMETER[quant])
 
 
-def memory_budget(spec: str) -> tuple[int, str]:
-    """What the server may use: ``auto`` (the cgroup limit, else the available memory) or a size such as
-    ``16GiB``, less headroom for the OS and the agent process."""
-    if spec == "auto":
-        limit = _cgroup_limit()
-        total, source = (limit, "cgroup limit") if limit is not None else (_meminfo("MemAvailable"), "available memory")
-    else:
-        total, source = parse_size(spec), "given"
-    headroom = headroom_for(total)
-    return max(0, total - headroom), f"{source} {total / GiB:.1f} GiB less {headroom / GiB:.1f} GiB headroom"
-
-
-def parse_size(spec: str) -> int:
-    units = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": MiB, "mib": MiB, "mb": 10**6,
-             "g": GiB, "gib": GiB, "gb": 10**9, "t": 1024**4, "tib": 1024**4, "tb": 10**12}
-    text = spec.strip().lower().replace(" ", "")
-    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text[len(number):]
-    try:
-        value = float(number)
-    except ValueError:
-        raise PlanError(f"not a memory size: {spec!r} (for example 16GiB, 8G or auto)") from None
-    if unit not in units or value <= 0:
-        raise PlanError(f"not a memory size: {spec!r} (for example 16GiB, 8G or auto)")
-    return int(value * units[unit])
-
-
-def _cgroup_limit() -> int | None:
-    """This process's own memory limit: its cgroup v2 ``memory.max`` or v1 ``memory.limit_in_bytes``."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    candidates = []
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":  # v2
-            candidates += [f"/sys/fs/cgroup{path}/memory.max", f"/sys/fs/cgroup/unified{path}/memory.max"]
-        elif "memory" in controllers.split(","):
-            candidates.append(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
-    for candidate in candidates:
-        try:
-            text = Path(candidate).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < _meminfo("MemTotal"):  # "max" or a huge number: no limit
-            return int(text)
-    return None
-
-
-def _meminfo(key: str) -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    raise PlanError(f"/proc/meminfo has no {key}")
-
-
 def geometry_of(model_path: Path | None) -> KvGeometry:
     if model_path is None:
         return GEMMA_4_12B_GEOMETRY
@@ -294,28 +265,33 @@ def plan(geometry: KvGeometry, engine_name: EngineName, *, model: str, weights_b
     if parallel < 1:
         raise PlanError("--parallel must be at least 1")
 
+    def compute(ctx: int) -> int:  # vLLM's activations are in its measured runtime figure
+        return llama_compute_bytes(geometry, ctx, parallel) if engine_name == "llama.cpp" else 0
+
     def need(ctx: int) -> int:
-        return sum(kv_bytes(geometry, engine, ctx, parallel, element))
+        return sum(kv_bytes(geometry, engine, ctx, parallel, element)) + compute(ctx)
 
     largest = _largest_context(need, free, geometry.max_positions, engine.block_tokens)
     if context is None:
         if largest < 1024:
             raise PlanError(f"{model} does not fit in {memory_bytes / GiB:.1f} GiB on {engine_name} with {parallel} "
                             f"parallel: weights {weights_bytes / GiB:.1f} GiB + runtime {overhead / GiB:.1f} GiB + a "
-                            f"1024-token KV cache {need(1024) / GiB:.2f} GiB")
+                            f"1024-token KV cache with its compute buffers {need(1024) / GiB:.2f} GiB")
         context = largest
     elif context > largest:
         raise PlanError(f"{context} tokens x {parallel} parallel do not fit in {memory_bytes / GiB:.1f} GiB on "
                         f"{engine_name}; the largest that fits is {largest} tokens x {parallel}")
     per_token, fixed = kv_per_sequence(geometry, engine, context, element)
-    total = weights_bytes + overhead + need(context)
+    kv = sum(kv_bytes(geometry, engine, context, parallel, element))
+    runtime = overhead + compute(context)
     return MemoryPlan(
         engine=engine_name, model=model, memory_bytes=memory_bytes, memory_source=memory_source,
-        weights_bytes=weights_bytes, kv_bytes_per_token=per_token, kv_fixed_bytes=fixed, overhead_bytes=overhead,
-        overhead_source=engine.overhead_source, kv_type=kv_type, max_context=context, parallel=parallel,
-        total_bytes=total, engine_flags=engine_flags(engine_name, context, parallel, kv_type, need(context)),
+        weights_bytes=weights_bytes, kv_bytes_per_token=per_token, kv_fixed_bytes=fixed, overhead_bytes=runtime,
+        compute_bytes=compute(context), overhead_source=engine.overhead_source, kv_type=kv_type, max_context=context,
+        parallel=parallel, total_bytes=weights_bytes + runtime + kv,
+        engine_flags=engine_flags(engine_name, context, parallel, kv_type, kv),
         agent_settings=agent_settings(context, parallel),
-        untrimmed_total_bytes=weights_bytes + overhead + parallel * untrimmed_kv_bytes(geometry, context, element),
+        untrimmed_total_bytes=weights_bytes + runtime + parallel * untrimmed_kv_bytes(geometry, context, element),
     )
 
 
@@ -337,16 +313,15 @@ def engine_flags(engine: EngineName, context: int, parallel: int, kv_type: str, 
                 "--max-num-batched-tokens", str(VLLM_MAX_BATCHED_TOKENS)]
     # llama.cpp: one unified cache of -c cells shared by the slots, each slot held to the planned context;
     # the SWA cache stays trimmed (no --swa-full), and --fit off: the plan decides, not a silent shrink.
+    # llama-server's defaults keep copies of the cache beside it, which no plan can bound: a prompt cache of
+    # up to 8 GiB of finished slots' states (--cache-ram) and up to 32 context checkpoints per slot, each a
+    # copy of the sliding-window cache (0.94 GiB for the 12B). Measured on the twin: +265 MiB after two requests.
     return ["-c", str(context * parallel), "-np", str(parallel), "--kv-unified", "--kv-unified-per-slot", str(context),
-            "-b", str(LLAMA_UBATCH), "-ub", str(LLAMA_UBATCH), "-ctk", kv_type, "-ctv", kv_type, "--fit", "off"]
+            "-b", str(LLAMA_UBATCH), "-ub", str(LLAMA_UBATCH), "-ctk", kv_type, "-ctv", kv_type, "--fit", "off",
+            "--cache-ram", "0", "--ctx-checkpoints", "0"]
 
 
 def agent_settings(context: int, parallel: int) -> dict[str, int]:
     """What the agents may put in flight: never more than the KV cache holds."""
     return {"review_budget_tokens": min(8000, context * 3 // 4), "review_concurrency": parallel,
             "listen_clips_in_flight": parallel, "desktop_max_context": context}
-
-
-def headroom_for(memory_bytes: int) -> int:
-    """For the OS and the agent process (about 200-300 MiB measured): 10% or 1 GiB, whichever is more."""
-    return max(GiB, memory_bytes // 10)

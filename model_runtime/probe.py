@@ -64,6 +64,10 @@ class ServerCapabilities(BaseModel):
     counting: Counting = "estimate"
     margin: float = MARGINS["estimate"]
     server_max_model_len: int | None = None
+    # What the server holds at once (None: it does not say): llama.cpp's slots, each of the full context;
+    # vLLM's KV pool, as requests of its full context (kv_cache_max_concurrency; shorter ones fit more).
+    server_slots: int | None = None
+    kv_concurrency: float | None = None
     max_model_len: int
     max_model_len_source: Literal["server", "profile"] = "profile"
     images: ImageSupport = "unchecked"
@@ -178,6 +182,34 @@ def server_max_model_len(http: httpx.Client, url: str, entry: dict) -> int | Non
     return _int(settings.get("n_ctx")) if isinstance(settings, dict) else None
 
 
+_VLLM_CONCURRENCY = re.compile(r'^vllm:cache_config_info\{[^}]*kv_cache_max_concurrency="([\d.]+)"', re.M)
+
+
+def server_capacity(http: httpx.Client, url: str) -> tuple[int | None, float | None]:
+    """(llama.cpp's ``/props`` ``total_slots``, vLLM's KV cache max concurrency from ``/metrics``)."""
+    slots = _int((_get_json(http, f"{url}/props") or {}).get("total_slots"))
+    if slots:
+        return slots, None
+    try:
+        r = http.get(f"{url}/metrics", timeout=10.0)
+    except httpx.HTTPError:
+        return None, None
+    found = _VLLM_CONCURRENCY.search(r.text) if r.status_code == 200 else None
+    return None, (float(found.group(1)) if found else None)
+
+
+def requests_in_flight(caps: ServerCapabilities, request_tokens: int) -> int | None:
+    """How many requests of up to ``request_tokens`` the server holds at once; None where it does not say.
+
+    More in flight than this only wait in the server's queue (or, on vLLM, preempt one another), while
+    the client holds their images and the run's deadline runs."""
+    if caps.server_slots:
+        return caps.server_slots
+    if caps.kv_concurrency and caps.server_max_model_len:
+        return max(1, int(caps.kv_concurrency * caps.server_max_model_len / max(1, request_tokens)))
+    return None
+
+
 def probe_server(http: httpx.Client, url: str, profile: ModelProfile, served_name: str | None = None) -> ServerCapabilities:
     """The cheap probe: no chat request, nothing the server has to generate."""
     entries = list_models(http, url)
@@ -190,9 +222,11 @@ def probe_server(http: httpx.Client, url: str, profile: ModelProfile, served_nam
     if counting not in EXACT:
         notes.append(f"no exact token counts: estimating with a {MARGINS[counting]:.0%} margin, corrected from usage")
     smaller = server_len is not None and server_len < profile.max_model_len
+    slots, concurrency = server_capacity(http, url)
     return ServerCapabilities(
         base_url=url, served_id=served_id, served_id_source=source, listed_ids=listed,
         counting=counting, margin=MARGINS[counting], server_max_model_len=server_len,
+        server_slots=slots, kv_concurrency=concurrency,
         max_model_len=server_len if smaller else profile.max_model_len,
         max_model_len_source="server" if smaller else "profile", notes=notes,
     )

@@ -69,6 +69,7 @@ class ModelProfile(BaseModel):
     is_random_weights: bool = False
     kv_cache_bytes: int | None = None  # CPU: explicit, small; GPU: let vLLM size it
     max_num_seqs: int = 8
+    max_num_batched_tokens: int | None = None  # None: vLLM's own (a memory plan sets it, its arithmetic needs it)
     dtype: str = "auto"
     # Bounds of the review agent's answer schema. A real model must never be capped below what a
     # careful reviewer reports (the eval's reference answerer measures it); the tiny random-weight

@@ -139,6 +139,8 @@ def serve_command(profile: ModelProfile, host: str, port: int, api_key: str | No
     ]
     if profile.kv_cache_bytes:
         cmd += ["--kv-cache-memory-bytes", str(profile.kv_cache_bytes)]
+    if profile.max_num_batched_tokens:
+        cmd += ["--max-num-batched-tokens", str(profile.max_num_batched_tokens)]
     if profile.tool_call_parser:
         cmd += ["--enable-auto-tool-choice", "--tool-call-parser", profile.tool_call_parser]
     if profile.reasoning_parser:

@@ -25,9 +25,10 @@ from pydantic import BaseModel
 from tilepilot.agents.errors import RunError, UsageError
 from tilepilot.agents.listen.graph import ClipFeed, ClipTranscript, ListenContext, build_graph, duration_s
 from tilepilot.agents.rules import Policy
-from tilepilot.agents.runs import Deadline, EventLog, Run
+from tilepilot.agents.runs import Deadline, EventLog, ProbedModel, Run
 from tilepilot.model_runtime.chat_model import ChatModel
 from tilepilot.model_runtime.payloads import AudioPart, Message, TextPart
+from tilepilot.model_runtime.probe import requests_in_flight
 from tilepilot.model_runtime.profiles import AudioSpec
 from tilepilot.tools.audio import SAMPLE_RATE, Clip
 
@@ -92,12 +93,15 @@ class ListenAgent:
             raise UsageError(f"--workers must be at least 1, got {workers}")
         self.client = client
         self.policy = policy
-        self.workers = workers
         self.max_clip_samples, self.overlap_samples = clip_sizes(client.profile.audio, overlap_s)
         self.events = events
         limit = policy.limit("max_prompt_tokens")
         # The prompt budget of text requests; audio clips cost a fixed ~780 tokens at most.
         self.text_budget = int(min(client.profile.input_budget, limit or client.profile.input_budget))
+        # Never more clips in flight than the server holds requests at once (its slots or KV pool).
+        caps = client.capabilities if isinstance(client, ProbedModel) else None
+        held = requests_in_flight(caps, self.text_budget) if caps is not None else None
+        self.workers_wanted, self.workers = workers, min(workers, held or workers)
         self.deadline = deadline or Deadline.of(None, policy.limit("max_runtime_s"))
 
     # -- public ---------------------------------------------------------------------------------
@@ -118,6 +122,9 @@ class ListenAgent:
             Path(run).mkdir(parents=True, exist_ok=True)
             run = Run("listen", Path(run), resumed=False, deadline=self.deadline, progress=None)
         run.attach_client(self.client)
+        if self.workers < self.workers_wanted:
+            run.emit("concurrency_lowered", wanted=self.workers_wanted, used=self.workers,
+                     budget_tokens=self.text_budget)
         events = self.events
         self.events = events or run.events
         try:

@@ -34,9 +34,10 @@ from tilepilot.agents.review.playbook import playbook, review_fields
 from tilepilot.agents.review.report_md import render_markdown
 from tilepilot.agents.review.sources import with_source
 from tilepilot.agents.rules import Policy, build_policy
-from tilepilot.agents.runs import Deadline, ProgressSink, Run, read_options, write_atomic
+from tilepilot.agents.runs import Deadline, ProbedModel, ProgressSink, Run, read_options, write_atomic
 from tilepilot.model_runtime.chat_model import ChatModel
 from tilepilot.model_runtime.payloads import Message
+from tilepilot.model_runtime.probe import requests_in_flight
 from tilepilot.model_runtime.profiles import ModelProfile
 
 
@@ -109,6 +110,8 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
                               profile=client.profile if client is not None else None)
         with Run.open("review", options, out=out, resume=resume, deadline=deadline, progress=sink, client=client,
                       budget_tokens=budget, capacity=capacity, prompt=prompt.model_dump(mode="json")) as run:
+            if client is not None:
+                options = options.model_copy(update={"concurrency": _in_flight(run, client, options.concurrency, budget)})
             results, usage = _review_documents(run, options, docs, policy, client, system, budget, capacity, password,
                                                deadline_s, legibility)
             report = _write_outputs(run, options, client, budget, results, usage, password, failed, playbook(policy))
@@ -184,6 +187,17 @@ def _budget(client: ChatModel, options: ReviewOptions, policy, system: str) -> t
         raise UsageError(f"--budget-tokens {budget} leaves no room for a page: the fixed prompt (instructions and rules) takes "
                          f"{overhead} tokens; use at least {overhead + smallest + (NOTES_TOKENS if options.mode == 'rolling' else 0)}")
     return budget, capacity
+
+
+def _in_flight(run: Run, client: ChatModel, wanted: int, budget: int) -> int:
+    """``--concurrency``, lowered to the requests of ``budget`` tokens the server holds at once."""
+    caps = client.capabilities if isinstance(client, ProbedModel) else None
+    held = requests_in_flight(caps, budget) if caps is not None else None
+    if held is not None and held < wanted:
+        run.emit("concurrency_lowered", wanted=wanted, used=held, budget_tokens=budget,
+                        server_slots=caps.server_slots, kv_concurrency=caps.kv_concurrency)
+        return held
+    return wanted
 
 
 def _run_document(run: Run, graph, thread_id: str, ctx: ReviewContext, pages: list[int]) -> dict:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import tilepilot
 from tilepilot.model_runtime import memory_plan as mp
+from tilepilot.model_runtime.memory_budget import parse_size
 from tilepilot.model_runtime.errors import PlanError
 
 GiB, MiB = mp.GiB, mp.MiB
@@ -86,14 +87,15 @@ def test_largest_context_fits_and_one_more_block_does_not():
     with pytest.raises(PlanError, match=f"largest that fits is {result.max_context} tokens x 2"):
         mp.plan(g, "llama.cpp", model="m", weights_bytes=weights, memory_bytes=9 * GiB, parallel=2,
                 context=result.max_context + 256)
-    assert result.untrimmed_total_bytes > 2 * result.total_bytes  # the trap the plan avoids
+    kv = result.total_bytes - result.weights_bytes - result.overhead_bytes
+    assert result.untrimmed_total_bytes - result.weights_bytes - result.overhead_bytes > 2 * kv  # the trap the plan avoids
 
 
 def test_sizes_parse_and_bad_ones_are_one_line():
-    assert mp.parse_size("16GiB") == 16 * GiB and mp.parse_size("512M") == 512 * MiB and mp.parse_size("8 gb") == 8 * 10**9
+    assert parse_size("16GiB") == 16 * GiB and parse_size("512M") == 512 * MiB and parse_size("8 gb") == 8 * 10**9
     for bad in ("lots", "-3G", "16XB"):
         with pytest.raises(PlanError, match="not a memory size"):
-            mp.parse_size(bad)
+            parse_size(bad)
 
 
 def test_serve_plan_cli_json_and_refusal():

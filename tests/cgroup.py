@@ -1,0 +1,69 @@
+"""A real memory cap for tests: a cgroup v1 memory group that the test's processes run in.
+
+``with MemoryCap("name", 1600 * MiB) as cap: subprocess.Popen(cmd, preexec_fn=cap.enter)`` puts a child
+(and everything it starts) under the limit. On leaving, every process still in the group is killed and
+the group removed, also when the test failed. ``oom_kills`` and ``failcnt`` are the kernel's counters.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup/memory")
+
+
+def cgroup_v1_available() -> bool:
+    return os.geteuid() == 0 and (ROOT / "memory.limit_in_bytes").is_file() and os.access(ROOT, os.W_OK)
+
+
+class MemoryCap:
+    def __init__(self, name: str, limit_bytes: int) -> None:
+        self.path = ROOT / f"tilepilot-{name}-{os.getpid()}"
+        self.limit_bytes = limit_bytes
+
+    def __enter__(self) -> "MemoryCap":
+        self.path.mkdir()
+        (self.path / "memory.limit_in_bytes").write_text(str(self.limit_bytes))
+        return self
+
+    def enter(self) -> None:
+        """For ``preexec_fn``: move the calling (child) process into the group before it execs."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def _read(self, name: str) -> str:
+        return (self.path / name).read_text()
+
+    @property
+    def oom_kills(self) -> int:
+        fields = dict(line.split() for line in self._read("memory.oom_control").splitlines())
+        return int(fields.get("oom_kill", 0))
+
+    @property
+    def failcnt(self) -> int:
+        return int(self._read("memory.failcnt"))
+
+    @property
+    def max_usage(self) -> int:
+        return int(self._read("memory.max_usage_in_bytes"))
+
+    def __exit__(self, *exc: object) -> None:
+        for _ in range(50):
+            pids = [int(p) for p in self._read("cgroup.procs").split()]
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        for _ in range(50):  # the kernel drops the group once its last task is reaped
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.path.rmdir()
