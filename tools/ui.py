@@ -11,6 +11,11 @@ executor for a different display in the same process is refused.
 Text goes through ``xdotool type``: ``pyautogui.write`` silently drops every character that is
 not on the US keyboard ("Grüße" becomes "Gre"); xdotool types any Unicode text once the
 characters are on keys (tools/ui_unicode.py binds them first, so none get dropped).
+
+A suggestion list that typing opened (an auto-complete popup), still showing and holding the
+pointer, would take the next click that does not land on it for itself and only close (GTK). So a
+first click closes it, and the action follows once it is gone (tools/popups.py); the record says so
+(``closed_popups``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from tilepilot.tools.errors import (
     OffScreenError,
     UIActionError,
 )
+from tilepilot.tools.popups import Box, TypingPopups
 from tilepilot.tools.screen import Monitor, Screen, require_display
 from tilepilot.tools.ui_unicode import type_text, xauthority_fallback
 
@@ -56,6 +62,7 @@ class ActionRecord(BaseModel):
     dry_run: bool
     duration_ms: float
     detail: str = ""
+    closed_popups: list[Box] = []  # suggestion lists typing had left open, closed by a first click before this action
 
 
 class UIExecutor:
@@ -83,6 +90,7 @@ class UIExecutor:
         self.display = display if (dry_run and monitors is not None) else require_display(display)
         self._monitors = list(monitors) if monitors is not None else None
         self._gui: ModuleType | None = None
+        self._popups = TypingPopups(self.display)
 
     # --- geometry -----------------------------------------------------------------------
     @property
@@ -121,26 +129,35 @@ class UIExecutor:
             keys = [self._key_name(action.key)]
         else:
             keys = []
+        closed: list[Box] = []
         if self.dry_run:
             detail = "dry run: " + _describe(action, keys)
         else:
-            detail = self._run(action, keys)
+            detail, closed = self._run(action, keys)
         elapsed_ms = (time.perf_counter() - started) * 1000
         return ActionRecord(
             action=action, screen_points=points, dry_run=self.dry_run, duration_ms=elapsed_ms,
-            detail=detail,
+            detail=detail, closed_popups=closed,
         )
 
-    def _run(self, action: Action, keys: list[str]) -> str:
+    def _run(self, action: Action, keys: list[str]) -> tuple[str, list[Box]]:
         if isinstance(action, (Done, Fail)):
-            return _describe(action, keys)  # terminal: nothing to touch
+            self._popups.forget()
+            return _describe(action, keys), []  # terminal: nothing to touch
         if isinstance(action, Wait):
             time.sleep(action.ms / 1000)
-            return _describe(action, keys)
+            return _describe(action, keys), []
         gui = self._pyautogui()
         gui.PAUSE = self.pause_s
         gui.FAILSAFE = True
+        closed: list[Box] = []
         try:
+            if isinstance(action, (Click, Drag, Scroll)):
+                closed = self._close_typing_popups(gui, action.points())
+            elif isinstance(action, Type):
+                self._popups.typing_starts()
+            elif not isinstance(action, Move):  # a key or hotkey: the keyboard deals with the popup
+                self._popups.forget()
             if isinstance(action, Click):
                 gui.click(action.x, action.y, clicks=action.count, interval=0.05, button=action.button)
             elif isinstance(action, Move):
@@ -151,7 +168,7 @@ class UIExecutor:
                 self._scroll(gui, action)
             elif isinstance(action, Type):
                 gui.failSafeCheck()  # xdotool bypasses pyautogui; keep the corner kill switch
-                return self._type(gui, action.text)
+                return self._type(gui, action.text), []
             elif isinstance(action, Hotkey):
                 gui.hotkey(*keys)
             elif isinstance(action, Key):
@@ -162,7 +179,24 @@ class UIExecutor:
                 f"pyautogui fail-safe: the pointer is in a screen corner ({x}, {y}); "
                 "move it away from the corner to let tilepilot act again"
             ) from None
-        return _describe(action, keys)
+        if closed:
+            return f"a first click closed the suggestion list that typing left open, then {_describe(action, keys)}", closed
+        return _describe(action, keys), closed
+
+    def _close_typing_popups(self, gui: ModuleType, points: list[Point]) -> list[Box]:
+        """Close the suggestion lists typing opened that this action does not land on, where they hold the pointer.
+
+        A list that holds the pointer takes the next press anywhere outside it and only closes (GTK's
+        entry completion), so a first click at the action's point closes it; then wait until it is gone
+        (at most a second). A list without the grab (Chromium's) lets the action through by itself.
+        """
+        popups = self._popups.left_open(points)
+        if not popups or not self._popups.pointer_grabbed():
+            return []
+        x, y = points[0]
+        gui.click(x, y)
+        self._popups.wait_closed(popups)
+        return list(popups.values())
 
     def _drag(self, gui: ModuleType, action: Drag) -> None:
         (x0, y0), rest = action.path[0], action.path[1:]

@@ -248,6 +248,8 @@ def act(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     try:
         done = ctx.executor.execute(cur.screen_action)
         executed, result = not done.dry_run, done.detail
+        if done.closed_popups:  # an auto-complete list would have taken this click (tilepilot.tools.popups)
+            ctx.writer.emit("popup_closed", step=cur.step, before=cur.screen_action.kind, boxes=done.closed_popups)
     except FailSafeTriggered as err:
         executed, result = False, str(err)
         update.update(status="stopped", stop_reason=str(err))

@@ -5,7 +5,7 @@
     RUN/
       run.json              the agent and its options (tilepilot.agents.runs.Run; read by --resume)
       checkpoint.sqlite     LangGraph checkpoint (newest step only)
-      events.jsonl          run_started / run_resumed, step, confirm, run_finished
+      events.jsonl          run_started / run_resumed, step, verified, confirm, popup_closed, run_finished
       audit.jsonl           one guard decision per line (tilepilot.agents.rules.AuditLog)
       steps/0000.jpg ...    the screenshot each step's model saw (its coordinates refer to it)
       trajectory.json       options + every finished step (StepRecord) + status; rewritten

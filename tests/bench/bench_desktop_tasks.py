@@ -1,4 +1,4 @@
-"""Desktop task files benchmark: the full suite of examples/desktop-tasks (20 tasks on real Debian apps, each at
+"""Desktop task files benchmark: the full suite of examples/desktop-tasks (21 tasks on real Debian apps, each at
 1280x800 and 1024x768) for the reference agent, its degraded ``oracle:0.5`` and the tiny model.
 
     python tests/bench/bench_desktop_tasks.py [--tasks DIR] [--base-url URL] [--small]

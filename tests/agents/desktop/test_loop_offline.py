@@ -86,6 +86,24 @@ def test_model_coordinates_map_onto_the_monitor_with_its_offset(tmp_path: Path) 
     assert g.to_screen(*step.model_xy[0]) == target and (g.image_width, g.image_height) != SCREEN[2:]
 
 
+class PopupClosingExecutor(RecordingExecutor):
+    """Says that a first click closed a suggestion list before each click (as tools.ui.UIExecutor does)."""
+
+    def execute(self, action: Action) -> ActionRecord:
+        record = super().execute(action)
+        if not isinstance(action, Click):
+            return record
+        return record.model_copy(update={"closed_popups": [(-1100, 20, 200, 90)],
+                                         "detail": f"a first click closed the suggestion list that typing left open, then {record.detail}"})
+
+
+def test_a_closed_suggestion_list_is_an_event_and_in_the_outcome(tmp_path: Path) -> None:
+    result, chat, _ = _run(tmp_path, [fixed(Type(text="Zan")), click_screen(-1000, 0), fixed(Done())], executor=PopupClosingExecutor())
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(e["step"], e["before"], e["boxes"]) for e in events if e["kind"] == "popup_closed"] == [(1, "click", [[-1100, 20, 200, 90]])]
+    assert result.steps[1].outcome().startswith("a first click closed the suggestion list")
+
+
 def test_confirmation_approved_executes_and_refused_stops_as_denied(tmp_path: Path) -> None:
     rule = 'actions:\n  confirm:\n    - {action: "type", reason: "typing needs a yes"}\n'
     script = [click_screen(-1000, 0), fixed(Type(text="x")), fixed(Done())]
