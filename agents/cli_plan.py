@@ -96,7 +96,7 @@ def llama_plan(llama: LlamaModel, checkpoint: Path | None, memory: str, parallel
 
 def plan_line(result: mp.MemoryPlan) -> str:
     return (f"memory plan: {result.max_context} tokens x {result.parallel} in {result.total_bytes / mp.GiB:.2f} GiB "
-            f"of {result.memory_bytes / mp.GiB:.1f} GiB ({result.memory_source}); `serve plan` explains it, --no-plan skips it")
+            f"of {result.memory_bytes / mp.GiB:.2f} GiB ({result.memory_source}); `serve plan` explains it, --no-plan skips it")
 
 
 def register(serve: typer.Typer) -> None:

@@ -123,6 +123,8 @@ def test_probe_finds_exact_counts_images_and_structured_output(llama_tiny: Serve
     assert (caps["counting"], caps["exact"], caps["served_id"]) == ("llama.cpp-chat", True, "tiny")
     assert caps["images"] == "honoured"
     assert caps["structured_output"] == "json_schema"
+    # serve start applied the memory plan: one slot (its default), which the agents will not exceed.
+    assert (caps["server_slots"], caps["agents"]["requests_in_flight"]) == (1, 1), caps
     status = json.loads(tilepilot("serve", "status", "--engine", "llama.cpp", "--json", env=llama_tiny.env).stdout)
     assert status["healthy"] and status["base_url"] == llama_tiny.url
 
@@ -184,6 +186,8 @@ def test_review_of_a_mixed_pdf_end_to_end(llama_tiny: Served, tmp_path: Path) ->
     assert not list(read_events(run / "events.jsonl", "token_drift")), "a count missed the server's"
     requests = [e for e in read_events(run / "events.jsonl", "request") if e["chunk"] != "summary"]
     assert requests and all(r["counted"] == r["prompt_tokens"] for r in requests), requests  # exact before sending
+    lowered = next(read_events(run / "events.jsonl", "concurrency_lowered"))  # --concurrency 2 (the default), 1 slot
+    assert (lowered["wanted"], lowered["used"], lowered["server_slots"]) == (2, 1, 1), lowered
 
 
 def test_projector_missing_and_foreign_gguf_are_one_line(llama_tiny: Served, tmp_path: Path) -> None:

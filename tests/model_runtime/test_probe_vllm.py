@@ -31,7 +31,12 @@ def test_probe_of_the_vllm_cpu_server(vllm_server) -> None:
     assert caps["images"] == "honoured"  # the probe image's tokens matched the per-request budget
     assert caps["structured_output"] == "json_schema"
     assert caps["server_max_model_len"] == vllm_server.profile.max_model_len == caps["max_model_len"]
+    # vLLM's KV pool, as full-context requests (its /metrics); requests of the default budget fit more.
+    assert caps["server_slots"] is None and caps["kv_concurrency"] > 1
+    agents = caps["agents"]
+    assert agents["requests_in_flight"] == int(caps["kv_concurrency"] * caps["max_model_len"] / agents["budget_tokens"])
     table = tilepilot("serve", "status", "--base-url", vllm_server.base_url)
+    assert f"at most {agents['requests_in_flight']} request(s)" in table.stdout, table.stdout
     assert "exact (vLLM /tokenize)" in table.stdout and "per-request budgets honoured" in table.stdout, table.stdout
 
 
