@@ -125,7 +125,7 @@ def _html_row(key: str, doc: DocumentResult) -> str:
     for finding in doc.findings:
         counts[finding.severity] += 1
     link = f"docs/{key}/report.html"
-    return (f"<tr><td><a href='{link}'>{html.escape(doc.path)}</a></td><td>{doc.pages}</td><td>{len(doc.failed_pages)}</td>"
+    return (f"<tr><td><a href='{link}'>{html.escape(doc.source or doc.path)}</a></td><td>{doc.pages}</td><td>{len(doc.failed_pages)}</td>"
             f"<td>{len(doc.findings)}</td>" + "".join(f"<td>{counts[s]}</td>" for s in SEVERITIES) + "</tr>")
 
 

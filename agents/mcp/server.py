@@ -169,7 +169,7 @@ def build_server(runs_root: Path) -> MCPServer:
     from tilepilot import __version__
 
     server = MCPServer(name="tilepilot", version=__version__, log_level="WARNING", instructions=(
-        "Agents that review PDFs against rule files, operate the desktop by screenshot (guarded by rules; "
+        "Agents that review documents (PDF, Word, ODT, RTF, text, scans) against rule files, operate the desktop by screenshot (guarded by rules; "
         "confirmations are asked through elicitation), and transcribe or summarize audio, on a local model."))
     folders = RunFolders(runs_root)
     desktop_busy = threading.Lock()
@@ -185,7 +185,7 @@ def build_server(runs_root: Path) -> MCPServer:
         await announce(ctx, "review", request)
         result: ReviewResult = await _in_worker(ctx, lambda progress, cancel: run_review_request(
             request, progress=progress, cancel=cancel))
-        counts = ", ".join(f"{Path(d.path).name}: {len(d.findings)} findings" for d in result.documents)
+        counts = ", ".join(f"{Path(d.source or d.path).name}: {len(d.findings)} findings" for d in result.documents)
         return _result(folders, "review", result, json.loads(result.to_json()),
                        f"Reviewed {counts}. Report: {result.report_md}" + (f" ({result.note})" if result.note else ""))
 
@@ -218,9 +218,10 @@ def build_server(runs_root: Path) -> MCPServer:
         return _result(folders, "listen", result, structured, texts)
 
     server.add_tool(_tool(ReviewRequest, ReviewResult, "review_documents", review_documents),
-                    title="Review PDF documents", annotations=ToolAnnotations(
+                    title="Review documents", annotations=ToolAnnotations(
                         read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False),
-                    description="Review PDFs against rule files: deterministic checks on the text layer plus the model "
+                    description="Review documents (PDF; Word, ODT and RTF through LibreOffice; text; scans) against rule "
+                    "files: deterministic checks on the text layer plus the model "
                     "on budgeted page chunks. Findings cite page, quote and box; the report and findings come back "
                     "as resources. Cancel stops the run resumable (call again with resume=<run folder>).")
     server.add_tool(_tool(DesktopRequest, DesktopResult, "run_desktop_task", run_desktop_task),
