@@ -187,3 +187,17 @@ def _python_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != "TILEPILOT_MCP_TOKEN"}
+
+
+def test_the_readme_client_example_runs(tmp_path: Path) -> None:
+    """examples/mcp_client.py, as a user runs it: tools listed, the rules checked, the demo contract reviewed."""
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "mcp_client.py")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    tools = {line.split()[1].rstrip(":"): line for line in lines if line.startswith("tool ")}
+    assert set(tools) == {"review_documents", "run_desktop_task", "listen_audio", "check_rules", "serve_status"}
+    assert "destructive True" in tools["run_desktop_task"] and "read-only True" in tools["check_rules"]
+    assert any(line.startswith("check_rules -> ") and '"problems": []' in line for line in lines), proc.stdout
+    assert any(line.startswith("  progress ") and "pages" in line for line in lines), proc.stdout
+    assert any(line.startswith("  finding p.") for line in lines) and "  finding document [" in proc.stdout and "report.md, first line: #" in proc.stdout
