@@ -195,7 +195,7 @@ def _in_flight(run: Run, client: ChatModel, wanted: int, budget: int) -> int:
     held = requests_in_flight(caps, budget) if caps is not None else None
     if held is not None and held < wanted:
         run.emit("concurrency_lowered", wanted=wanted, used=held, budget_tokens=budget,
-                        server_slots=caps.server_slots, kv_concurrency=caps.kv_concurrency)
+                 server_slots=caps.server_slots, kv_concurrency=caps.kv_concurrency)
         return held
     return wanted
 

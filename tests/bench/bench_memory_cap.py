@@ -5,7 +5,7 @@ llama-server (the geometry twin) and the agents in one cgroup v1 group, then the
 
 Needs root (cgroup v1), Xvfb and openbox, and the twin's GGUF (tests/model_runtime/test_memory_plan_llama.py
 or ``serve start --engine llama.cpp --model <twin>`` exports it). Prints what happened; asserts nothing.
-tests/model_runtime/test_memory_cap.py runs the same at 300 pages and 10 steps.
+tests/model_runtime/test_memory_cap.py runs the same at 100 pages and 3 steps.
 """
 
 from __future__ import annotations
