@@ -166,6 +166,8 @@ def test_tilepilot_finds_its_shipped_rules_next_to_django_rules(coinstalled_venv
     checked = _tilepilot(coinstalled_venv, "rules", "check", shipped, cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.count("ok") >= 4, checked.stdout  # default, desktop, listen, review
+    by_default = _tilepilot(coinstalled_venv, "rules", "check", cwd=tmp_path)  # no paths: the shipped ones
+    assert by_default.returncode == 0 and by_default.stdout == checked.stdout, by_default.stdout + by_default.stderr
     explained = _tilepilot(coinstalled_venv, "rules", "explain", cwd=tmp_path)
     assert explained.returncode == 0, explained.stderr
     assert str(Path(shipped) / "default.md") in explained.stdout, explained.stdout

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tilepilot.agents.errors import RuleProblemsError, UsageError
+from tilepilot.agents.rules.discovery import agents_files_for, shipped_rules_dir
 from tilepilot.agents.rules.loader import RuleFile, load_rule_file
 from tilepilot.agents.rules.merge import Policy, build_policy
 from tilepilot.agents.rules.schema import AGENT_NAMES
@@ -21,9 +22,12 @@ def _problem_line(file: str, line: int, message: str) -> str:
     return f"{file}:{line}: {message}" if line else f"{file}: {message}"
 
 
-def check(paths: str | Path | Sequence[str | Path]) -> RulesCheckResult:
-    """Validate rule files, or folders of ``*.md`` rule files."""
+def check(paths: str | Path | Sequence[str | Path] = ()) -> RulesCheckResult:
+    """Validate rule files, or folders of ``*.md`` rule files. Without any: the rules an agent started here
+    would read before any ``--rules`` (the shipped ones, and ``AGENTS.md`` files from the root down to here)."""
     given = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    if not given:
+        given = [shipped_rules_dir(), *agents_files_for(Path.cwd())]
     files: list[RuleFileCheck] = []
     problems: list[str] = []
     for path in given:

@@ -23,11 +23,13 @@ def register(app: typer.Typer) -> None:
 
 
 @rules_app.command("check")
-def check_command(paths: List[Path] = typer.Argument(..., help="Rule files, or folders of *.md rule files.")) -> None:
+def check_command(paths: Optional[List[Path]] = typer.Argument(
+        None, help="Rule files, or folders of *.md rule files (default: the shipped rules and the AGENTS.md files "
+        "from / down to this folder).", show_default=False)) -> None:
     """Validate rule files: prints file:line: message per problem, 'ok' per valid file; exits 5 on problems."""
     from tilepilot.rules import check
 
-    result = check(paths)
+    result = check(paths or [])
     for file in result.files:
         typer.echo(f"ok  {file.path}  ({file.summary})" if file.ok else "\n".join(file.problems))
     if not result.ok:

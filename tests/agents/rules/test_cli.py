@@ -40,6 +40,18 @@ def test_check_ok_files(tmp_path):
     assert [Path(n).name for n in names] == ["default.md", "desktop.md", "listen.md", "review.md", "contract.md", "safe-desktop.md"]
 
 
+def test_check_without_paths_checks_the_shipped_rules_and_the_agents_files_here(tmp_path, monkeypatch):
+    folder = tmp_path / "project" / "contracts"
+    folder.mkdir(parents=True)
+    (tmp_path / "project" / "AGENTS.md").write_text("---\nlimits:\n  max_stepz: 3\n---\n")
+    monkeypatch.chdir(folder)
+    code, out = invoke("rules", "check")
+    assert code == 5, out  # the AGENTS.md an agent started here would read is broken
+    names = [Path(line.split()[1]).name for line in out.splitlines() if line.startswith("ok  ")]
+    assert names == ["default.md", "desktop.md", "listen.md", "review.md"], out
+    assert f"{tmp_path / 'project' / 'AGENTS.md'}:3: unknown key 'limits.max_stepz'" in out, out
+
+
 def test_check_reports_file_line_and_fails(write_rule):
     good = write_rule("---\nlimits: {max_steps: 3}\n---\n", "good.md")
     bad = write_rule("---\napplies_to: [review]\nlimits:\n  max_stepz: 3\n---\n", "bad.md")
