@@ -3,12 +3,18 @@
 ``with MemoryCap("name", 1600 * MiB) as cap: subprocess.Popen(cmd, preexec_fn=cap.enter)`` puts a child
 (and everything it starts) under the limit. On leaving, every process still in the group is killed and
 the group removed, also when the test failed. ``oom_kills`` and ``failcnt`` are the kernel's counters.
+
+The group's usage (``max_usage``) counts page cache too: the files the run reads and writes, and llama-server's
+memory-mapped GGUF. The kernel reclaims that cache at the limit (each time ``failcnt`` counts one), so the
+processes' own memory is sampled as well: ``peak_rss`` (anonymous memory, ``memory.stat`` total_rss) and
+``peak_rss_and_mapped`` (plus the mapped file pages, the model weights among them).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -23,11 +29,25 @@ class MemoryCap:
     def __init__(self, name: str, limit_bytes: int) -> None:
         self.path = ROOT / f"tilepilot-{name}-{os.getpid()}"
         self.limit_bytes = limit_bytes
+        self.peak_rss = self.peak_rss_and_mapped = 0
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
 
     def __enter__(self) -> "MemoryCap":
         self.path.mkdir()
         (self.path / "memory.limit_in_bytes").write_text(str(self.limit_bytes))
+        self._sampler.start()
         return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                stat = dict(line.split() for line in self._read("memory.stat").splitlines())
+            except OSError:  # the group is being removed
+                return
+            rss = int(stat["total_rss"])
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_rss_and_mapped = max(self.peak_rss_and_mapped, rss + int(stat["total_mapped_file"]))
 
     def enter(self) -> None:
         """For ``preexec_fn``: move the calling (child) process into the group before it execs."""
@@ -50,6 +70,8 @@ class MemoryCap:
         return int(self._read("memory.max_usage_in_bytes"))
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._sampler.join()
         for _ in range(50):
             pids = [int(p) for p in self._read("cgroup.procs").split()]
             if not pids:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from tilepilot.model_runtime.memory_budget import MiB
-from tests.model_runtime.test_memory_cap import run_with_the_defaults, run_with_the_plan
+from tests.model_runtime.test_memory_cap import describe, run_with_the_defaults, run_with_the_plan
 from tests.x11.servers import start_xvfb
 
 
@@ -38,13 +38,11 @@ def main() -> None:
           f"{review['documents'][0]['failed_pages'] if review else planned['review'].stderr.strip()[-300:]}")
     print(f"  desktop: exit {planned['desktop'].returncode}, {len(desktop['steps']) if desktop else '?'} steps, "
           f"status {desktop['status'] if desktop else planned['desktop'].stderr.strip()[-300:]}")
-    print(f"  cgroup: peak {planned['peak_mib']} MiB of {args.cap_mib}, failcnt {planned['failcnt']}, "
-          f"oom kills {planned['oom_kills']}")
+    print(f"  cgroup of {args.cap_mib} MiB: {describe(planned)}")
     started = time.monotonic()
     defaults = run_with_the_defaults(args.cap_mib * MiB, args.pages, work)
     print(f"engine defaults ({time.monotonic() - started:.0f} s): {defaults['outcome']}")
-    print(f"  cgroup: peak {defaults['peak_mib']} MiB of {args.cap_mib}, failcnt {defaults['failcnt']}, "
-          f"oom kills {defaults['oom_kills']}")
+    print(f"  cgroup of {args.cap_mib} MiB: {describe(defaults)}")
 
 
 if __name__ == "__main__":

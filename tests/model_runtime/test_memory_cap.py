@@ -60,7 +60,7 @@ def run_with_the_plan(cap_bytes: int, pages: int, steps: int, work: Path, xserve
             app.stop()
         status = capped(cap, "serve", "status", "--base-url", env["TILEPILOT_BASE_URL"], env=state)
         return {"plan": started.stdout.splitlines()[0], "review": review, "desktop": desktop, "status": status,
-                "peak_mib": cap.max_usage // MiB, "failcnt": cap.failcnt, "oom_kills": cap.oom_kills}
+                **counters(cap)}
 
 
 def run_with_the_defaults(cap_bytes: int, pages: int, work: Path) -> dict:
@@ -74,7 +74,18 @@ def run_with_the_defaults(cap_bytes: int, pages: int, work: Path) -> dict:
             review = capped(cap, "review", str(long_pdf(work / "long.pdf", pages)), "--rules", RULES,
                             "--out", str(work / "review-defaults"), env={**state, "TILEPILOT_BASE_URL": _served_url(started)})
             outcome = f"review exit {review.returncode}: {(review.stderr.strip().splitlines() or [''])[-1][:300]}"
-        return {"outcome": outcome, "peak_mib": cap.max_usage // MiB, "failcnt": cap.failcnt, "oom_kills": cap.oom_kills}
+        return {"outcome": outcome, **counters(cap)}
+
+
+def counters(cap: MemoryCap) -> dict:
+    """The group's figures, read while it exists."""
+    return {"peak_mib": cap.max_usage // MiB, "rss_mib": cap.peak_rss // MiB, "rss_mapped_mib": cap.peak_rss_and_mapped // MiB,
+            "failcnt": cap.failcnt, "oom_kills": cap.oom_kills}
+
+
+def describe(found: dict) -> str:
+    return (f"group peak {found['peak_mib']} MiB with page cache (failcnt {found['failcnt']}); processes' peak "
+            f"{found['rss_mib']} MiB anonymous, {found['rss_mapped_mib']} MiB with mapped files; oom kills {found['oom_kills']}")
 
 
 @pytest.fixture
@@ -86,18 +97,17 @@ def cgroups() -> None:
 @pytest.mark.x11
 def test_with_the_plan_a_long_review_and_a_desktop_run_fit_the_cap(twin_gguf, cgroups, xvfb, tmp_path):  # noqa: F811
     found = run_with_the_plan(CAP, 100, 3, tmp_path, xvfb)
-    print(f"\n[capped {CAP // MiB} MiB] {found['plan']}; peak {found['peak_mib']} MiB, failcnt {found['failcnt']}, "
-          f"oom kills {found['oom_kills']}")
+    print(f"\n[capped {CAP // MiB} MiB] {found['plan']}; {describe(found)}")
     assert "cgroup limit 1.0 GiB" in found["plan"], found["plan"]
     assert found["review"].returncode == 0, found["review"].stderr[-2000:]
     assert json.loads(found["review"].stdout)["documents"][0]["failed_pages"] == []
     assert found["desktop"].returncode in (0, 1), found["desktop"].stderr[-2000:]
     assert json.loads(found["desktop"].stdout)["status"] in ("done", "fail", "max_steps", "stuck", "denied")
     assert found["status"].returncode == 0 and found["oom_kills"] == 0, found["status"].stderr
+    assert 0 < found["rss_mapped_mib"] < CAP // MiB, describe(found)  # the processes' own memory, cache aside
 
 
 def test_with_the_engines_defaults_the_server_is_oom_killed(twin_gguf, cgroups, tmp_path):  # noqa: F811
     found = run_with_the_defaults(CAP, 300, tmp_path)
-    print(f"\n[capped {CAP // MiB} MiB, engine defaults] {found['outcome']}; peak {found['peak_mib']} MiB, "
-          f"oom kills {found['oom_kills']}")
+    print(f"\n[capped {CAP // MiB} MiB, engine defaults] {found['outcome']}; {describe(found)}")
     assert found["oom_kills"] >= 1 and "crashed" in found["outcome"], found
