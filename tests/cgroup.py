@@ -30,6 +30,7 @@ class MemoryCap:
         self.path = ROOT / f"tilepilot-{name}-{os.getpid()}"
         self.limit_bytes = limit_bytes
         self.peak_rss = self.peak_rss_and_mapped = 0
+        self.peak_by_process: dict[str, int] = {}  # VmHWM by the first words of each command line
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
 
@@ -45,6 +46,15 @@ class MemoryCap:
                 stat = dict(line.split() for line in self._read("memory.stat").splitlines())
             except OSError:  # the group is being removed
                 return
+            for pid in self._read("cgroup.procs").split():
+                try:
+                    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:  # ended meanwhile
+                    continue
+                name = " ".join(part.decode(errors="replace").rsplit("/", 1)[-1] for part in command[:4])
+                hwm = int(status.get("VmHWM", "0 kB").split()[0]) * 1024
+                self.peak_by_process[name] = max(self.peak_by_process.get(name, 0), hwm)
             rss = int(stat["total_rss"])
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_rss_and_mapped = max(self.peak_rss_and_mapped, rss + int(stat["total_mapped_file"]))
