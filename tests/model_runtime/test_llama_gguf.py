@@ -222,7 +222,7 @@ def test_server_killed_mid_review_is_reported_as_crashed_and_the_review_resumes(
     assert _start(env, "--model", "tiny", "--port", str(port)).returncode == 0
     state = json.loads(tilepilot("serve", "status", "--engine", "llama.cpp", "--json", env=env).stdout)
     pdf = tmp_path / "doc.pdf"
-    mixed_corpus(pdf, 6)  # three chunks: killed after the first
+    mixed_corpus(pdf, 6, plant={2: ["Contact jane.roe@example.com for notices."]})  # three chunks: killed after the first
     run = tmp_path / "run"
     try:
         review = _review(url, pdf, run, env)
@@ -241,11 +241,18 @@ def test_server_killed_mid_review_is_reported_as_crashed_and_the_review_resumes(
         assert _start(env, "--model", "tiny", "--port", str(port)).returncode == 0
         resumed = tilepilot("review", "--resume", str(run), "--base-url", url, "--json", env=env)
         assert resumed.returncode == 0, resumed.stderr
+        fresh = _review(url, pdf, tmp_path / "fresh", env)  # the same review, never interrupted
+        fresh_out, fresh_err = fresh.communicate(timeout=300)
+        assert fresh.returncode == 0, fresh_err
     finally:
         tilepilot("serve", "stop", "--engine", "llama.cpp", env=env)
     chunks = [e["chunk"] for e in read_events(run / "events.jsonl", "request") if e["chunk"] != "summary"]
     assert len(chunks) == len(set(chunks)), "a chunk was sent twice"
-    assert json.loads(resumed.stdout)["documents"][0]["failed_pages"] == []
+    got, want = (json.loads(out)["documents"][0] for out in (resumed.stdout, fresh_out))
+    assert got["failed_pages"] == want["failed_pages"] == []
+    # The rule checks match exactly; the random-weight model's own findings may differ with the server's state.
+    checks = lambda doc: sorted(f["id"] for f in doc["findings"] if f["source"] == "check")  # noqa: E731
+    assert checks(got) == checks(want) and checks(got), (got, want)
 
 
 @pytest.mark.x11

@@ -35,7 +35,7 @@ from tests.gen.corpus import planted_folder
 pytest.importorskip("ray", reason="the cluster extra (pip install '.[cluster]') is not installed")
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DOCUMENTS = 8
+DOCUMENTS = 6
 # 4 pages (dense, sparse, scan, table) at this budget make several chunks per document, so a kill can
 # land between two chunks of one document
 REVIEW_ARGS = ["--rules", CONTRACT_RULES, "--budget-tokens", "2600", "--concurrency", "2"]
