@@ -7,7 +7,8 @@ the group removed, also when the test failed. ``oom_kills`` and ``failcnt`` are 
 The group's usage (``max_usage``) counts page cache too: the files the run reads and writes, and llama-server's
 memory-mapped GGUF. The kernel reclaims that cache at the limit (each time ``failcnt`` counts one), so the
 processes' own memory is sampled as well: ``peak_rss`` (anonymous memory, ``memory.stat`` total_rss) and
-``peak_rss_and_mapped`` (plus the mapped file pages, the model weights among them).
+``peak_rss_and_mapped`` (plus the mapped file pages, the model weights among them), and each process's
+VmHWM in ``peak_by_process``.
 """
 
 from __future__ import annotations
