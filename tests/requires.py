@@ -7,7 +7,9 @@ there (``CI=true``) the hook in tests/conftest.py turns any of these skips into 
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +28,11 @@ def require_binary(binary: str, package: str | None = None) -> None:
 def require_module(module: str, extra: str) -> None:
     if importlib.util.find_spec(module) is None:
         skip_missing(module, f"pip install '.[{extra}]'")
+
+
+def require_llama_build() -> Path:
+    """The llama.cpp build that .ci/setup-env.sh made and smoke-tested (TILEPILOT_LLAMA), else a skip."""
+    build = Path(os.environ.get("TILEPILOT_LLAMA", "/nonexistent"))
+    if not (build / ".tilepilot-ok").is_file():
+        skip_missing("llama.cpp's llama-server", "source .ci/setup-env.sh builds it (TILEPILOT_LLAMA)")
+    return build

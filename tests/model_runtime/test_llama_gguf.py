@@ -29,18 +29,11 @@ from tilepilot.model_runtime.server import free_port
 from tilepilot.model_runtime.tiny import default_checkpoint_dir
 from tests.conftest import REPO, tilepilot
 from tests.gen.pdfs import mixed_corpus
-from tests.requires import skip_missing
+from tests.requires import require_llama_build
 from tests.x11.fixtures import xvfb  # noqa: F401  (the session's X server fixture)
 
 pytestmark = pytest.mark.integration
 RULES = str(REPO / "rules" / "examples" / "contract.md")
-
-
-def _llama_build() -> Path:
-    build = Path(os.environ.get("TILEPILOT_LLAMA", "/nonexistent"))
-    if not (build / ".tilepilot-ok").is_file():
-        skip_missing("llama.cpp's llama-server", "source .ci/setup-env.sh builds it (TILEPILOT_LLAMA)")
-    return build
 
 
 class Served:
@@ -54,7 +47,7 @@ def _start(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def llama_tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    _llama_build()
+    require_llama_build()
     env = {"TILEPILOT_STATE_DIR": str(tmp_path_factory.mktemp("llama-state"))}
     port = free_port(0)
     started = time.monotonic()
@@ -85,7 +78,7 @@ def _ask(served: Served, *args: str) -> dict:
 
 
 def test_gguf_export_reports_quant_fallbacks(tmp_path: Path) -> None:
-    _llama_build()
+    require_llama_build()
     out = tmp_path / "q4"
     proc = tilepilot("model", "gguf", "tiny", "--out", str(out), "--quant", "q4_k_m", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -99,7 +92,7 @@ def test_gguf_export_reports_quant_fallbacks(tmp_path: Path) -> None:
 
 
 def test_gguf_export_refuses_bad_checkpoints_and_writes_nothing(tmp_path: Path) -> None:
-    _llama_build()
+    require_llama_build()
     not_ckpt = tmp_path / "notes"
     not_ckpt.mkdir()
     (not_ckpt / "readme.txt").write_text("hello")
@@ -205,7 +198,7 @@ def test_projector_missing_and_foreign_gguf_are_one_line(llama_tiny: Served, tmp
     # Gemma 3 270M (another architecture, another width) beside tilepilot's projector.
     foreign = tmp_path / "foreign"
     foreign.mkdir()
-    (foreign / "model.gguf").symlink_to(_llama_build() / "gemma-3-270m-q4_k_m.gguf")
+    (foreign / "model.gguf").symlink_to(require_llama_build() / "gemma-3-270m-q4_k_m.gguf")
     shutil.copy(export / "mmproj.gguf", foreign / "mmproj.gguf")
     proc = _start(env, "--model", str(foreign), "--port", str(free_port(0)))
     assert proc.returncode == 4
@@ -215,7 +208,7 @@ def test_projector_missing_and_foreign_gguf_are_one_line(llama_tiny: Served, tmp
 
 
 def test_server_killed_mid_review_is_reported_as_crashed_and_the_review_resumes(tmp_path: Path) -> None:
-    _llama_build()
+    require_llama_build()
     env = {"TILEPILOT_STATE_DIR": str(tmp_path / "state")}
     port = free_port(0)
     url = f"http://127.0.0.1:{port}"

@@ -10,7 +10,6 @@ projector), so tilepilot must refuse images in one line -- and still review.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from tilepilot.agents.runs import read_events
 from tilepilot.model_runtime.server import free_port
 from tests.conftest import REPO, tilepilot
 from tests.gen.pdfs import digital_pdf
-from tests.requires import skip_missing
+from tests.requires import require_llama_build
 from tests.serving import wait_for_models
 
 pytestmark = pytest.mark.integration
@@ -34,9 +33,7 @@ N_CTX = 8192
 
 @pytest.fixture(scope="module")
 def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    build = Path(os.environ.get("TILEPILOT_LLAMA", "/nonexistent"))
-    if not (build / ".tilepilot-ok").is_file():
-        skip_missing("llama.cpp's llama-server", "source .ci/setup-env.sh builds it (TILEPILOT_LLAMA)")
+    build = require_llama_build()
     port = free_port(0)
     log = tmp_path_factory.mktemp("llama") / "server.log"
     # The GGUF carries no chat template: name llama.cpp's built-in Gemma one (--no-jinja, or the name

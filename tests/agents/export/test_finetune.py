@@ -4,7 +4,6 @@ fine-tuning lower the loss, and the checkpoint is served by vLLM CPU unchanged a
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from safetensors import safe_open
 from tilepilot.agents.backend import ensure_tiny_checkpoint
 from tilepilot.model_runtime.server import free_port
 from tests.conftest import tilepilot
-from tests.requires import skip_missing
+from tests.requires import require_llama_build
 
 pytestmark = [pytest.mark.integration, pytest.mark.x11, pytest.mark.slow]
 
@@ -95,8 +94,7 @@ def _same_on_llama_cpp(checkpoint: Path, env: dict[str, str]) -> None:
     trained for 24 steps from random weights."""
     import httpx
 
-    if not (Path(os.environ.get("TILEPILOT_LLAMA", "/nonexistent")) / ".tilepilot-ok").is_file():
-        skip_missing("llama.cpp's llama-server", "source .ci/setup-env.sh builds it (TILEPILOT_LLAMA)")
+    require_llama_build()
     started = tilepilot("serve", "start", "--engine", "llama.cpp", "--model", str(checkpoint), "--port",
                         str(free_port(0)), env=env)
     try:
