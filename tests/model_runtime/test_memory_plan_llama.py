@@ -22,7 +22,7 @@ from tilepilot.model_runtime.llama_server import exported_dir
 from tilepilot.model_runtime.server import free_port, serving_env
 from tilepilot.model_runtime.tiny import default_checkpoint_dir
 from tests.model_runtime.shape_gguf import write_shape_gguf
-from tests.model_runtime.test_llama_gguf import _llama_build
+from tests.requires import require_llama_build
 from tests.serving import wait_for_models
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ COMPUTE_LINE = re.compile(r"sched_reserve: +CPU compute buffer size =\s+([\d.]+)
 
 @pytest.fixture(scope="module")
 def twin_gguf() -> tuple[Path, Path]:
-    build = _llama_build()
+    build = require_llama_build()
     checkpoint = default_checkpoint_dir(geometry="twin")
     if not (checkpoint / ".complete").is_file():
         subprocess.run(["python", "-m", "tilepilot.model_runtime.tiny", "--geometry", "twin"], env=serving_env(),
