@@ -20,19 +20,16 @@ first click closes it, and the action follows once it is gone (tools/popups.py);
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.util
 import os
 import shutil
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 
 from pydantic import BaseModel, ConfigDict
 
 from tilepilot.tools.actions import Action, Click, Done, Drag, Fail, Hotkey, Key, Move, Point, Scroll, Type, Wait
+from tilepilot.tools.keys import TextRun, hotkey_keys, text_runs
 from tilepilot.tools.errors import (
     ActionExecutionError,
     DisplayUnavailableError,
@@ -48,8 +45,6 @@ DEFAULT_PAUSE_S = 0.05  # after every pyautogui call; lets the app process the e
 DEFAULT_TYPE_DELAY_MS = 12  # between keystrokes; xdotool's default (12) is reliable on Xvfb
 DEFAULT_DRAG_SEGMENT_S = 0.1  # per path segment, so apps see intermediate motion events
 
-# Names models tend to produce that pyautogui spells differently.
-KEY_ALIASES = {"control": "ctrl", "cmd": "command", "super": "win", "meta": "win"}
 
 
 class ActionRecord(BaseModel):
@@ -123,10 +118,10 @@ class UIExecutor:
         """Validate and run one action; returns what was done."""
         started = time.perf_counter()
         points = self.check_on_screen(action)
-        if isinstance(action, Hotkey):
-            keys = [self._key_name(k) for k in action.keys]
-        elif isinstance(action, Key):
-            keys = [self._key_name(action.key)]
+        # Every key goes through the guard's own table (tilepilot.tools.keys): the executor presses the
+        # canonical key of each name, so what the guard judged is what the X server receives.
+        if isinstance(action, (Hotkey, Key)):
+            keys = [k.press_as for k in hotkey_keys(action.keys if isinstance(action, Hotkey) else [action.key])]
         else:
             keys = []
         closed: list[Box] = []
@@ -168,11 +163,11 @@ class UIExecutor:
                 self._scroll(gui, action)
             elif isinstance(action, Type):
                 gui.failSafeCheck()  # xdotool bypasses pyautogui; keep the corner kill switch
-                return self._type(gui, action.text), []
+                return self._type_runs(gui, text_runs(action.text)), []
             elif isinstance(action, Hotkey):
                 gui.hotkey(*keys)
             elif isinstance(action, Key):
-                gui.press(keys[0])
+                gui.press(keys[0])  # hotkey_keys of one name: exactly one key
         except gui.FailSafeException:
             x, y = gui.position()
             raise FailSafeTriggered(
@@ -222,6 +217,22 @@ class UIExecutor:
         if action.dx:
             gui.hscroll(action.dx, action.x, action.y)
 
+    def _type_runs(self, gui: ModuleType, runs: list[TextRun]) -> str:
+        """Characters are typed as text; each control character is pressed as the key the guard judged.
+
+        xdotool would type a newline as Linefeed, which no field treats as Enter, and a tab as a
+        keysym of its own choosing: pressing them from the table keeps text and keys one model.
+        """
+        chars = keys = 0
+        for run in runs:
+            if run.keys:
+                gui.hotkey(*[k.press_as for k in hotkey_keys(run.keys)])
+                keys += 1
+            else:
+                self._type(gui, run.text)
+                chars += len(run.text)
+        return f"typed {chars} chars" + (f" and pressed {keys} keys" if keys else "")
+
     def _type(self, gui: ModuleType, text: str) -> str:
         xdotool = shutil.which("xdotool")
         if xdotool is None:
@@ -237,18 +248,6 @@ class UIExecutor:
         return f"typed {len(text)} chars with xdotool"
 
     # --- pyautogui binding --------------------------------------------------------------
-    def _key_name(self, key: str) -> str:
-        """Normalise a key name to pyautogui's spelling, or refuse it (pyautogui ignores unknown keys)."""
-        # Case-insensitive ("Ctrl", "A"); capitals are typed with a Type action, not Key.
-        name = key.lower() if len(key) == 1 else key.strip().lower()
-        name = KEY_ALIASES.get(name, name)
-        if name not in _static_key_names():
-            raise ActionExecutionError(
-                f"unknown key name {key!r}: use pyautogui key names such as ctrl, alt, shift, "
-                "enter, tab, escape, f5 or a single character"
-            )
-        return name
-
     def _pyautogui(self) -> ModuleType:
         if self._gui is None:
             self._gui = _import_pyautogui(self.display)
@@ -298,22 +297,3 @@ def _bound_display(module: ModuleType) -> str | None:
     x11 = getattr(module, "platformModule", None)
     conn = getattr(x11, "_display", None)
     return conn.get_display_name() if conn is not None else None
-
-
-@functools.cache
-def _static_key_names() -> frozenset[str]:
-    """pyautogui.KEY_NAMES without importing pyautogui (which needs a display).
-
-    The list is a literal in pyautogui/__init__.py, so read it from the source: dry runs then
-    accept exactly the names a real run accepts.
-    """
-    spec = importlib.util.find_spec("pyautogui")
-    if spec is None or spec.origin is None:
-        return frozenset()
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "KEY_NAMES" for t in node.targets
-        ):
-            return frozenset(ast.literal_eval(node.value))
-    return frozenset()

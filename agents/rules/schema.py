@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from tilepilot.agents.rules.patterns import compile_pattern
+from tilepilot.tools.keys import KEYS
 
 AgentName = Literal["review", "desktop", "listen"]
 AGENT_NAMES: tuple[str, ...] = ("review", "desktop", "listen")
@@ -31,6 +32,25 @@ def _vet_glob(source: str) -> str:
     if not source or any(ch.isspace() for ch in source):
         raise ValueError(f"glob {source!r} must be non-empty and without spaces, e.g. 'ui.*'")
     return source
+
+
+def split_combo(combo: str) -> list[str]:
+    """``"ctrl+w"`` -> ``["ctrl", "w"]``; a trailing ``+`` is the plus key (``"ctrl++"``, ``"+"``)."""
+    combo = combo.strip()
+    if combo.endswith("+") and (combo == "+" or combo.endswith("++")):
+        head = combo[:-2] if len(combo) > 1 else ""
+        return [p.strip() for p in head.split("+") if p.strip()] + ["+"]
+    return [p.strip() for p in combo.split("+") if p.strip()]
+
+
+def _vet_combo(combo: str) -> None:
+    """Every part of a key rule is a key the executor knows, or a glob: a misspelt key would match nothing."""
+    parts = split_combo(combo)
+    if not parts:
+        raise ValueError(f"key combination {combo!r} is empty")
+    for part in parts:
+        if part not in KEYS and part.lower() not in KEYS and not any(ch in part for ch in "*?["):
+            raise ValueError(f"{part!r} in {combo!r} is not a key name (e.g. ctrl, alt, shift, enter, tab, f4, w)")
 
 
 RulePattern = Annotated[str, AfterValidator(_vet_pattern)]
@@ -97,6 +117,9 @@ class ActionRule(_Strict):
         kind = self.action.split(":", 1)[0]
         if not any(fnmatch.fnmatchcase(k, kind) for k in ACTION_KINDS):
             raise ValueError(f"action {self.action!r}: {kind!r} matches no action kind ({', '.join(ACTION_KINDS)})")
+        kind, _, argument = self.action.partition(":")
+        if kind.strip().lower() in ("hotkey", "key") and argument:
+            _vet_combo(argument)
         return self
 
 

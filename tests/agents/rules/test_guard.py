@@ -7,7 +7,9 @@ import json
 import pytest
 
 from tilepilot.agents.rules.audit import AuditLog
-from tilepilot.agents.rules.guard import Allow, Confirm, Deny, GuardContext, ScreenBounds, ScreenText, ToolCall, guard, normalize_combo
+from tilepilot.agents.rules.guard import Allow, Confirm, Deny, GuardContext, ScreenBounds, ScreenText, ToolCall, guard
+from tilepilot.agents.rules.schema import split_combo
+from tilepilot.tools.keys import combo_name
 from tilepilot.agents.rules.loader import load_rule_file
 from tilepilot.agents.rules.merge import merge_files
 from tilepilot.tools.actions import Click, Done, Drag, Hotkey, Key, Move, Scroll, Type, Wait
@@ -63,7 +65,7 @@ CASES = [
     ("window title matches denied text", Click(x=500, y=500), {"window_title": "Delete files?"}, "deny", "actions.deny_text[0]"),
     ("alt+f4 needs confirmation", Hotkey(keys=["alt", "F4"]), {}, "confirm", "actions.confirm[0]"),
     ("modifier order does not matter", Hotkey(keys=["F4", "Alt"]), {}, "confirm", "actions.confirm[0]"),
-    ("key action carrying a combo is the same keystroke", Key(key="alt+f4"), {}, "confirm", "actions.confirm[0]"),
+    ("a key action names one key: a combo there is never pressed", Key(key="alt+f4"), {}, "deny", None),
     ("hotkey matching a key: rule", Hotkey(keys=["ctrl", "w"]), {}, "confirm", "actions.confirm[1]"),
     ("type near password label", Type(text="hunter2"), {"focus_point": (420, 300), "screen_texts": [ScreenText(text="Password:", bbox=(300, 290, 380, 310))]}, "confirm", "actions.confirm[2]"),
     ("type far from password label", Type(text="hello"), {"focus_point": (420, 600), "screen_texts": [ScreenText(text="Password:", bbox=(300, 290, 380, 310))]}, "allow", None),
@@ -149,8 +151,8 @@ def test_guard_is_deterministic(policy):
 
 
 @pytest.mark.parametrize("combo,expected", [(["Control", "W"], "ctrl+w"), ("w+ctrl", "ctrl+w"), (["cmd", "shift", "z"], "shift+super+z"), ("Esc", "escape")])
-def test_normalize_combo(combo, expected):
-    assert normalize_combo(combo) == expected
+def test_combo_names_are_canonical(combo, expected):
+    assert combo_name(split_combo(combo) if isinstance(combo, str) else combo) == expected
 
 
 def test_audit_entries_name_the_deciding_file(policy, tmp_path):
