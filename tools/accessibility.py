@@ -26,7 +26,7 @@ _COMPONENT = "org.a11y.atspi.Component"
 _SCREEN_COORDS = 0
 # AtspiStateType bit numbers (at-spi2-core atspi-constants.h) of the states the guard can use.
 STATE_BITS = {
-    "checked": 4, "editable": 7, "enabled": 8, "focused": 12, "modal": 16, "pressed": 20,
+    "checked": 4, "editable": 7, "enabled": 8, "focused": 12, "modal": 16, "multi-line": 17, "pressed": 20,
     "selected": 23, "sensitive": 24, "showing": 25, "visible": 30,
 }
 _LABELLED_BY = 2  # AtspiRelationType

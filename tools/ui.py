@@ -223,15 +223,15 @@ class UIExecutor:
         xdotool would type a newline as Linefeed, which no field treats as Enter, and a tab as a
         keysym of its own choosing: pressing them from the table keeps text and keys one model.
         """
-        chars = keys = 0
+        chars, keys, how = 0, 0, ""
         for run in runs:
             if run.keys:
                 gui.hotkey(*[k.press_as for k in hotkey_keys(run.keys)])
                 keys += 1
             else:
-                self._type(gui, run.text)
+                how = self._type(gui, run.text)
                 chars += len(run.text)
-        return f"typed {chars} chars" + (f" and pressed {keys} keys" if keys else "")
+        return f"typed {chars} chars {how}".strip() + (f" and pressed {keys} keys" if keys else "")
 
     def _type(self, gui: ModuleType, text: str) -> str:
         xdotool = shutil.which("xdotool")
@@ -242,10 +242,10 @@ class UIExecutor:
                     "apt-get install xdotool"
                 )
             gui.write(text, interval=self.type_delay_ms / 1000)
-            return f"typed {len(text)} chars with pyautogui.write"
+            return "with pyautogui.write"
         type_text(self.display, text, self.type_delay_ms, xdotool)
         time.sleep(self.pause_s)
-        return f"typed {len(text)} chars with xdotool"
+        return "with xdotool"
 
     # --- pyautogui binding --------------------------------------------------------------
     def _pyautogui(self) -> ModuleType:

@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tilepilot.agents.desktop.frame import ModelFrame
-from tilepilot.tools.actions import Action, Drag, Wait
+from tilepilot.tools.actions import Action, Drag, Hotkey, Key, Wait
+from tilepilot.tools.keys import UnknownKeyError, hotkey_keys
 
 TEXT_LIMIT = 200  # characters of typed text, done/fail reasons
 KEY_LIMIT = 24
@@ -107,6 +108,11 @@ def check_model_action(action: Action, frame: ModelFrame, kinds: tuple[str, ...]
         return f"a drag path may have at most {DRAG_POINTS} points"
     if isinstance(action, Wait) and action.ms > WAIT_LIMIT_MS:
         return f"wait at most {WAIT_LIMIT_MS} ms per step"
+    if isinstance(action, (Hotkey, Key)):
+        try:  # the executor's own table: a name outside it is never pressed, so the model must say it again
+            hotkey_keys(action.keys if isinstance(action, Hotkey) else [action.key])
+        except UnknownKeyError as err:
+            return str(err)
     return None
 
 

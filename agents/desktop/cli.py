@@ -44,8 +44,7 @@ def _budget(option: str) -> int | Literal["auto"]:
 
 
 def _ask(request: ConfirmRequest) -> bool:
-    where = ", ".join(f"({x}, {y})" for x, y in request.action.points())
-    err.print(f"[bold]step {request.step}[/bold]: {request.action.kind} {where} needs approval: {request.reason}")
+    err.print(request.describe(), markup=False, highlight=False)
     return typer.confirm("Execute it?", default=False, err=True)
 
 

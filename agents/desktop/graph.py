@@ -30,6 +30,7 @@ from PIL import Image
 from tilepilot.agents.desktop.actions import check_model_action, reply_schema, to_screen
 from tilepilot.agents.desktop.history import build_messages, fit_messages, system_prompt, window_start
 from tilepilot.agents.desktop.screen_texts import ScreenTextProvider
+from tilepilot.agents.desktop.secrets import mask_record, what_it_sends
 from tilepilot.agents.desktop.state import (
     ConfirmRequest, DesktopOptions, DesktopState, GuardRecord, StepRecord, Timings, Usage,
 )
@@ -37,12 +38,13 @@ from tilepilot.agents.desktop.trajectory import TrajectoryWriter
 from tilepilot.agents.desktop.verify import compare, stuck_reason, thumbnail
 from tilepilot.agents.errors import UsageError
 from tilepilot.agents.rules import AuditLog, GuardContext, Policy, ScreenBounds, guard
+from tilepilot.agents.rules.guard import types_secret
 from tilepilot.agents.runs import Deadline
 from tilepilot.model_runtime.budget import image_grid, native_budget
 from tilepilot.model_runtime.chat_model import ChatModel
 from tilepilot.model_runtime.errors import InvalidOutputError
 from tilepilot.model_runtime.payloads import Message
-from tilepilot.tools.actions import Click, Done
+from tilepilot.tools.actions import Click, Done, Type
 from tilepilot.tools.errors import FailSafeTriggered, UIActionError
 from tilepilot.tools.screen import Capture
 from tilepilot.tools.ui import ActionRecord
@@ -70,6 +72,8 @@ class DesktopContext:
     audit: AuditLog
     max_steps: int
     deadline: Deadline = field(default_factory=Deadline)
+    # Text typed into a password field, by step: only here, never in the checkpointed state.
+    secrets: dict[int, str] = field(default_factory=dict)
     images: dict[int, Image.Image] = field(default_factory=dict)
     thumbs: dict[int, Image.Image] = field(default_factory=dict)  # tilepilot.agents.desktop.verify's copies
     sleep: Callable[[float], None] = time.sleep
@@ -191,6 +195,10 @@ def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     if invalid is None:
         screen_action = to_screen(action, frame)
         update.update(screen_action=screen_action, screen_xy=screen_action.points())
+        if types_secret(screen_action, guard_context(state, cur)):
+            assert isinstance(screen_action, Type)
+            ctx.secrets[cur.step] = screen_action.text
+            update = mask_record(update, screen_action.text) | {"secret": True}
     update["timings"] = cur.timings.model_copy(update={"decide_ms": _ms(started), "model_ms": _ms(model_started)})
     return {"current": _with(cur, **update)}
 
@@ -203,14 +211,7 @@ def check(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     if cur.invalid or cur.screen_action is None:
         return {}
     started = time.perf_counter()
-    geo = cur.geometry
-    context = GuardContext(
-        agent="desktop",
-        screen=ScreenBounds(left=geo.left, top=geo.top, width=geo.width, height=geo.height),
-        screen_texts=cur.screen_texts, window_title=cur.window_title,
-        focus_point=state.focus_point, step=cur.step,
-    )
-    decision = guard(cur.screen_action, context, ctx.policy)
+    decision = guard(cur.screen_action, guard_context(state, cur), ctx.policy)
     ctx.audit.record(cur.screen_action, decision, cur.step)
     record = GuardRecord(
         verdict=decision.verdict, reason=decision.reason, rule_file=decision.rule_file,
@@ -223,6 +224,16 @@ def check(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     return update
 
 
+def guard_context(state: DesktopState, cur: StepRecord) -> GuardContext:
+    geo = cur.geometry
+    return GuardContext(
+        agent="desktop",
+        screen=ScreenBounds(left=geo.left, top=geo.top, width=geo.width, height=geo.height),
+        screen_texts=cur.screen_texts, window_title=cur.window_title,
+        focus_point=state.focus_point, step=cur.step,
+    )
+
+
 def confirm(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     cur = state.current
     assert cur is not None and cur.guard is not None and cur.screen_action is not None
@@ -230,7 +241,7 @@ def confirm(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
         return {"current": _with(cur, guard=cur.guard.model_copy(update={"approved": None}))}
     request = ConfirmRequest(
         step=cur.step, action=cur.screen_action, model_action=cur.action, reason=cur.guard.reason,
-        rule_file=cur.guard.rule_file, screenshot=cur.screenshot,
+        rule_file=cur.guard.rule_file, screenshot=cur.screenshot, sends=what_it_sends(cur.screen_action),
     )
     approved = bool(interrupt(request.model_dump(mode="json")))
     update: dict[str, Any] = {"current": _with(cur, guard=cur.guard.model_copy(update={"approved": approved}))}
@@ -245,8 +256,15 @@ def act(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     assert cur is not None and cur.screen_action is not None
     started = time.perf_counter()
     update: dict[str, Any] = {}
+    action = cur.screen_action
+    if cur.secret:  # the record holds the masked text; the real one lives only in this run's memory
+        real = ctx.secrets.pop(cur.step, None)
+        if real is None:
+            result = "error: the text for the password field was not kept across the resume: ask for it again"
+            return {"current": _with(cur, executed=False, result=result)}
+        action = Type(text=real)
     try:
-        done = ctx.executor.execute(cur.screen_action)
+        done = ctx.executor.execute(action)
         executed, result = not done.dry_run, done.detail
         if done.closed_popups:  # an auto-complete list would have taken this click (tilepilot.tools.popups)
             ctx.writer.emit("popup_closed", step=cur.step, before=cur.screen_action.kind, boxes=done.closed_popups)

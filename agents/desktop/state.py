@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tilepilot.agents.desktop.frame import Convention, ModelFrame
 from tilepilot.agents.rules import ScreenText
@@ -44,7 +44,7 @@ class DesktopOptions(BaseModel):
     # vLLM's prefix cache. Default K - 1: over 20 steps at 1280x800 the hit rate is 0.70 with
     # 2.85 screenshots a request (evicting 2 of K=4: 0.56 with 3.3; evicting 4: 0.75 with 2.5).
     history_block: Optional[int] = Field(None, ge=1, description="evict this many screenshots at once (prefix cache)")
-    kinds: tuple[str, ...] = ALL_KINDS  # action kinds offered to the model
+    kinds: tuple[str, ...] = ALL_KINDS  # action kinds offered to the model; done and fail always are
     temperature: float = 0.0
     max_tokens: int = Field(400, ge=32)
     settle_ms: int = Field(150, ge=0, description="wait after an action so the screen shows its effect")
@@ -52,6 +52,12 @@ class DesktopOptions(BaseModel):
     # late and work in the background (mousepad's Replace All runs behind a spinner).
     settle_max_ms: int = Field(3000, ge=0, description="wait at most this long after an action for the screen to stop changing")
 
+
+    @field_validator("kinds")
+    @classmethod
+    def _can_always_end(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
+        # --actions limits what the model may do on the screen, never whether it may stop.
+        return tuple(dict.fromkeys([*kinds, *(k for k in ("done", "fail") if k not in kinds)]))
 
     @property
     def eviction_block(self) -> int:
@@ -107,6 +113,9 @@ class StepRecord(BaseModel):
     model_xy: list[tuple[int, int]] = []
     screen_xy: list[tuple[int, int]] = []
     invalid: Optional[str] = None  # why the model's answer could not be used
+    # The typed text went (or may go) into a password field: the record holds it masked
+    # (tilepilot.agents.desktop.secrets), and only the live run keeps the real text to type it.
+    secret: bool = False
     guard: Optional[GuardRecord] = None
     executed: bool = False
     result: str = ""
@@ -158,6 +167,13 @@ class ConfirmRequest(BaseModel):
     reason: str
     rule_file: Optional[str] = None
     screenshot: str
+    sends: str = ""  # the keys or the text it will send (masked for a password field)
+
+    def describe(self) -> str:
+        """The question in one line: what, where, what it sends, and why it needs approval."""
+        where = ", ".join(f"({x}, {y})" for x, y in self.action.points())
+        what = " ".join(p for p in (f"step {self.step}: {self.action.kind}", where, f"sends {self.sends}" if self.sends else "") if p)
+        return f"{what} needs approval: {self.reason}"
 
 
 class RunResult(BaseModel):

@@ -279,9 +279,7 @@ def _approver(ctx: Context, cancel: threading.Event) -> Callable[[Any], bool]:
     def approve(request: Any) -> bool:
         if cancel.is_set():
             return False
-        where = ", ".join(f"({x}, {y})" for x, y in request.action.points())
-        message = (f"tilepilot desktop, step {request.step}: {request.action.kind} {where} needs your approval: "
-                   f"{request.reason}")
+        message = f"tilepilot desktop, {request.describe()}"
         try:
             answer = anyio.from_thread.run(ctx.elicit, message, Approval)
         except Exception:  # noqa: BLE001 (an elicitation that fails is not an approval)

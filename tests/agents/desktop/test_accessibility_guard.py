@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from tilepilot.agents.desktop.screen_texts import AccessibilityTexts, desktop_texts
-from tilepilot.agents.rules import Allow, Confirm, Deny, GuardContext, ScreenBounds, guard
+from tilepilot.agents.rules import Allow, Confirm, Deny, GuardContext, ScreenBounds, ScreenText, guard
 from tilepilot.agents.rules.loader import load_rule_file
 from tilepilot.agents.rules.merge import merge_files
 from tests.agents.desktop.conftest import drive
 from tests.conftest import tilepilot
 from tests.requires import skip_missing
 from tests.x11.a11y import A11ySession, launch_gtk_form, start_a11y_session
-from tilepilot.tools.actions import Click, Type
+from tilepilot.tools.actions import Click, Key, Type
+from tilepilot.tools.ui import UIExecutor
 
 pytestmark = pytest.mark.x11
 
@@ -77,13 +79,51 @@ def test_click_on_a_denied_button_inside_a_window_is_denied_naming_the_rule(xvfb
     assert isinstance(allowed, Allow) and allowed.widget == "push button 'Save'"
 
 
+def _focus(display: str, role: str, timeout_s: float = 10.0) -> ScreenText:
+    """Wait until the accessibility tree reports a focused widget of ``role``."""
+    texts = AccessibilityTexts(display)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            focused = [t for t in texts.read().texts if "focused" in t.states and t.role == role]
+            if focused:
+                return focused[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no focused {role} within {timeout_s}s")
+            time.sleep(0.1)
+    finally:
+        texts.close()
+
+
 def test_typing_into_the_password_field_asks_for_confirmation(xvfb, gtk_form, tmp_path):
     policy = _policy(tmp_path)
-    decision = guard(Type(text="hunter2"), _context(xvfb.display, focus=gtk_form["password"]), policy)
-    assert isinstance(decision, Confirm) and decision.rule_key == "actions.confirm[0]", decision
+    executor = UIExecutor(xvfb.display, pause_s=0.03)
+    executor.execute(Click(x=gtk_form["password"][0], y=gtk_form["password"][1]))
+    _focus(xvfb.display, "password text")
+    # No focus point given: where typing goes comes from the tree's focused state alone.
+    decision = guard(Type(text="hunter2"), _context(xvfb.display), policy)
+    assert isinstance(decision, Confirm) and "password field" in decision.reason, decision
     assert decision.widget == "password text 'Password:'"
-    name = guard(Type(text="Ada"), _context(xvfb.display, focus=gtk_form["name"]), policy)
-    assert isinstance(name, Allow) and name.widget == "text 'Name:'"
+    executor.execute(Click(x=gtk_form["name"][0], y=gtk_form["name"][1]))
+    _focus(xvfb.display, "text")
+    name = guard(Type(text="Ada"), _context(xvfb.display), policy)
+    assert isinstance(name, Allow) and name.widget == "text 'Name:'", name
+
+
+def test_tab_into_the_password_field_then_typing_asks_for_confirmation(xvfb, gtk_form, tmp_path):
+    policy = _policy(tmp_path, "---\nactions:\n  deny_text: ['/delete/i']\n---\n")  # no rule names passwords
+    executor = UIExecutor(xvfb.display, pause_s=0.03)
+    executor.execute(Click(x=gtk_form["name"][0], y=gtk_form["name"][1]))
+    _focus(xvfb.display, "text")
+    # The name field has focus: text after a Tab in one action may land in the password field.
+    both = guard(Type(text="alice\tS3cret"), _context(xvfb.display, focus=gtk_form["name"]), policy)
+    assert isinstance(both, Confirm) and "after tab" in both.reason and "password" in both.reason, both
+    assert isinstance(guard(Type(text="alice"), _context(xvfb.display, focus=gtk_form["name"]), policy), Allow)
+    executor.execute(Key(key="tab"))
+    _focus(xvfb.display, "password text")
+    # The last click was the name field; the tree says the password field has focus now, and it wins.
+    decision = guard(Type(text="S3cret"), _context(xvfb.display, focus=gtk_form["name"]), policy)
+    assert isinstance(decision, Confirm) and decision.widget == "password text 'Password:'", decision
 
 
 def test_the_agent_loop_with_a_scripted_double_is_denied_on_delete_and_asks_before_the_password(xvfb, gtk_form, tmp_path):
@@ -100,6 +140,11 @@ def test_the_agent_loop_with_a_scripted_double_is_denied_on_delete_and_asks_befo
     assert first["guard"]["widget"] == "push button 'Delete'" and not first["executed"]
     assert second["guard"]["widget"] == "password text 'Password:'" and second["executed"]
     assert third["guard"]["verdict"] == "confirm" and third["guard"]["approved"] is False and not third["executed"]
+    # The password never enters the record: trajectory, events, audit log, replay page, checkpoint.
+    assert third["secret"] and third["action"]["text"] == "••••••"
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert b"hunter2" not in path.read_bytes(), path
     audit = [json.loads(line) for line in (tmp_path / "run" / "audit.jsonl").read_text().splitlines()]
     assert audit[0]["widget"] == "push button 'Delete'"
 

@@ -13,6 +13,7 @@ from tilepilot.tools.keys import combo_name
 from tilepilot.agents.rules.loader import load_rule_file
 from tilepilot.agents.rules.merge import merge_files
 from tilepilot.tools.actions import Click, Done, Drag, Hotkey, Key, Move, Scroll, Type, Wait
+from tilepilot.agents.errors import RuleError
 
 SCREEN = ScreenBounds(left=0, top=0, width=1000, height=800)
 
@@ -208,3 +209,38 @@ def test_require_accessibility_denies_typing_with_no_known_focus(write_rule):
     decision = guard(Type(text="x"), _ctx(FORM_WINDOW, *FORM_WIDGETS), strict)
     assert isinstance(decision, Deny) and "no focus known" in decision.reason
     assert isinstance(guard(Key(key="enter"), _ctx(), strict), Allow)  # keys have no point: not this rule's business
+
+
+def test_allowed_windows_are_checked_under_each_point_not_the_active_window(write_rule):
+    policy = merge_files("desktop", [load_rule_file(write_rule("---\nactions:\n  allowed_windows: ['/Mousepad$/']\n---\n"))])
+    # Bottom to top: the editor, then a terminal in front of its right half. The editor is active.
+    texts = [ScreenText(text="notes - Mousepad", bbox=(0, 0, 800, 600), source="window"),
+             ScreenText(text="Terminal", bbox=(400, 0, 800, 600), source="window")]
+    context = ctx(window_title="notes - Mousepad", screen_texts=texts)
+    assert isinstance(guard(Click(x=100, y=100), context, policy), Allow)
+    under = guard(Click(x=500, y=100), context, policy)
+    assert isinstance(under, Deny) and "'Terminal'" in under.reason, under
+    assert isinstance(guard(Drag(path=[(100, 100), (500, 100)]), context, policy), Deny)  # ends in the terminal
+    assert isinstance(guard(Click(x=900, y=100), context, policy), Deny)  # no window there: fails closed
+    assert isinstance(guard(Hotkey(keys=["ctrl", "s"]), context, policy), Allow)  # keys go to the focused window
+    assert isinstance(guard(Hotkey(keys=["ctrl", "s"]), ctx(window_title="Terminal", screen_texts=texts), policy), Deny)
+
+
+def test_an_unnamed_control_asks_when_deny_text_is_set(write_rule):
+    strict = merge_files("desktop", [load_rule_file(write_rule("---\nactions:\n  deny_text: ['/delete/i']\n---\n"))])
+    loose = merge_files("desktop", [load_rule_file(write_rule("---\nlimits:\n  max_steps: 9\n---\n", "loose.md"))])
+    icon = ScreenText(text="", bbox=(10, 10, 40, 40), source="accessibility", role="push button", window="Form")
+    label = ScreenText(text="", bbox=(50, 10, 90, 40), source="accessibility", role="label", window="Form")
+    context = ctx(screen_texts=[icon, label])
+    decision = guard(Click(x=20, y=20), context, strict)
+    assert isinstance(decision, Confirm) and "without an accessible name" in decision.reason, decision
+    assert decision.rule_key == "actions.deny_text[0]"
+    assert isinstance(guard(Click(x=60, y=20), context, strict), Allow)  # a label is not a control
+    assert isinstance(guard(Click(x=20, y=20), context, loose), Allow)  # no denied texts: nothing to check
+
+
+def test_a_misspelt_key_in_a_rule_is_a_rule_error_at_its_line(write_rule):
+    with pytest.raises(RuleError) as err:
+        load_rule_file(write_rule("---\nactions:\n  deny:\n    - action: 'hotkey:ctrll+w'\n---\n"))
+    assert "'ctrll'" in str(err.value) and "not a key name" in str(err.value)
+    load_rule_file(write_rule("---\nactions:\n  deny:\n    - action: 'hotkey:ctrl+*'\n    - action: 'key:f?'\n---\n", "ok.md"))
