@@ -56,6 +56,22 @@ def explain_command(
     typer.echo(render_explanation(policy, target))
 
 
+@rules_app.command("keys")
+def keys_command(as_json: bool = typer.Option(False, "--json", help="Print the table as JSON.")) -> None:
+    """List every key name the desktop executor accepts, with the canonical name rules match and the X keysym it presses."""
+    from tilepilot.tools.keys import KEYS
+
+    rows = sorted(KEYS.items(), key=lambda item: (item[1].name, item[0]))
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({name: {"canonical": k.name, "keysym": k.keysym, "shift": k.shift} for name, k in rows}, indent=1))
+        return
+    typer.echo("name            canonical     X keysym pressed")
+    for name, key in rows:
+        typer.echo(f"{name!r:15} {key.name:13} {'Shift+' if key.shift else ''}{key.keysym}")
+
+
 @rules_app.command("new")
 def new_command(
     name: str = typer.Argument(..., help="Name of the rule file (letters, digits, - and _); '.md' is added."),

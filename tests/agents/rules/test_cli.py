@@ -115,3 +115,16 @@ def test_real_entry_point_exit_codes(write_rule):
     assert run.returncode == 5, run.stderr
     assert f"{bad}:2: YAML tag !!python/object/apply:os.system is not allowed" in run.stdout
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_keys_lists_every_name_the_executor_accepts_with_its_canonical_form():
+    import json
+
+    from tilepilot.tools.keys import KEYS
+
+    code, out = invoke("rules", "keys", "--json")
+    assert code == 0
+    table = json.loads(out)
+    assert set(table) == set(KEYS)
+    assert table["ctrlright"]["canonical"] == "ctrl" and table["\n"]["canonical"] == "enter"
+    assert table["!"] == {"canonical": "!", "keysym": "exclam", "shift": True}
