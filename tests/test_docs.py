@@ -42,22 +42,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _sections(page: Path) -> dict[str, str]:
-    """Heading id -> the HTML from that heading to the next one (any level)."""
+def _sections(page: Path, level: int = 6) -> dict[str, tuple[str, str]]:
+    """Heading id -> (its text, the HTML from it to the next heading of `level` or above)."""
     text = page.read_text()
     marks = list(HEADING.finditer(text))
-    return {m.group(2): text[m.end(): marks[i + 1].start() if i + 1 < len(marks) else len(text)] for i, m in enumerate(marks)}
-
-
-def _headings(page: Path) -> dict[str, str]:
-    """Heading text (tags and the permalink stripped) -> its section's HTML."""
-    text = page.read_text()
-    sections = _sections(page)
     found = {}
-    for m in HEADING.finditer(text):
-        title = html.unescape(re.sub(r"<[^>]+>", "", m.group(3))).rstrip("¶").strip()
-        found[title] = sections[m.group(2)]
+    for i, mark in enumerate(marks):
+        end = next((m.start() for m in marks[i + 1:] if int(m.group(1)) <= max(level, int(mark.group(1)))), len(text))
+        title = html.unescape(re.sub(r"<[^>]+>", "", mark.group(3))).rstrip("¶").strip()
+        found[mark.group(2)] = (title, text[mark.end(): end])
     return found
+
+
+def _headings(page: Path, level: int = 6) -> dict[str, str]:
+    """Heading text (tags and the permalink stripped) -> its section's HTML."""
+    return dict(_sections(page, level).values())
 
 
 # -- the build -------------------------------------------------------------------------------------
@@ -110,7 +109,7 @@ def _cli_commands() -> dict[tuple[str, ...], list[str]]:
 
 
 def test_the_cli_reference_lists_every_command_and_option_of_the_app(site: Path) -> None:
-    sections = _sections(site / "reference" / "cli" / "index.html")
+    sections = {key: body for key, (_, body) in _sections(site / "reference" / "cli" / "index.html").items()}
     commands = _cli_commands()
     assert len(commands) > 20 and ("tilepilot", "serve", "plan") in commands and ("tilepilot", "review", "open") in commands
     documented = {key for key in sections if key.startswith("tilepilot")}
@@ -153,7 +152,7 @@ def test_the_format_references_list_every_key_of_their_models(site: Path, page: 
 def test_the_python_api_reference_documents_every_public_name(site: Path) -> None:
     import tilepilot
 
-    headings = _headings(site / "reference" / "python-api" / "index.html")
+    headings = _headings(site / "reference" / "python-api" / "index.html", level=3)
     names = [name for name in tilepilot.__all__ if name != "__version__"]
     assert "review" in names and all(f"tilepilot.{name}" in headings for name in names)
     review = headings["tilepilot.review"]

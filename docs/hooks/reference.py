@@ -78,8 +78,13 @@ def _python_api() -> str:
         elif inspect.isclass(value) and issubclass(value, BaseModel):
             lines += [f"::: {target}", "    options:", "      show_root_heading: false", "      members: false", ""]
             lines += [*key_rows(value), ""]
-        else:
-            lines += [f"::: {target}", "    options:", "      show_root_heading: false", ""]
+        else:  # the signature is part of the object's own heading; a module shows what it defines itself
+            lines += [f"::: {target}", "    options:", "      show_root_heading: true", "      show_root_toc_entry: false"]
+            if inspect.ismodule(value):
+                own = [n for n, v in vars(value).items() if not n.startswith("_") and getattr(v, "__module__", None) == value.__name__
+                       and (inspect.isfunction(v) or inspect.isclass(v))]
+                lines += [f"      members: [{', '.join(own)}]"]
+            lines.append("")
     return "\n".join(lines)
 
 
