@@ -160,6 +160,7 @@ for used in "$CACHE"/docs-*/.last-used; do
   if [ -f "$used" ] && [ -n "$(find "$used" -mtime +14)" ]; then rm -rf "$(dirname "$used")"; fi
 done
 export TILEPILOT_DOCS_VENV="$DOCS"
+export NO_MKDOCS_2_WARNING=1  # Material 9.7+ prints a banner about its successor on every build
 
 # llama.cpp's own binaries (llama-server with its multimodal library, llama-quantize, llama-fit-params),
 # compiled from the llama.cpp source vendored in PyPI's llama-cpp-python sdist, plus the Gemma 3 270M GGUF
