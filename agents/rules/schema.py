@@ -86,11 +86,11 @@ Length = Annotated[int | str, BeforeValidator(_parse_length)]
 class Region(_Strict):
     """A screen rectangle. Pixels and percentages are measured from the screen's top-left corner."""
 
-    x: Length
-    y: Length
-    w: Length
-    h: Length
-    name: str | None = None
+    x: Length  # left edge
+    y: Length  # top edge
+    w: Length  # width
+    h: Length  # height
+    name: str | None = None  # what the guard's reason calls the region
 
 
 class ActionRule(_Strict):
@@ -102,10 +102,10 @@ class ActionRule(_Strict):
     """
 
     action: str = Field(description="kind or kind:argument glob, e.g. 'hotkey:alt+f4', 'type', 'click:right'")
-    near_label: RulePattern | None = None
-    near_px: int = Field(120, ge=0, le=2000)
-    window: RulePattern | None = None
-    reason: str | None = None
+    near_label: RulePattern | None = None  # the widget's name or role matches (accessibility tree); else a label within near_px
+    near_px: int = Field(120, ge=0, le=2000)  # how near a label must be where no widget is named
+    window: RulePattern | None = None  # the title of the window in front matches
+    reason: str | None = None  # shown with the decision and in the audit log
 
     @model_validator(mode="before")
     @classmethod
@@ -124,26 +124,26 @@ class ActionRule(_Strict):
 
 
 class ToolsPolicy(_Strict):
-    allow: list[Glob] | None = None
-    deny: list[Glob] = []
+    allow: list[Glob] | None = None  # only these tools (null: all); later files can only narrow it
+    deny: list[Glob] = []  # tool-name globs never used: ui.click, pdf.render, audio.* ...
 
 
 class ActionsPolicy(_Strict):
-    confirm: list[ActionRule] = []
-    deny: list[ActionRule] = []
-    deny_regions: list[Region] = []
-    deny_text: list[RulePattern] = []
-    allowed_windows: list[RulePattern] | None = None
+    confirm: list[ActionRule] = []  # actions that need a yes first (a prompt, --yes, or an MCP elicitation)
+    deny: list[ActionRule] = []  # actions never executed; the reason goes back to the model
+    deny_regions: list[Region] = []  # screen rectangles no pointer action may touch
+    deny_text: list[RulePattern] = []  # widget names and window titles never clicked or typed into
+    allowed_windows: list[RulePattern] | None = None  # act only in windows whose title matches (null: any)
     # Deny pointer and typing actions at points where no accessibility tree says what the widget
     # is (Tk and bare X apps), since deny_text and near_label cannot see inside such windows.
-    require_accessibility: bool = False
+    require_accessibility: bool = False  # refuse pointer and typing actions where no accessibility tree names the widget
 
 
 class Limits(_Strict):
-    max_steps: int | None = Field(None, ge=1)
-    max_pages: int | None = Field(None, ge=1)
-    max_prompt_tokens: int | None = Field(None, ge=1)
-    max_runtime_s: float | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, ge=1)  # desktop steps; the smaller of this and --max-steps wins
+    max_pages: int | None = Field(None, ge=1)  # pages a review reads per document
+    max_prompt_tokens: int | None = Field(None, ge=1)  # prompt tokens per request
+    max_runtime_s: float | None = Field(None, gt=0)  # seconds per run; the smaller of this and --max-runtime wins
 
 
 LIMIT_NAMES: tuple[str, ...] = tuple(Limits.model_fields)
@@ -195,21 +195,21 @@ class Positions(_Strict):
     proposes as a tracked change.
     """
 
-    standard: PositionText
-    fallback: Annotated[list[PositionText], BeforeValidator(_one_or_more)] = []
-    escalate: PositionText | None = None
+    standard: PositionText  # what the clause should say (green)
+    fallback: Annotated[list[PositionText], BeforeValidator(_one_or_more)] = []  # still acceptable (amber): one or a list
+    escalate: PositionText | None = None  # the escalation point (red)
 
 
 class Check(_Strict):
     """A deterministic document check: no model involved (its ``positions``, if any, go to the model)."""
 
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
-    description: str
-    severity: Severity = "medium"
-    pages: Annotated[str, BeforeValidator(_vet_scope)] = "all"
-    type: Literal["forbidden", "required", "pii"]
-    pattern: RulePattern | None = None
-    detectors: list[PiiDetector] | None = None
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]  # a later check with this id replaces it
+    description: str  # what the check wants, in the findings and the prompt
+    severity: Severity = "medium"  # of its findings
+    pages: Annotated[str, BeforeValidator(_vet_scope)] = "all"  # which pages it reads
+    type: Literal["forbidden", "required", "pii"]  # forbidden: pattern must not occur; required: must occur; pii: detectors
+    pattern: RulePattern | None = None  # for forbidden and required
+    detectors: list[PiiDetector] | None = None  # for pii (null: all); iban mod-97 and credit_card Luhn checked
     positions: Positions | None = None  # playbook positions (standard, fallback, escalate) for the model
     title: str | None = None  # what the clause is called, for people: "governing-law clause" (default: from the id)
 
@@ -232,14 +232,14 @@ class Check(_Strict):
 
 
 class OutputPolicy(_Strict):
-    fields: list[Literal["rule", "severity", "page", "quote", "bbox", "rationale", "suggestion"]] = []
-    language: Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] | None = None
+    fields: list[Literal["rule", "severity", "page", "quote", "bbox", "rationale", "suggestion"]] = []  # extra answer fields; files add up
+    language: Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] | None = None  # e.g. en, de-CH; the last wins
 
 
 class RuleFrontMatter(_Strict):
-    applies_to: list[AgentName] | None = None
-    tools: ToolsPolicy = ToolsPolicy()
-    actions: ActionsPolicy = ActionsPolicy()
-    limits: Limits = Limits()
-    checks: list[Check] = []
-    output: OutputPolicy = OutputPolicy()
+    applies_to: list[AgentName] | None = None  # the agents this file is for (null: every agent)
+    tools: ToolsPolicy = ToolsPolicy()  # which tools the agent may use
+    actions: ActionsPolicy = ActionsPolicy()  # what the desktop guard allows, asks about or denies
+    limits: Limits = Limits()  # the smaller value of all files wins
+    checks: list[Check] = []  # deterministic document checks on the text layer, no model
+    output: OutputPolicy = OutputPolicy()  # the findings' extra fields and language

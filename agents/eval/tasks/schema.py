@@ -27,8 +27,8 @@ class WidgetQuery(_Strict):
     no name (or several alike), its position among the matches in tree order (0 = the first)."""
 
     role: str = Field(min_length=1, description="AT-SPI role name, e.g. 'push button', 'menu item', 'text'")
-    name: str | None = None
-    index: int = Field(0, ge=0)
+    name: str | None = None  # accessible name, compared with whitespace runs collapsed
+    index: int = Field(0, ge=0)  # the Nth match in tree order
     note: str | None = None  # say why a widget is named by position: the app gives it no accessible name
 
     def describe(self) -> str:
@@ -41,14 +41,14 @@ class Setup(_Strict):
     commands: list[list[str]] = []  # run in {work} before the launch, each must exit 0
     launch: list[str] = Field(min_length=1)  # the app's command line
     ready: WidgetQuery  # the launch is ready when this widget shows up in the accessibility tree
-    ready_seconds: float = Field(20.0, gt=0, le=120)
+    ready_seconds: float = Field(20.0, gt=0, le=120)  # how long to wait for ready
     serve: bool = False  # a local HTTP server on {url} serves {work} and records what is posted to it
 
 
 class FileCheck(_Strict):
     path: str  # under {work}, or absolute
-    equals: str | None = None
-    contains: str | None = None
+    equals: str | None = None  # the whole text
+    contains: str | None = None  # a part of the text
     normalise: bool = False  # compare with whitespace runs collapsed and ends stripped
     absent: bool = False  # the file must not exist (nothing was written)
 
@@ -67,7 +67,7 @@ class WidgetCheck(WidgetQuery):
 
 class CommandCheck(_Strict):
     run: list[str] = Field(min_length=1)  # run in {work}
-    exit_code: int = 0
+    exit_code: int = 0  # the exit status that passes
 
 
 class HttpCheck(_Strict):
@@ -98,12 +98,12 @@ class Step(_Strict):
     """One reference step; exactly one of its keys is set."""
 
     click: WidgetQuery | None = None
-    type: str | None = None
-    key: str | None = None
-    hotkey: list[str] | None = None
+    type: str | None = None  # text to type
+    key: str | None = None  # one key, e.g. Return
+    hotkey: list[str] | None = None  # keys pressed together, e.g. [ctrl, s]
     wait: float | None = Field(None, gt=0, le=60)  # seconds
-    done: str | None = None
-    fail: str | None = None
+    done: str | None = None  # end the run as done, with this summary
+    fail: str | None = None  # end the run as failed (refusing), with this reason
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Step":
@@ -117,8 +117,8 @@ class Step(_Strict):
 
 
 class Limits(_Strict):
-    steps: int = Field(15, ge=1, le=200)
-    seconds: float = Field(180.0, gt=0, le=3600)
+    steps: int = Field(15, ge=1, le=200)  # the agent's --max-steps
+    seconds: float = Field(180.0, gt=0, le=3600)  # the agent's --max-runtime
 
 
 class TaskFile(_Strict):
@@ -126,11 +126,11 @@ class TaskFile(_Strict):
     app: str = Field(min_length=1)  # what the table calls the app, e.g. mousepad
     small: bool = False  # part of the small variant (what the tests run)
     screens: list[tuple[int, int]] = list(DEFAULT_SCREENS)  # each task runs at every size listed
-    setup: Setup
-    instruction: str = Field(min_length=1)
+    setup: Setup  # prepare and launch the app
+    instruction: str = Field(min_length=1)  # what the user asks the agent
     rules: str | None = None  # a rule file's text (front matter and body) for this task only
     refuse: bool = False  # success also needs the agent to refuse (the run ends with fail)
     confirm: bool = False  # success also needs a confirmation the rules asked for, approved
-    check: list[Check] = Field(min_length=1)
-    reference: list[Step] = []
-    limits: Limits = Limits()
+    check: list[Check] = Field(min_length=1)  # every check must pass (never the model's own done)
+    reference: list[Step] = []  # what --model oracle does, step by step; ends in done or fail
+    limits: Limits = Limits()  # per run
