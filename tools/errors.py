@@ -17,7 +17,15 @@ class MissingExtraError(ToolError):
 
 
 class PdfError(ToolError):
-    pass
+    """A PDF cannot be used. ``page`` is the 1-based page the error is about, or None for the whole document.
+
+    The page is a field so that callers never read it back out of the message (which also holds
+    the file's name, digits included).
+    """
+
+    def __init__(self, message: str, *, page: int | None = None):
+        super().__init__(message)
+        self.page = page
 
 
 class NotAPdfError(PdfError):
@@ -41,7 +49,7 @@ class PageRangeError(PdfError):
 
 
 class PageTimeoutError(PdfError):
-    """One page's work exceeded its deadline; the worker was killed."""
+    """One page's work exceeded its deadline; the worker was killed. ``page`` says which page."""
 
 
 class ScreenError(ToolError):

@@ -246,7 +246,7 @@ class PdfDocument:
         try:
             return _draw(fz_page, area, width, height)
         except Exception as err:
-            raise CorruptPdfError(f"page {page} of {self.name} cannot be rendered ({_one_line(err)})") from None
+            raise CorruptPdfError(f"page {page} of {self.name} cannot be rendered ({_one_line(err)})", page=page) from None
 
     def text(self, page: int) -> PageText:
         fz_page = self._page(page)
@@ -257,7 +257,7 @@ class PdfDocument:
             image_boxes = [info["bbox"] for info in fz_page.get_image_info()]
             drawing_boxes = _figure_paths(fz_page)
         except Exception as err:
-            raise CorruptPdfError(f"page {page} of {self.name} has an unreadable text layer ({_one_line(err)})") from None
+            raise CorruptPdfError(f"page {page} of {self.name} has an unreadable text layer ({_one_line(err)})", page=page) from None
         rect = fz_page.rect
         # MuPDF reports text in the unrotated page's frame; a page with /Rotate is read, rendered and
         # shown turned, so its boxes are turned the same way (else they land beside their words).
@@ -284,17 +284,17 @@ class PdfDocument:
         try:
             hits = self._page(page).search_for(needle)
         except Exception as err:
-            raise CorruptPdfError(f"page {page} of {self.name} cannot be searched ({_one_line(err)})") from None
+            raise CorruptPdfError(f"page {page} of {self.name} cannot be searched ({_one_line(err)})", page=page) from None
         turn = self._page(page).rotation_matrix if self._page(page).rotation else None
         return [_turned((r.x0, r.y0, r.x1, r.y1), turn) for r in hits]
 
     def _page(self, page: int) -> pymupdf.Page:
         if not 1 <= page <= self.page_count:
-            raise PageRangeError(f"page {page} of {self.name} does not exist; it has pages 1-{self.page_count}")
+            raise PageRangeError(f"page {page} of {self.name} does not exist; it has pages 1-{self.page_count}", page=page)
         try:
             return self._doc.load_page(page - 1)
         except Exception as err:
-            raise CorruptPdfError(f"page {page} of {self.name} is corrupt ({_one_line(err)})") from None
+            raise CorruptPdfError(f"page {page} of {self.name} is corrupt ({_one_line(err)})", page=page) from None
 
 
 _FIGURE_MIN_PT = 12.0

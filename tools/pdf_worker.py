@@ -202,7 +202,7 @@ class PageWorker:
 
     def _call(self, page: int, op: str, args: tuple[Any, ...]) -> Any:
         if not 1 <= page <= self.page_count:
-            raise PageRangeError(f"page {page} of {self.name} does not exist; it has pages 1-{self.page_count}")
+            raise PageRangeError(f"page {page} of {self.name} does not exist; it has pages 1-{self.page_count}", page=page)
         with self._lock:
             return self._call_locked(page, op, args)
 
@@ -223,12 +223,11 @@ class PageWorker:
             conn.send((op, args))
         if not conn.poll(self.deadline_s):
             self._child.stop(graceful=False)
-            err = PageTimeoutError(
+            raise PageTimeoutError(
                 f"page {page} of {self.name} took longer than {self.deadline_s:g} s and was skipped; "
-                f"raise {DEADLINE_ENV} if the page is just very large"
+                f"raise {DEADLINE_ENV} if the page is just very large",
+                page=page,
             )
-            err.page = page  # type: ignore[attr-defined]  # callers report which page to retry
-            raise err
         reply = self._receive(page)
         if reply[0] == "pixels":
             return reply[1], reply[2], self._read_pixels(page, reply[1] * reply[2] * 3)
@@ -244,7 +243,8 @@ class PageWorker:
             got = os.readv(self._child.conn.fileno(), [view[done:]])
             if got == 0:
                 self._child.stop(graceful=False)
-                raise CorruptPdfError(f"page {page} of {self.name}: the PDF worker died while sending the image; try again")
+                raise CorruptPdfError(f"page {page} of {self.name}: the PDF worker died while sending the image; try again",
+                                      page=page)
             done += got
         return buffer
 
@@ -256,9 +256,10 @@ class PageWorker:
             exitcode = self._child.process.exitcode if self._child.process else None
             self._child.stop(graceful=False)
             where = f"page {page} of {self.name}" if page else f"opening {self.name}"
-            raise CorruptPdfError(f"{where} crashed the PDF worker (exit code {exitcode}); the file is probably malformed") from None
+            raise CorruptPdfError(f"{where} crashed the PDF worker (exit code {exitcode}); the file is probably malformed",
+                                  page=page) from None
         if reply[0] == "error":
-            raise _rebuild_error(reply[1], reply[2])
+            raise _rebuild_error(*reply[1:])
         return reply
 
 
@@ -280,13 +281,14 @@ def _caller_script_hidden() -> Iterator[None]:
             sys.modules["__main__"] = main
 
 
-def _rebuild_error(class_name: str, message: str) -> Exception:
+def _rebuild_error(class_name: str, message: str, page: int | None) -> Exception:
+    """The child's error, raised again in the parent: same class, message and page."""
     cls = getattr(errors, class_name, None)
     if isinstance(cls, type) and issubclass(cls, PdfError):
-        return cls(message)
+        return cls(message, page=page)
     if class_name == "ValueError":
         return ValueError(message)
-    return CorruptPdfError(message)
+    return CorruptPdfError(message, page=page)
 
 
 def _serve(conn: multiprocessing.connection.Connection, path: str, password: str | None, name: str) -> None:
@@ -294,7 +296,7 @@ def _serve(conn: multiprocessing.connection.Connection, path: str, password: str
     try:
         doc = open_pdf(path, password, name=name)
     except PdfError as err:
-        conn.send(("error", type(err).__name__, str(err)))
+        conn.send(("error", type(err).__name__, str(err), err.page))
         return
     conn.send(("ready", doc.page_count, doc.metadata))
     while True:
@@ -313,7 +315,7 @@ def _serve(conn: multiprocessing.connection.Connection, path: str, password: str
             else:
                 conn.send(("ok", getattr(doc, op)(*args)))
         except (PdfError, ValueError) as err:
-            conn.send(("error", type(err).__name__, str(err)))
+            conn.send(("error", type(err).__name__, str(err), getattr(err, "page", None)))
 
 
 def _write_all(fd: int, data: memoryview) -> None:
@@ -354,7 +356,7 @@ def _page_numbers(worker: PageWorker, pages: str | Iterable[int] | None) -> Iter
     numbers = list(pages)
     for page in numbers:
         if not 1 <= page <= worker.page_count:
-            raise PageRangeError(f"page {page} of {worker.name} does not exist; it has pages 1-{worker.page_count}")
+            raise PageRangeError(f"page {page} of {worker.name} does not exist; it has pages 1-{worker.page_count}", page=page)
     return numbers
 
 

@@ -141,7 +141,9 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
     try:
         images = {p.page: _render(worker, p, budget, ctx) for p in pages if p.modality != "text"}
     except (PageTimeoutError, CorruptPdfError, PageRangeError) as err:  # range: claimed, missing
-        bad = getattr(err, "page", None) or next((p.page for p in pages if str(p.page) in str(err)), pages[0].page)
+        # The error names its page; one about no page of this chunk (the document stopped opening)
+        # fails the chunk's pages one at a time.
+        bad = err.page if err.page in {p.page for p in pages} else pages[0].page
         _fail(outcome, ctx, bad, str(err))
         rest = [p for p in pages if p.page != bad]
         if rest:

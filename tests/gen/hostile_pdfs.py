@@ -112,6 +112,35 @@ def broken_font(path: str | Path) -> Path:
     return Path(path)
 
 
+def unrenderable_page(path: str | Path, pages: int = 10, bad: int = 10) -> Path:
+    """``pages`` text pages; page ``bad`` also places an image whose PNG-predictor row is too wide to decode.
+
+    Its text layer reads and its image is seen by the text layer (so the planner sends it as an
+    image), but MuPDF refuses to draw it: every render of that page fails, every other page is sound.
+    """
+    kids = [3 + 3 * i for i in range(pages)]  # each page: page object, content stream, image (bad page only)
+    objs: dict[int, bytes] = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), pages),
+        3 + 3 * pages: _FONT,
+    }
+    font = 3 + 3 * pages
+    for i, num in enumerate(kids, start=1):
+        text = _text(f"Page {i}: the Supplier shall deliver the goods within thirty days of the order.")
+        if i != bad:
+            objs[num] = _text_page(2, num + 1, font)
+            objs[num + 1] = _stream(text)
+            continue
+        objs[num] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R /Resources << "
+                     b"/Font << /F1 %d 0 R >> /XObject << /Im1 %d 0 R >> >> >>" % (num + 1, font, num + 2))
+        objs[num + 1] = _stream(text + b" q 500 0 0 500 50 50 cm /Im1 Do Q")
+        objs[num + 2] = _stream(zlib.compress(b"\x02" * 5000), b"/Type /XObject /Subtype /Image /Width 100 /Height 100 "
+                                b"/ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode "
+                                b"/DecodeParms << /Predictor 15 /Columns 2000000000 /Colors 4 /BitsPerComponent 16 >> ")
+    Path(path).write_bytes(_build(objs))
+    return Path(path)
+
+
 HOSTILE = {
     "claims_million_pages": claims_million_pages,
     "huge_page": huge_page,

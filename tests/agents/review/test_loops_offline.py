@@ -15,6 +15,7 @@ import pytest
 from tilepilot.agents.review.runner import ReviewOptions, run_review
 from tilepilot.agents.runs import EVENTS_NAME, RUN_FINISHED, DeadlineReached, read_events
 from tests.agents.doubles import WordChat
+from tests.gen.hostile_pdfs import unrenderable_page
 from tests.gen.pdfs import mixed_corpus
 
 PAGES = 8
@@ -71,6 +72,17 @@ def test_a_page_that_fits_no_way_fails_by_number(pdf: Path, tmp_path: Path) -> N
     assert set(reasons) == set(failed) and all(f"page {p}" in reasons[p] for p in failed)
     assert set(_reviewed(events)) | set(failed) == set(range(1, PAGES + 1))
 
+
+def test_a_page_that_cannot_be_drawn_fails_alone_and_its_chunk_mates_are_reviewed(tmp_path: Path) -> None:
+    """Page 10 cannot be rendered; pages 1-9 share its chunk. The failed page is the error's page field,
+    not the first page whose number the message happens to contain ("page 10" contains "1")."""
+    pdf = unrenderable_page(tmp_path / "doc.pdf", pages=10, bad=10)
+    events, failed = _review(pdf, tmp_path / "run", WordChat())
+    assert failed == [10]
+    reasons = {e["page"]: e["reason"] for e in events if e["kind"] == "page_failed"}
+    assert list(reasons) == [10] and "page 10 of" in reasons[10] and "cannot be rendered" in reasons[10], reasons
+    requests = [e["pages"] for e in events if e["kind"] == "request" and e["chunk"] != "summary"]
+    assert requests == [list(range(1, 10))], requests  # one chunk: every sound page, in the one request
 
 def test_the_deadline_stops_the_review_and_resume_sends_each_chunk_once(pdf: Path, tmp_path: Path) -> None:
     chat = WordChat()
