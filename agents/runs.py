@@ -195,7 +195,7 @@ def read_options(agent: str, run: Path, options_type: type[O]) -> O:
     try:
         manifest = RunManifest.model_validate_json((run / MANIFEST_NAME).read_text(encoding="utf-8"))
         options = options_type.model_validate(manifest.options)
-    except (OSError, ValidationError, ValueError):
+    except (OSError, UnicodeDecodeError, ValidationError):  # invalid JSON is a ValidationError too
         raise RunError(f"--resume {run}: {MANIFEST_NAME} is missing or unreadable; start a new run instead") from None
     if manifest.agent != agent:
         raise RunError(f"--resume {run}: that folder holds a {manifest.agent} run; resume it with `tilepilot {manifest.agent} --resume`")

@@ -36,7 +36,6 @@ from tilepilot.agents.desktop.state import (
 )
 from tilepilot.agents.desktop.trajectory import TrajectoryWriter
 from tilepilot.agents.desktop.verify import compare, stuck_reason, thumbnail
-from tilepilot.agents.errors import UsageError
 from tilepilot.agents.rules import AuditLog, GuardContext, Policy, ScreenBounds, guard
 from tilepilot.agents.rules.guard import types_secret
 from tilepilot.agents.runs import Deadline
@@ -163,13 +162,10 @@ def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
         images = {s: ctx.image(s) for s in range(start, cur.step)}
         return build_messages(system, state.task, state.steps, images, ctx.image(cur.step), start)
 
-    try:
-        messages, counted, start = fit_messages(
-            build, lambda m: ctx.client.count_prompt_tokens(m, image_budget=budget), cur.step + 1,
-            opts.history_images, opts.eviction_block, profile.input_budget,
-        )
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    messages, counted, start = fit_messages(  # StepTooLargeError (a UsageError) when one screenshot is too much
+        build, lambda m: ctx.client.count_prompt_tokens(m, image_budget=budget), cur.step + 1,
+        opts.history_images, opts.eviction_block, profile.input_budget,
+    )
     schema = reply_schema(frame, opts.kinds)
     model_started = time.perf_counter()
     try:

@@ -24,9 +24,14 @@ from PIL import Image
 
 from tilepilot.agents.desktop.frame import ModelFrame
 from tilepilot.agents.desktop.state import NO_CHANGE, StepRecord
+from tilepilot.agents.errors import UsageError
 from tilepilot.model_runtime.payloads import ImagePart, Message, TextPart
 
 LINE_LIMIT = 200  # characters per history line
+
+
+class StepTooLargeError(UsageError):
+    """Even the current screenshot alone, with the rules and the task, is over the model's input budget."""
 
 
 def window_start(n_screens: int, keep: int, block: int) -> int:
@@ -133,8 +138,8 @@ def fit_messages(
 ) -> tuple[list[Message], int, int]:
     """Build with the block-evicted window, shrinking it until the exact count fits.
 
-    Returns (messages, prompt tokens, window start). Raises ValueError when even the current
-    screenshot alone does not fit.
+    Returns (messages, prompt tokens, window start). Raises :class:`StepTooLargeError` when even the
+    current screenshot alone does not fit.
     """
     start = window_start(n_screens, keep, block)
     while True:
@@ -143,7 +148,7 @@ def fit_messages(
         if tokens <= input_budget:
             return messages, tokens, start
         if start >= n_screens - 1:
-            raise ValueError(
+            raise StepTooLargeError(
                 f"one step needs {tokens} prompt tokens but the model allows {input_budget}: "
                 "use a smaller --budget or shorter rules"
             )

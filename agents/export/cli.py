@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Callable
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from tilepilot.agents.export.dataset import Example, ExportError, SourceSummary, write_dataset
@@ -38,7 +39,7 @@ def find_runs(paths: list[Path]) -> list[Path]:
 def agent_of(run: Path) -> str:
     try:
         return RunManifest.model_validate_json((run / MANIFEST_NAME).read_text(encoding="utf-8")).agent
-    except (OSError, ValueError):
+    except (OSError, UnicodeDecodeError, ValidationError):  # invalid JSON is a ValidationError too
         raise ExportError(f"{run / MANIFEST_NAME}: unreadable; the run folder is damaged") from None
 
 

@@ -58,7 +58,7 @@ def _read(path: Path) -> LegibilityTable:
         return LegibilityTable.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
     except OSError as err:
         raise UsageError(f"--legibility {path}: cannot be read ({err.strerror or err})") from None
-    except (ValueError, ValidationError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as err:
         first = err.errors()[0] if isinstance(err, ValidationError) else None
         where = ".".join(str(p) for p in first["loc"]) + ": " + first["msg"] if first else str(err).splitlines()[0]
         raise UsageError(f"--legibility {path}: not a legibility table ({where}); use the legibility.json that "

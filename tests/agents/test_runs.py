@@ -71,9 +71,10 @@ def test_resume_checks_the_folder_and_the_agent(tmp_path: Path) -> None:
         pass
     with pytest.raises(RunError, match="holds a listen run"):
         read_options("desktop", tmp_path / "run", Options)
-    (tmp_path / "run" / MANIFEST_NAME).write_text("{not json")
-    with pytest.raises(RunError, match="unreadable"):
-        read_options("listen", tmp_path / "run", Options)
+    for damaged in (b"{not json", b"\xff\xfe not UTF-8"):
+        (tmp_path / "run" / MANIFEST_NAME).write_bytes(damaged)
+        with pytest.raises(RunError, match="unreadable"):
+            read_options("listen", tmp_path / "run", Options)
     with pytest.raises(RunError, match="not empty"):
         Run.open("listen", Options(), out=tmp_path / "run")
 

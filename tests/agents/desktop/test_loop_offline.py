@@ -13,16 +13,20 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+from pydantic import ValidationError
 
+from tilepilot.agents.desktop.history import StepTooLargeError
 from tilepilot.agents.desktop.replay import write_replay
 from tilepilot.agents.desktop.runner import run_desktop
 from tilepilot.agents.desktop.screen_texts import StaticTexts
 from tilepilot.agents.desktop.state import DesktopOptions
+from tilepilot.agents.errors import USER_ERRORS, UsageError, exit_code_for
 from tilepilot.agents.rules import build_policy
 from tests.agents.desktop.doubles import ScriptedChat, click_screen, fixed
 from tilepilot.tools.actions import Action, Click, Done, Type, Wait
 from tilepilot.tools.errors import FailSafeTriggered
 from tilepilot.tools.screen import Capture, Geometry
+from tilepilot.model_runtime.profiles import tiny_profile
 from tilepilot.tools.ui import ActionRecord
 
 SCREEN = (-1280, -200, 1280, 800)  # a left monitor above the primary's top edge
@@ -54,11 +58,11 @@ class RecordingExecutor:
         return ActionRecord(action=action, screen_points=action.points(), dry_run=False, duration_ms=0.1, detail="ok")
 
 
-def _run(tmp_path: Path, script, rules: str = "", approve=None, executor=None, **options):
+def _run(tmp_path: Path, script, rules: str = "", approve=None, executor=None, chat=None, **options):
     tmp_path.mkdir(parents=True, exist_ok=True)
     rules_path = tmp_path / "rules.md"
     rules_path.write_text(f"---\napplies_to: [desktop]\n{rules}---\n", encoding="utf-8")
-    chat = ScriptedChat(script, screen=SCREEN)
+    chat = chat or ScriptedChat(script, screen=SCREEN)
     executor = executor or RecordingExecutor()
     opts = DesktopOptions(task="test", settle_ms=0, **{"max_steps": 6, **options})
     result = run_desktop(opts, chat, build_policy("desktop", [str(rules_path)]), tmp_path / "run",
@@ -174,3 +178,23 @@ def test_default_history_evicts_k_minus_one_screenshots_at_once(tmp_path: Path) 
     for before, after in ((0, 1), (1, 2), (2, 3), (4, 5), (5, 6), (7, 8)):
         prev, cur = chat.requests[before], chat.requests[after]
         assert [m.model_dump() for m in prev[:-1]] == [m.model_dump() for m in cur[: len(prev) - 1]]
+
+
+def test_a_step_too_large_for_the_model_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    profile = tiny_profile()  # room for the rules and the task, not for one screenshot:
+    small = profile.model_copy(update={"max_model_len": profile.output_reserve + 200})
+    with pytest.raises(StepTooLargeError) as caught:
+        _run(tmp_path, [fixed(Wait(ms=0))], chat=ScriptedChat([fixed(Wait(ms=0))], screen=SCREEN, profile=small))
+    assert isinstance(caught.value, UsageError) and exit_code_for(caught.value) == 2
+    assert "--budget" in str(caught.value) and "\n" not in str(caught.value)
+
+
+class _BuggyCounter(ScriptedChat):
+    def count_prompt_tokens(self, messages, image_budget=None) -> int:
+        return DesktopOptions.model_validate({"task": ""}).max_steps  # a bug: a model built from bad values
+
+
+def test_a_bug_while_building_the_prompt_is_not_reported_as_the_users_mistake(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _run(tmp_path, [fixed(Wait(ms=0))], chat=_BuggyCounter([fixed(Wait(ms=0))], screen=SCREEN))
+    assert not isinstance(caught.value, USER_ERRORS)

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from tilepilot.agents.desktop.state import GuardRecord, StepRecord, Usage
-from tilepilot.agents.export.dataset import answer_text
+from tilepilot.agents.export.cli import agent_of
+from tilepilot.agents.export.dataset import ExportError, answer_text
 from tilepilot.agents.export.desktop import teaches
+from tilepilot.agents.runs import MANIFEST_NAME
 from tilepilot.tools.actions import Click, Done, Fail
 from tilepilot.tools.screen import Geometry
 
@@ -45,3 +47,10 @@ def test_json_answers_are_written_as_a_constrained_server_emits_them() -> None:
     assert "été" in answer_text('{"findings": [{"quote": "été"}]}')
     assert answer_text("Thank you all for coming.") == "Thank you all for coming."  # plain text stays
     assert answer_text("42") == "42"
+
+
+@pytest.mark.parametrize("manifest", [b"{not json", b"\xff\xfe not UTF-8", b'{"agent": 3}'])
+def test_a_damaged_manifest_is_a_one_line_export_error(tmp_path, manifest: bytes) -> None:
+    (tmp_path / MANIFEST_NAME).write_bytes(manifest)
+    with pytest.raises(ExportError, match=r"run\.json: unreadable; the run folder is damaged$"):
+        agent_of(tmp_path)

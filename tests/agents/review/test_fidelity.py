@@ -127,13 +127,15 @@ def test_findings_json_says_per_page_what_was_sent_and_why(tmp_path: Path) -> No
     assert stored["prefer"] == "tokens" and stored["documents"][0]["sent"][0]["modality"] == "image"
 
 
-def test_a_legibility_file_that_is_not_a_table_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("content", [b'{"smallest_legible_budget": {"tiny": {"9": "big"}}}', b"{not json", b"\xff\xfe"])
+def test_a_legibility_file_that_is_not_a_table_is_one_line(tmp_path: Path, content: bytes) -> None:
     from tilepilot.agents.errors import UsageError
 
     bad = tmp_path / "legibility.json"
-    bad.write_text('{"smallest_legible_budget": {"tiny": {"9": "big"}}}')
-    with pytest.raises(UsageError, match=r"--legibility .*not a legibility table"):
+    bad.write_bytes(content)
+    with pytest.raises(UsageError, match=r"--legibility .*not a legibility table") as caught:
         load_table(bad)
+    assert "\n" not in str(caught.value)
 
 
 # -- quote checks -------------------------------------------------------------------------------
