@@ -121,6 +121,7 @@ def test_tiny_model_legibility_is_the_floor(vllm_server, tmp_path):
     system = SystemSpec(label="tiny", model="tiny", base_urls=[vllm_server.base_url])
     [result] = run_suite("legibility", [system], tmp_path, small=True)
     print("\n[eval legibility tiny small]", json.dumps(result.metrics))
-    assert 0.0 <= result.metrics["cer"] <= 1.0 and result.metrics["accuracy"] < 0.2, result.metrics
+    assert result.metrics["accuracy"] < 0.2 and result.metrics["legible_rate"] == 0.0, result.metrics
     table = json.loads((tmp_path / "legibility" / "tiny" / "legibility.json").read_text())
-    assert set(table["smallest_legible_budget"]["tiny"]) == {str(f) for f in SMALL_FONT_SIZES}
+    # Noise reads no size legibly at any budget, so the planner gets no evidence from it.
+    assert table["smallest_legible_budget"]["tiny"] == {str(f): None for f in SMALL_FONT_SIZES}

@@ -33,9 +33,15 @@ def test_oracle_transcribes_and_summarises_every_recording_perfectly(oracle_run)
     assert len(recordings) == len(cases(small=True)) and {v["wpm"] for v in recordings.values()} >= {150, 190, 220}
     for name, row in recordings.items():
         assert row["wer"] == 0.0 and row["key_fact_recall"] == 1.0, name
-        assert row["baseline_wer"] >= 0.0 and row["clips"] == 1.0, name
+        assert row["clips"] == 1.0, name
     baseline = breakdown["baseline=faster-whisper-tiny.en"]
     assert 0.0 < baseline["wer"] < 0.4 and baseline["word_accuracy"] == pytest.approx(1 - baseline["wer"], abs=1e-3)
+    # Each recording's baseline_wer is its own transcript's: weighted by its reference words they add up
+    # to the corpus figure.
+    words = {f"recording={c.name}": wer_details(c.recording.reference, c.recording.reference).reference_words
+             for c in cases(small=True)}
+    pooled = sum(recordings[k]["baseline_wer"] * n for k, n in words.items()) / sum(words.values())
+    assert pooled == pytest.approx(baseline["wer"], abs=1e-3), (pooled, baseline)
 
 
 def test_half_oracle_scores_about_half(oracle_run):
@@ -126,4 +132,6 @@ def test_tiny_model_listen_scores_are_the_floor(vllm_server, tmp_path):
     [result] = run_suite("listen", [system], tmp_path, small=True)
     print("\n[eval listen tiny small]", json.dumps(result.metrics))
     assert result.metrics["word_accuracy"] < 0.2 and result.metrics["key_fact_recall"] < 0.2, result.metrics
-    assert 0.0 <= result.metrics["wer"] <= 1.0 and result.metrics["wer_raw"] >= result.metrics["wer"]
+    # Noise: most words wrong (often more errors than words, as insertions count), and the headline is
+    # that corpus figure clipped to 1.
+    assert result.metrics["wer_raw"] > 0.8 and result.metrics["wer"] == min(1.0, result.metrics["wer_raw"]), result.metrics
