@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_check
 
 from pydantic import BaseModel, ValidationError
 
+from tilepilot.agents.atomic import write_atomic  # re-exported: the agents import it from here
 from tilepilot.agents.errors import RunError
 
 if TYPE_CHECKING:
@@ -82,29 +82,6 @@ def existing_run_dir(run: Path) -> Path:
         raise RunError(f"--resume {run}: not a run folder (no {MANIFEST_NAME}, {CHECKPOINT_NAME} or {EVENTS_NAME}); "
                        "pass the folder a previous run printed")
     return run
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
-
-    The temporary file lives in the same folder (``os.replace`` is only atomic within one file
-    system) and is fsynced before the rename, so a crash never leaves a truncated output.
-    """
-    path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 class EventLog:

@@ -16,32 +16,14 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
 
+from tilepilot.agents.atomic import streamed_atomic
 from tilepilot.agents.cluster.documents import FailedDocument, document_dir, failed_marker
 from tilepilot.agents.review.findings import SCHEMA_ID, SEVERITIES, DocumentResult, FindingsFile, ModelInfo, UsageTotals
 from tilepilot.agents.review.report_md import render_markdown
-
-
-@contextmanager
-def streamed_atomic(path: Path) -> Iterator[IO[str]]:
-    """Like :func:`tilepilot.agents.runs.write_atomic`, for a file written piece by piece."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _entries(run_dir: Path, keys: list[tuple[str, str]]) -> Iterator[tuple[str, FindingsFile | FailedDocument | None]]:
