@@ -47,10 +47,6 @@ class Widget(BaseModel):
     depth: int = 0  # 0 = a top-level window
     value: str | None = None  # its text or current value, when read (``widgets(values=True)``)
 
-    @property
-    def is_window(self) -> bool:
-        return self.depth == 0
-
     def describe(self) -> str:
         return f"{self.role} {self.name!r}" if self.name else self.role
 

@@ -71,10 +71,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "converted"
 
 
-def is_supported(path: Path) -> bool:
-    return path.suffix.lower() in SUPPORTED_SUFFIXES
-
-
 def to_pdf(path: str | os.PathLike[str], cache_dir: Path | None = None) -> Path:
     """The PDF to review for ``path``: the file itself for a PDF, else its cached conversion."""
     source = Path(path)
