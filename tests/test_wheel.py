@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -99,8 +100,25 @@ def test_the_wheel_holds_only_the_tilepilot_package(wheel):
     assert tops == {"tilepilot", wheel.name.split("-py3")[0] + ".dist-info"}, tops
     # The shipped rules are package data, and the test rigs sit in their own subpackage.
     assert "tilepilot/shipped_rules/default.md" in names
+    assert "tilepilot/py.typed" in names  # type checkers read the package's annotations (PEP 561)
     assert any(name.startswith("tilepilot/agents/eval/rigs/apps/") for name in names)
     assert not any(name.startswith("tilepilot/agents/eval/apps/") for name in names)
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    """A folder with an ``__init__.py`` that pyproject.toml does not list would be missing from the wheel."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    package_dir: dict[str, str] = setuptools["package-dir"]
+
+    def folder(package: str) -> Path:  # the longest mapped prefix decides, as in setuptools
+        parts = package.split(".")
+        prefix = next(n for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in package_dir)
+        return REPO / package_dir[".".join(parts[:prefix])] / Path(*parts[prefix:])
+
+    listed = [folder(package) for package in setuptools["packages"]]
+    on_disk = {init.parent for top in set(package_dir.values()) for init in (REPO / top).rglob("__init__.py")}
+    assert on_disk - set(listed) == set(), "add these folders to [tool.setuptools] packages"
+    assert set(listed) <= on_disk and len(set(listed)) == len(listed), listed
 
 
 def test_core_dependencies_run_the_core_commands(core_venv, tmp_path):
