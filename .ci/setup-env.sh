@@ -11,6 +11,9 @@
 #     place when complete, so two setups at once neither race nor see a half-built environment.
 #   - this checkout's own environment in ./.venv: a plain venv whose .pth file adds the dependency
 #     environment, plus an editable install of this checkout (its `tilepilot` command).
+#     Laid out so that static analysers (pyright, Pylance, mypy, jedi), which run no Python code, resolve
+#     every import too (see "This checkout's environment" below).
+# pyright, the type checker, gets a small cached venv of its own.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -218,9 +221,48 @@ if [ ! -f "$LLAMA/.tilepilot-ok" ] && [ "${TILEPILOT_NO_LLAMA:-}" != 1 ]; then
 fi
 [ -f "$LLAMA/.tilepilot-ok" ] && export TILEPILOT_LLAMA="$LLAMA"
 
-# This checkout's environment: cheap, rebuilt when the dependencies or pyproject.toml change.
+# pyright, the type checker (its settings: [tool.pyright] in pyproject.toml), in a small venv of its own,
+# cached and built under a lock like the environments above. The wheel bundles pyright's JavaScript and
+# the nodejs extra brings Node.js as a wheel, so the smoke run below is the last time anything is fetched;
+# the `pyright` command on this checkout's PATH runs it with the PyPI version check off (a network call).
+PYRIGHT_REQUIREMENT="pyright[nodejs]==1.1.414"
+pyright_key="$( { echo "$PYRIGHT_REQUIREMENT"; "$PY" --version; uname -m; } | sha256sum | cut -c1-12)"
+PYRIGHT_ENV="$CACHE/pyright-$pyright_key"
+if [ ! -f "$PYRIGHT_ENV/.tilepilot-ok" ]; then
+  exec 9>"$CACHE/.pyright-$pyright_key.lock"
+  flock 9
+  if [ ! -f "$PYRIGHT_ENV/.tilepilot-ok" ]; then
+    _step "installing pyright into $PYRIGHT_ENV"
+    building="$PYRIGHT_ENV.building"
+    rm -rf "$building"
+    {
+      "$PY" -m venv "$building" &&
+      "$building/bin/python" -m pip install "$PYRIGHT_REQUIREMENT" &&
+      PYRIGHT_PYTHON_IGNORE_WARNINGS=1 "$building/bin/python" -m pyright --version
+    } >"$SETUP_LOG" 2>&1 || _fail "installing pyright"
+    mv "$building" "$PYRIGHT_ENV"
+    touch "$PYRIGHT_ENV/.tilepilot-ok"
+  fi
+  exec 9>&-
+fi
+touch "$PYRIGHT_ENV/.last-used"
+for used in "$CACHE"/pyright-*/.last-used; do
+  if [ -f "$used" ] && [ -n "$(find "$used" -mtime +14)" ]; then rm -rf "$(dirname "$used")"; fi
+done
+
+# This checkout's environment: cheap, rebuilt when the dependencies, pyproject.toml or pyright change.
+# Python imports this checkout through setuptools' editable install: an import hook maps `tilepilot.*`
+# onto the repository's folders, so modules keep their real paths (tracebacks, breakpoints) and a new
+# module imports at once. Static analysers (pyright, Pylance, mypy, jedi) run neither import hooks nor
+# .pth code, so the environment also holds what they can read:
+#   - tilepilot-deps.pth names the dependency environment twice: as a plain path line, which analysers
+#     read, and through site.addsitedir, which Python runs so that the environment's own .pth files count.
+#   - .venv/tilepilot-src/tilepilot: the installed package's layout as links to this checkout's folders
+#     ([tool.setuptools.package-dir]: a link per subpackage folder, and per file of the root package's
+#     folder). [tool.pyright] extraPaths names it; Python never sees it. Relinked when the root package's
+#     files or the mapping change; a module added to a subpackage needs nothing.
 VENV="$REPO/.venv"
-stamp="$DEPS $(sha256sum "$REPO/pyproject.toml" | cut -c1-12)"
+stamp="$DEPS $PYRIGHT_ENV $(sha256sum "$REPO/pyproject.toml" | cut -c1-12)"
 if [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
   exec 9>"$CACHE/.checkout-$(echo "$REPO" | sha256sum | cut -c1-12).lock"
   flock 9
@@ -231,9 +273,11 @@ if [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
     {
       "$PY" -m venv --without-pip "$VENV" &&
       site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" &&
-      # addsitedir (not a bare path line) so the dependency environment's own .pth files count.
-      echo "import site; site.addsitedir('$deps_site')" >"$site/tilepilot-deps.pth" &&
-      "$DEPS/bin/python" -m pip --python "$VENV/bin/python" install --no-deps --no-build-isolation -e "$REPO"
+      printf '%s\n' "$deps_site" "import site; site.addsitedir('$deps_site')" >"$site/tilepilot-deps.pth" &&
+      "$DEPS/bin/python" -m pip --python "$VENV/bin/python" install --no-deps --no-build-isolation -e "$REPO" &&
+      printf '#!/bin/sh\nexport PYRIGHT_PYTHON_IGNORE_WARNINGS=1\nexec "%s" -m pyright "$@"\n' "$PYRIGHT_ENV/bin/python" \
+        >"$VENV/bin/pyright" &&
+      chmod +x "$VENV/bin/pyright"
     } >"$SETUP_LOG" 2>&1 || _fail "creating $VENV"
     echo "$stamp" >"$VENV/.stamp"
   fi
@@ -243,5 +287,32 @@ fi
 docs_pth="import site; site.addsitedir('$("$DOCS/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')')"
 venv_site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 [ "$(cat "$venv_site/tilepilot-docs.pth" 2>/dev/null)" = "$docs_pth" ] || echo "$docs_pth" >"$venv_site/tilepilot-docs.pth"
+"$PY" - "$REPO" "$VENV/tilepilot-src" <<'EOF' || _fail "linking $VENV/tilepilot-src"
+import json, os, shutil, sys, tempfile, tomllib
+from pathlib import Path
+
+repo, tree = Path(sys.argv[1]), Path(sys.argv[2])
+package_dir = tomllib.load(open(repo / "pyproject.toml", "rb"))["tool"]["setuptools"]["package-dir"]
+roots = [name for name in package_dir if "." not in name]
+files = {root: sorted(p.name for p in (repo / package_dir[root]).iterdir() if p.name != "__pycache__") for root in roots}
+stamp = json.dumps([package_dir, files], sort_keys=True)
+if (tree / ".stamp").is_file() and (tree / ".stamp").read_text() == stamp:
+    sys.exit(0)
+tree.parent.mkdir(parents=True, exist_ok=True)
+building = Path(tempfile.mkdtemp(prefix=".tilepilot-src.", dir=tree.parent))
+for name in sorted(package_dir, key=lambda n: n.count(".")):  # a package before the links inside it
+    target, folder = building.joinpath(*name.split(".")), repo / package_dir[name]
+    if name in roots:  # its folder's files, one by one: the subpackages' links go beside them
+        target.mkdir(parents=True)
+        for entry in files[name]:
+            (target / entry).symlink_to(folder / entry)
+    elif target.parent.resolve().is_relative_to(building.resolve()):
+        target.symlink_to(folder, target_is_directory=True)
+    elif target.resolve() != folder.resolve():  # inside a linked folder: never write into the checkout
+        sys.exit(f"{name} = {package_dir[name]!r} lies elsewhere than in its parent package's folder; link it here")
+(building / ".stamp").write_text(stamp)
+shutil.rmtree(tree, ignore_errors=True)
+os.replace(building, tree)
+EOF
 export VENV
 export PATH="$VENV/bin:$PATH"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_check
 
 from pydantic import BaseModel, ValidationError
 
-from tilepilot.agents.atomic import write_atomic  # re-exported: the agents import it from here
+from tilepilot.agents.atomic import write_atomic as write_atomic  # re-exported: the agents import it from here
 from tilepilot.agents.errors import RunError
 
 if TYPE_CHECKING:

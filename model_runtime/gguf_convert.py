@@ -33,8 +33,9 @@ def _byte_level(model_dir: Path) -> bool:
 def main() -> None:
     source, checkpoint, *options = sys.argv[1:]
     sys.path.insert(0, source)
-    import conversion.base as base  # llama.cpp's converter package, from the cached build's source
-    import conversion.gemma as gemma
+    # llama.cpp's converter package, from the cached build's source: on sys.path only at run time.
+    import conversion.base as base  # pyright: ignore[reportMissingImports]
+    import conversion.gemma as gemma  # pyright: ignore[reportMissingImports]
 
     find_hparam = base.ModelBase.find_hparam
 

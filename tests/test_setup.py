@@ -6,6 +6,7 @@ Each test copies this checkout's files to a fresh folder (as a clone would be) a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.requires import skip_missing
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +71,18 @@ def test_quick_start_demo_output_has_no_warnings(tmp_path, server_env):
     assert report.name == "report.html" and (checkout / report).is_file(), proc.stdout
     steps = [line for line in lines if line.startswith(("[setup] ", "[demo] "))]
     assert len(steps) >= 3, lines
+
+
+def test_static_analysers_resolve_tilepilot_and_its_dependencies_without_running_python():
+    """Pyright reads .venv as pyproject.toml's [tool.pyright] says, without running its .pth code or import hooks."""
+    pyright = shutil.which("pyright")
+    if pyright is None:
+        skip_missing("pyright", "source .ci/setup-env.sh installs it")
+    # Between them these import tilepilot's three layers, its root package and pydantic, PIL, langgraph, httpx, numpy.
+    files = ["agents/review/mapper.py", "agents/api/operations.py", "tools/pdf_worker.py", "model_runtime/client.py"]
+    proc = subprocess.run([pyright, "--outputjson", *files], cwd=REPO, capture_output=True, text=True, timeout=600)
+    report = json.loads(proc.stdout)
+    assert report["summary"]["filesAnalyzed"] == len(files), report["summary"]
+    unresolved = [f"{d['file']}:{d['range']['start']['line'] + 1}: {d['message']}" for d in report["generalDiagnostics"]
+                  if d.get("rule") in ("reportMissingImports", "reportMissingModuleSource")]
+    assert unresolved == [], "\n".join(unresolved)

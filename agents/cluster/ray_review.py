@@ -31,7 +31,8 @@ from rich.console import Console
 from tilepilot.agents.cluster.documents import DocumentOutcome, DocumentTask, FailedDocument, document_key, failed_marker, is_finished
 from tilepilot.agents.cluster.merge import merge_run
 from tilepilot.agents.errors import RunError, UsageError
-from tilepilot.agents.review.runner import ReviewOptions, expand_inputs
+from tilepilot.agents.review.inputs import expand_inputs
+from tilepilot.agents.review.runner import ReviewOptions
 from tilepilot.agents.rules import build_policy
 from tilepilot.agents.runs import Deadline, DeadlineReached, ProgressSink, Run, write_atomic
 

@@ -19,11 +19,12 @@ from rich.console import Console
 from tilepilot.agents.backend import random_weights_note
 from tilepilot.agents.errors import UsageError
 from tilepilot.agents.progress import ConsoleProgress
-from tilepilot.agents.review.findings import DocumentResult, Finding, FindingsFile, ModelInfo, PageFailure, PageSent, UsageTotals
+from tilepilot.agents.review.findings import (DocumentResult, FailedInput, Finding, FindingsFile, ModelInfo, PageFailure, PageSent,
+                                             UsageTotals)
 from tilepilot.agents.review.decisions import carry_decisions, findings_lock
 from tilepilot.agents.review.docmap import DocumentMap
 from tilepilot.agents.review.graph import NOTES_TOKENS, ReviewContext, build_graph
-from tilepilot.agents.review.inputs import FailedInput, ReviewInput, check_inputs, expand_inputs  # noqa: F401 (re-exported)
+from tilepilot.agents.review.inputs import ReviewInput, check_inputs, expand_inputs
 from tilepilot.agents.review.ledger import ChunkLedger
 from tilepilot.agents.review.legibility_table import LegibilityTable, load_table
 from tilepilot.agents.review.mapper import ChunkContext, extra_output_fields

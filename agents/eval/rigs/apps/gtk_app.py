@@ -19,11 +19,13 @@ import json
 import os
 import sys
 
-import gi
+# PyGObject is Debian's python3-gi: this app runs under the interpreter that has it (client.gtk_python), not
+# the project's environment, so static analysers of the environment cannot resolve it.
+import gi  # pyright: ignore[reportMissingImports]
 
 gi.require_version("Gtk", "3.0")
 gi.require_version("Gdk", "3.0")
-from gi.repository import Gdk, GLib, Gtk  # noqa: E402
+from gi.repository import Gdk, GLib, Gtk  # noqa: E402  # pyright: ignore[reportMissingImports]
 
 if __package__:
     from tilepilot.agents.eval.rigs.apps.scene import BANNER_HEIGHT, LIST_ROWS, SceneLayout  # noqa: E402
