@@ -106,3 +106,23 @@ def test_model_gguf_refuses_other_folders_and_its_checkpoint(tmp_path: Path) -> 
         assert proc.returncode == 4 and len(lines) == 1 and f"--out {out}: {says}" in lines[0], proc.stderr
     assert (models / "other-model.gguf").read_bytes() == b"GGUF precious"
     assert not (ckpt / "gguf").exists() and sorted(os.listdir(ckpt)) == sorted(os.listdir(build_tiny_checkpoint()))
+
+
+def test_build_tiny_refuses_a_folder_of_other_files(tmp_path: Path) -> None:
+    models = _user_folder(tmp_path / "models")
+    proc = tilepilot("model", "build-tiny", "--out", str(models), "--force")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 4 and len(lines) == 1 and "holds files tilepilot did not write" in lines[0], proc.stderr
+    assert sorted(os.listdir(models)) == ["other-model.gguf"]
+
+
+def test_model_gguf_replaces_its_own_earlier_export(tmp_path: Path) -> None:
+    from tests.requires import require_llama_build
+
+    require_llama_build()
+    out = tmp_path / "gguf"
+    for quant in ("f16", "q8_0"):
+        proc = tilepilot("model", "gguf", "tiny", "--out", str(out), "--quant", quant, "--json")
+        assert proc.returncode == 0, proc.stderr
+    assert '"quant": "q8_0"' in (out / "tilepilot-gguf.json").read_text() and (out / MARKER_NAME).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gguf"]
