@@ -83,7 +83,7 @@ def _check_target(to: Path, reviewed: list[Path], force: bool) -> None:
     for source in reviewed:
         same = target == source.expanduser().resolve() or (to.exists() and source.exists() and os.path.samefile(to, source))
         if same:
-            raise UsageError(f"--to {to}: is {source}, a document this run reviewed; write the export to a new file")
+            raise UsageError(f"--to {to}: is a document this run reviewed ({source}); write the export to a new file")
     if to.is_dir():
         raise UsageError(f"--to {to}: is a folder; give a file name")
     if to.exists() and not force:
