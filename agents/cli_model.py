@@ -250,7 +250,7 @@ def build_tiny(
 @model_app.command("gguf")
 def model_gguf(
     checkpoint: Path = typer.Argument(..., help="A gemma4_unified checkpoint folder (tiny, or one `model finetune` wrote)."),
-    out_dir: Path = typer.Option(..., "--out", help="Folder to write model.gguf and mmproj.gguf into (replaced whole)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write model.gguf and mmproj.gguf into: new, empty, or an earlier export (replaced whole)."),
     quant: str = typer.Option("f16", help="Text model type: f16, q8_0 or q4_k_m (the projector stays f16)."),
     as_json: JsonOption = False,
 ) -> None:
@@ -285,7 +285,7 @@ def _pdf_page_image(pdf: Path, page: int, budget: int, password: Optional[str]):
 
 def ask(
     prompt: str = typer.Argument(..., help="What to ask."),
-    image: Optional[Path] = typer.Option(None, help="An image file."),
+    image: Optional[Path] = typer.Option(None, help="An image file: .png, .jpg, .jpeg, .tif or .tiff."),
     pdf: Optional[Path] = typer.Option(None, help="A PDF; use with --page."),
     page: int = typer.Option(1, help="1-based page of --pdf."),
     password: Optional[str] = typer.Option(None, help="Password of an encrypted --pdf."),
@@ -302,13 +302,10 @@ def ask(
     check_budget(budget)
     parts: list = []
     if image is not None:
-        from PIL import Image, UnidentifiedImageError
+        from tilepilot.tools.images import decoding, open_image
 
-        try:
-            with Image.open(image) as im:
-                parts.append(ImagePart(image=im.convert("RGB")))
-        except (OSError, UnidentifiedImageError):
-            raise UsageError(f"{image}: not a readable image") from None
+        with open_image(image) as im, decoding(image):
+            parts.append(ImagePart(image=im.convert("RGB")))
     if pdf is not None:
         parts.append(ImagePart(image=_pdf_page_image(pdf, page, budget, password)))
     if audio is not None:

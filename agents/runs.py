@@ -16,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -371,15 +371,31 @@ class Run:
 
     # -- checkpoint ---------------------------------------------------------------------------
 
-    def checkpointer(self, serde: Any = None) -> "SqliteSaver":
-        """The run's SqliteSaver (one per run, closed with it)."""
+    def checkpointer(self, allowed_types: Sequence[type] = ()) -> "SqliteSaver":
+        """The run's SqliteSaver (one per run, closed with it).
+
+        It reads only ``allowed_types`` (the agent's own state models) and LangGraph's bookkeeping
+        types (:mod:`tilepilot.agents.safe_checkpoint`); a file that already exists (a resumed run) is
+        read whole through that allowlist here, before any node runs; anything else stops the run with one line.
+        """
         if self._saver is None:
             import sqlite3
 
             from langgraph.checkpoint.sqlite import SqliteSaver
 
-            conn = sqlite3.connect(self.dir / CHECKPOINT_NAME, check_same_thread=False)
-            self._saver = SqliteSaver(conn, serde=serde) if serde is not None else SqliteSaver(conn)
+            from tilepilot.agents.safe_checkpoint import AllowlistSerializer, screen_checkpoint
+
+            path = self.dir / CHECKPOINT_NAME
+            serde = AllowlistSerializer(allowed_types, where=str(path))
+            existed = path.exists()  # --resume, or a folder an API caller hands back: read it whole first
+            conn = sqlite3.connect(path, check_same_thread=False)
+            try:
+                if existed:
+                    screen_checkpoint(conn, serde)
+            except BaseException:
+                conn.close()
+                raise
+            self._saver = SqliteSaver(conn, serde=serde)
         return self._saver
 
     def thread(self, thread_id: str, **extra: Any) -> dict[str, Any]:

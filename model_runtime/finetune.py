@@ -28,7 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from tilepilot.model_runtime.errors import FinetuneError
-from tilepilot.model_runtime.folders import folder_in_place
+from tilepilot.model_runtime.folders import check_output_folder, folder_in_place
 
 DATA_NAME = "train.jsonl"  # what `tilepilot export` writes (agents/export/dataset.py documents the format)
 PROVENANCE_NAME = "tilepilot-finetune.json"
@@ -171,6 +171,7 @@ def finetune(opts: FinetuneOptions, emit=lambda **event: None) -> Path:
     out = Path(opts.out)
     if out.exists() and any(out.iterdir()) and not opts.force:
         raise FinetuneError(f"--out {out}: exists and is not empty; pick a new folder or pass --force")
+    check_output_folder(out, [Path(opts.base), Path(opts.dataset)], error=FinetuneError)  # before hours of training
     if not (Path(opts.base) / "config.json").is_file():
         raise FinetuneError(f"--base {opts.base}: not a checkpoint folder (no config.json)")
     torch.manual_seed(opts.seed)
@@ -261,7 +262,7 @@ def _with_lora(model, rank: int):
 
 def _save(model, opts: FinetuneOptions, out: Path, losses: list[float]) -> None:
     """Base checkpoint's processor and tokenizer files + the new weights, then provenance; renamed into place."""
-    with folder_in_place(out) as tmp:
+    with folder_in_place(out, [Path(opts.base), Path(opts.dataset)], error=FinetuneError) as tmp:
         for item in Path(opts.base).iterdir():
             if item.is_file() and item.name not in WEIGHT_FILES and item.name != ".complete":
                 shutil.copy2(item, tmp / item.name)

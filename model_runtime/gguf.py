@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tilepilot.model_runtime.errors import ModelRuntimeError
-from tilepilot.model_runtime.folders import folder_in_place
+from tilepilot.model_runtime.folders import check_output_folder, folder_in_place
 
 QUANTS: dict[str, str] = {"f16": "F16", "q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
 ARCHITECTURE = "Gemma4UnifiedForConditionalGeneration"
@@ -121,6 +121,7 @@ def export(ckpt: Path, out: Path, quant: str = "f16", env: dict[str, str] | None
         raise GgufError(f"--quant must be one of {', '.join(QUANTS)}, got {quant}")
     ckpt = Path(ckpt).expanduser().resolve()
     check_checkpoint(ckpt)
+    check_output_folder(Path(out), [ckpt], error=GgufError)  # before the build is looked for: one line, nothing written
     build = llama_build()
     source = build / "llama.cpp"
     from tilepilot.model_runtime.server import serving_env
@@ -129,7 +130,7 @@ def export(ckpt: Path, out: Path, quant: str = "f16", env: dict[str, str] | None
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source / "gguf-py"), child_env.get("PYTHONPATH", "")) if p)
     convert = [sys.executable, "-m", "tilepilot.model_runtime.gguf_convert", str(source), str(ckpt)]
     out = Path(out).expanduser()
-    with folder_in_place(out) as tmp:
+    with folder_in_place(out, [ckpt], error=GgufError) as tmp:
         f16 = tmp / ("model.gguf" if quant == "f16" else "model-f16.gguf")
         _run([*convert, "--outfile", str(f16), "--outtype", "f16"], child_env, "converting the text model")
         # The projector stays f16 whatever --quant says, as llama.cpp's own releases ship it.

@@ -111,7 +111,7 @@ def build_tiny_checkpoint(out: Path | None = None, seed: int = DEFAULT_SEED, for
             f"building the tiny model needs torch and transformers ({err.name} missing); "
             "install the serving extras: pip install 'tilepilot[serve-cpu]'"
         ) from None
-    with folder_in_place(out) as tmp:
+    with folder_in_place(out, error=CheckpointBuildError) as tmp:
         _write_checkpoint(tmp, seed, geometry)
     return out
 

@@ -12,7 +12,8 @@ and wherever, it is reviewed; a resumed run finds the same PDF.
 - ``.txt .md``: laid out on A4 pages with PyMuPDF's ``Story`` (Markdown through markdown-it, which
   rich already brings), so the text layer is exact.
 - ``.png .jpg .jpeg .tif .tiff``: one page per image frame (multi-page TIFF), sized from the
-  image's DPI (200 when it states none): a scanned page with no text layer.
+  image's DPI (200 when it states none): a scanned page with no text layer. Only the decoder the
+  suffix names reads it, and a decompression bomb is refused (:mod:`tilepilot.tools.images`).
 
 Every failure is a :class:`ConversionError` whose message is one line naming the file.
 """
@@ -30,11 +31,11 @@ import zipfile
 from pathlib import Path
 
 from tilepilot.tools.errors import ToolError
+from tilepilot.tools.images import IMAGE_SUFFIXES
 
 CONVERTER_VERSION = "1"  # part of the cache key: bump when a conversion's output changes
 OFFICE_SUFFIXES = (".docx", ".doc", ".odt", ".rtf")
 TEXT_SUFFIXES = (".txt", ".md")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SUPPORTED_SUFFIXES = (".pdf", *OFFICE_SUFFIXES, *TEXT_SUFFIXES, *IMAGE_SUFFIXES)
 # What the review takes, in words, for its --help and the API (from the lists above, so the two never drift).
 INPUTS_DESCRIPTION = (f"PDF; {' '.join(OFFICE_SUFFIXES)} (converted with LibreOffice); {' '.join(TEXT_SUFFIXES)}; "
@@ -195,20 +196,29 @@ def _text_to_pdf(source: Path, data: bytes) -> bytes:
 
 def _images_to_pdf(source: Path, data: bytes) -> bytes:
     import pymupdf
-    from PIL import Image, ImageSequence, UnidentifiedImageError
+    from PIL import ImageSequence
+
+    from tilepilot.tools.images import ImageReadError, check_pixels, decoding, open_image
 
     try:
-        image = Image.open(io.BytesIO(data))
+        image = open_image(source, data)  # only the decoder the suffix names; a bomb is refused here
         pdf = pymupdf.open()
-        for frame in ImageSequence.Iterator(image):
-            dpi = frame.info.get("dpi") or (DEFAULT_DPI, DEFAULT_DPI)
-            dpi_x, dpi_y = (float(d) if d and float(d) > 1 else DEFAULT_DPI for d in dpi)
-            page = pdf.new_page(width=frame.width * 72.0 / dpi_x, height=frame.height * 72.0 / dpi_y)
-            png = io.BytesIO()
-            frame.convert("L" if frame.mode in ("1", "L", "I;16") else "RGB").save(png, format="PNG")
-            page.insert_image(page.rect, stream=png.getvalue())
+        with decoding(source):
+            for frame in ImageSequence.Iterator(image):
+                check_pixels(source, frame)
+                _add_image_page(pdf, frame)
         if pdf.page_count == 0:
             raise ConversionError(f"{source}: the image holds no frames")
         return pdf.tobytes(garbage=3, deflate=True)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ConversionError(f"{source}: not a readable {source.suffix} image ({str(err).splitlines()[0][:120]})") from None
+    except ImageReadError as err:
+        raise ConversionError(str(err)) from None
+
+
+def _add_image_page(pdf, frame) -> None:
+    """One PDF page for one image frame, sized from its DPI (200 when it states none)."""
+    dpi = frame.info.get("dpi") or (DEFAULT_DPI, DEFAULT_DPI)
+    dpi_x, dpi_y = (float(d) if d and float(d) > 1 else DEFAULT_DPI for d in dpi)
+    page = pdf.new_page(width=frame.width * 72.0 / dpi_x, height=frame.height * 72.0 / dpi_y)
+    png = io.BytesIO()
+    frame.convert("L" if frame.mode in ("1", "L", "I;16") else "RGB").save(png, format="PNG")
+    page.insert_image(page.rect, stream=png.getvalue())

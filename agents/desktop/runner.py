@@ -18,7 +18,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
 
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 
 from tilepilot.agents.desktop.graph import ActionExecutor, CaptureSource, DesktopContext, build_graph
@@ -36,12 +35,11 @@ Approver = Callable[[ConfirmRequest], bool]
 THREAD_ID = "desktop"
 
 
-def _serializer() -> JsonPlusSerializer:
-    # Only our own state models may be revived from the checkpoint.
-    models = list(STATE_MODELS) + [
+def _checkpoint_types() -> list[type]:
+    # Only our own state models may be revived from the checkpoint (Run.checkpointer enforces it).
+    return list(STATE_MODELS) + [
         getattr(action_models, name) for name in ("Click", "Move", "Drag", "Scroll", "Type", "Hotkey", "Key", "Wait", "Done", "Fail")
     ]
-    return JsonPlusSerializer(allowed_msgpack_modules=[(m.__module__, m.__name__) for m in models])
 
 
 def effective_max_steps(options: DesktopOptions, policy: Policy) -> int:
@@ -94,7 +92,7 @@ def run_desktop(
             writer=writer, audit=AuditLog(writer.audit_path, agent="desktop"),
             max_steps=effective_max_steps(options, policy), deadline=run.deadline,
         )
-        app = build_graph().compile(checkpointer=run.checkpointer(serde=_serializer()))
+        app = build_graph().compile(checkpointer=run.checkpointer(_checkpoint_types()))
         config = run.thread(THREAD_ID, recursion_limit=40)  # one step per stream: the graph pauses after record
         payload = _start_or_continue(app, config, options, run.resumed)
         run.progress.start("desktop", ctx.max_steps, "steps")

@@ -57,10 +57,10 @@ def export_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders, or folders holding them (an eval folder run with --keep-runs).")],
     to: Annotated[Path, typer.Option("--to", help="The dataset folder to write (must be new or empty).")],
     license: Annotated[str, typer.Option("--license", help="Licence of the set, for its card (SPDX id or 'other').")] = "other",
-    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --to folder.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --to folder that an earlier export wrote (never other folders).")] = False,
 ) -> None:
     """Export successful desktop steps, accepted review findings and corrected transcripts as a fine-tuning set."""
-    summary = write_dataset(collect(runs), to, license=license, force=force)
+    summary = write_dataset(collect(runs), to, license=license, force=force, inputs=runs)
     for source in summary.sources:
         err.print(f"{source.run}: {source.examples} example(s){'; ' + source.note if source.note else ''}")
     agents = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_agent.items()))

@@ -33,7 +33,7 @@ import base64
 import json
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -87,7 +87,7 @@ class DatasetSummary(BaseModel):
 
 
 def write_dataset(batches: Iterable[tuple[list[Example], SourceSummary]], out: Path, *, license: str,
-                  force: bool = False) -> DatasetSummary:
+                  force: bool = False, inputs: Sequence[Path] = ()) -> DatasetSummary:
     """Write each run's examples (one batch per run) into a dataset folder at ``out``, atomically.
 
     Batches are written as they come and then dropped, so an export of thousands of screenshots
@@ -96,7 +96,7 @@ def write_dataset(batches: Iterable[tuple[list[Example], SourceSummary]], out: P
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise ExportError(f"--to {out}: exists and is not empty; pick a new folder or pass --force")
-    with folder_in_place(out) as tmp:
+    with folder_in_place(out, inputs, option="--to", error=ExportError) as tmp:
         (tmp / "images").mkdir()
         (tmp / "audio").mkdir()
         n, n_images, n_audio, by_agent, sources = 0, 0, 0, Counter(), []

@@ -2,7 +2,9 @@
 
 Both formats hold the same cells (:func:`finding_rows`): the finding as the agent wrote it, the
 reviewer's decision, and the corrected values where the reviewer corrected it. Every value is
-text or a whole number, so the two files agree cell for cell.
+text or a whole number, so the two files agree cell for cell, except that a text that a spreadsheet
+would run as a formula (:data:`FORMULA_STARTS`) is a text cell in the xlsx and starts with an
+apostrophe in the CSV.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ import csv
 import io
 
 from tilepilot.agents.review.findings import FindingsFile, xml_text
+
+# A cell a spreadsheet would read as a formula (or, after a tab or carriage return, start one): quotes come
+# from documents, and =HYPERLINK(...) in one must stay text (OWASP's "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 COLUMNS = ["document", "id", "rule", "severity", "flag", "page", "pages", "paragraph", "quote", "rationale",
            "verified", "source", "decision", "corrected_rule", "corrected_severity", "corrected_quote",
@@ -35,12 +41,17 @@ def finding_rows(report: FindingsFile) -> tuple[list[str], list[list[str | int]]
     return header, [[xml_text(v) if isinstance(v, str) else v for v in row] for row in rows]
 
 
+def starts_like_formula(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(FORMULA_STARTS)
+
+
 def to_csv(report: FindingsFile) -> bytes:
     header, rows = finding_rows(report)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
-    writer.writerows(rows)
+    # CSV has no cell types: a leading apostrophe is what spreadsheets take as "this is text".
+    writer.writerows([[f"'{v}" if starts_like_formula(v) else v for v in row] for row in rows])
     return buffer.getvalue().encode("utf-8")
 
 
@@ -55,7 +66,7 @@ def to_xlsx(report: FindingsFile) -> bytes:
     for row in rows:
         sheet.append(row)
         for cell in sheet[sheet.max_row]:
-            if cell.data_type == "f":  # openpyxl takes "=..." for a formula: quotes come from documents, never run them
+            if starts_like_formula(cell.value):  # openpyxl takes "=..." for a formula: store every such cell as text
                 cell.data_type = "s"
     sheet.freeze_panes = "A2"
     buffer = io.BytesIO()

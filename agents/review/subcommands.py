@@ -7,6 +7,7 @@ folder runs the subcommand; anything else is an ordinary review.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -43,6 +44,7 @@ def export(
                             "finding, decisions included."),
     document: Optional[str] = typer.Option(None, "--document", help="For .docx, which reviewed Word file (its name) "
                                            "when the run reviewed several."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --to file (never a document the run reviewed)."),
 ) -> None:
     """Export a review run's findings: Word comments and tracked changes, or a spreadsheet."""
     from tilepilot.agents.review.decisions import load_findings
@@ -51,6 +53,7 @@ def export(
     from tilepilot.agents.runs import write_atomic
 
     report = load_findings(run)
+    _check_target(to, [Path(p) for d in report.documents for p in (d.source, d.path) if p], force)
     suffix = to.suffix.lower()
     if suffix == ".csv":
         data, what = to_csv(report), f"{sum(len(d.findings) for d in report.documents)} findings"
@@ -72,6 +75,19 @@ def export(
         raise UsageError(f"--to {to}: folder {to.parent} does not exist")
     write_atomic(to, data)
     typer.echo(f"{to}: {what}")
+
+
+def _check_target(to: Path, reviewed: list[Path], force: bool) -> None:
+    """Never write over a reviewed document (the .docx that gets the comments, most likely); nothing else without --force."""
+    target = to.expanduser().resolve()
+    for source in reviewed:
+        same = target == source.expanduser().resolve() or (to.exists() and source.exists() and os.path.samefile(to, source))
+        if same:
+            raise UsageError(f"--to {to}: is a document this run reviewed ({source}); write the export to a new file")
+    if to.is_dir():
+        raise UsageError(f"--to {to}: is a folder; give a file name")
+    if to.exists() and not force:
+        raise UsageError(f"--to {to}: exists; pass --force to replace it")
 
 
 @review_tools.command("open")

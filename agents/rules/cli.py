@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from tilepilot.agents.errors import RuleError, UsageError
-from tilepilot.agents.rules.discovery import agents_files_for
+from tilepilot.agents.rules.discovery import agents_sources_for
 from tilepilot.agents.rules.merge import Policy, Sourced
 from tilepilot.agents.rules.schema import AGENT_NAMES
 
@@ -96,14 +96,16 @@ def new_command(
 
 
 def render_explanation(policy: Policy, target: Path | None) -> str:
-    lines = [f"Rule chain for agent {policy.agent!r} (later files override earlier ones):"]
+    lines = [f"Rule chain for agent {policy.agent!r} (later files override earlier ones; files found beside the target may only add):"]
     for number, entry in enumerate(policy.chain, 1):
         status = "applied" if entry.applied else "SKIPPED"
         why = "" if entry.applied else f"  ({entry.reason})"
         lines.append(f"  {number}. {status:<9}{entry.origin:<16} {entry.path}{why}")
+        lines += [f"       added: {item}" for item in entry.added]
+        lines += [f"       REFUSED: {item}" for item in entry.refused]
     if target is None:
         lines.append("  AGENTS.md lookup skipped: no TARGET given")
-    elif not agents_files_for(target):
+    elif not agents_sources_for(target):
         lines.append(f"  no AGENTS.md between / and {target.resolve().parent if target.is_file() else target.resolve()}")
     lines += ["", "Merged policy (each value names the rule that set it):"]
     lines += _policy_lines(policy)
