@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -88,6 +89,14 @@ async def mcp_session(transport: str, runs: Path, *, http: HttpServer | None = N
             ClientSession(read, write, **callbacks) as session:
         await session.initialize()
         yield session
+
+
+def tool_error(result: Any) -> str:
+    """A refused call's one line, without the SDK's own "Error executing tool NAME: " in front."""
+    assert result.is_error, result.structured_content
+    [text] = [c.text for c in result.content if c.type == "text"]
+    assert len(text.strip().splitlines()) == 1, text
+    return re.sub(r"^Error executing tool \w+: ", "", text)
 
 
 def refused_without_token(url: str) -> list[int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.agents.mcp.sessions import HttpServer, mcp_session, refused_without_token
+from tests.agents.mcp.sessions import HttpServer, mcp_session, refused_without_token, tool_error
 from tests.conftest import REPO
 
 API_KEY = "sk-configured-only-4c1d"
@@ -66,13 +66,6 @@ def recorders() -> Iterator[list[HeaderRecorder]]:
         recorder.close()
 
 
-def _one_line(result) -> str:
-    assert result.is_error, result.structured_content
-    [text] = [c.text for c in result.content if c.type == "text"]
-    assert len(text.strip().splitlines()) == 1, text
-    return text
-
-
 def test_caller_servers_must_be_loopback_or_allowed_and_only_the_configured_one_gets_the_key(
         tmp_path: Path, recorders: list[HeaderRecorder]) -> None:
     configured, other, allowed = recorders
@@ -99,7 +92,7 @@ def test_caller_servers_must_be_loopback_or_allowed_and_only_the_configured_one_
 
     refused = asyncio.run(session_work())
     for result in refused:
-        text = _one_line(result)
+        text = tool_error(result)
         assert text.startswith("base_url: ") and "--allow-server" in text and API_KEY not in text, text
     assert other.seen and allowed.seen and configured.seen
     assert {auth for _, auth in other.seen + allowed.seen} == {None}

@@ -20,8 +20,9 @@ from mcp import ClientSession
 from mcp_types import ListRootsResult, Root
 
 import tilepilot
-from tests.agents.mcp.sessions import mcp_session
+from tests.agents.mcp.sessions import mcp_session, tool_error
 from tests.conftest import REPO
+from tilepilot.agents.runs import DeadlineReached
 
 SECRET = "TOP-SECRET-7f3a9c the merger closes on Friday"
 RULES = "---\napplies_to: [review]\n---\nLook for personal data.\n"
@@ -69,18 +70,11 @@ async def seen_by_the_client(session: ClientSession, result: Any) -> str:
     return "\n".join(seen)
 
 
-def refusal(result: Any) -> str:
-    assert result.is_error, result.structured_content
-    [text] = [c.text for c in result.content if c.type == "text"]
-    assert len(text.strip().splitlines()) == 1, text
-    return text
-
-
 def assert_secret_stayed_put(tree: Tree, *texts: str) -> None:
     for text in texts:
         assert SECRET not in text
-    written = [p for p in tree.runs.rglob("*") if p.is_file()] + [p for p in tree.granted.rglob("*") if p.is_file()]
-    for path in written:
+    run_folders = [tree.runs, *(log.parent for log in tree.granted.rglob("events.jsonl"))]  # what runs wrote
+    for path in (p for folder in run_folders for p in folder.rglob("*") if p.is_file()):
         assert SECRET.encode() not in path.read_bytes(), path
 
 
@@ -115,7 +109,7 @@ def test_every_path_argument_outside_the_roots_is_refused(tree: Tree) -> None:
         async with mcp_session("stdio", tree.runs, roots=[tree.granted]) as session:
             for tool, argument, arguments in attacks:
                 result = await session.call_tool(tool, arguments)
-                refusals.append((tool, argument, refusal(result), await seen_by_the_client(session, result)))
+                refusals.append((tool, argument, tool_error(result), await seen_by_the_client(session, result)))
             fine = await session.call_tool("review_documents", review)  # the same review inside the roots works
             return refusals, fine, await seen_by_the_client(session, fine), await session.list_resources()
 
@@ -132,7 +126,8 @@ def test_every_path_argument_outside_the_roots_is_refused(tree: Tree) -> None:
 
 def test_a_crafted_run_folder_inside_the_roots_cannot_name_files_outside(tree: Tree) -> None:
     crafted = tree.granted / "crafted"
-    tilepilot.review(tree.contract, no_model=True, out=crafted, max_runtime_s=1e-9)  # stopped: resumable
+    with pytest.raises(DeadlineReached):  # stopped at once: a resumable run folder
+        tilepilot.review(tree.contract, no_model=True, out=crafted, max_runtime_s=1e-9)
     manifest = json.loads((crafted / "run.json").read_text())
     for field, value in (("paths", [str(tree.outside / "secret.txt")]), ("rules", [str(tree.outside / "secret.txt")])):
         manifest["options"] = {**manifest["options"], "paths": [tree.contract], "rules": [], field: value}
@@ -144,7 +139,7 @@ def test_a_crafted_run_folder_inside_the_roots_cannot_name_files_outside(tree: T
                 return result, await seen_by_the_client(session, result)
 
         result, seen = asyncio.run(session_work())
-        assert refusal(result).startswith(f"{field}: "), result.content
+        assert tool_error(result).startswith(f"{field}: "), result.content
         assert_secret_stayed_put(tree, seen)
 
 
@@ -163,11 +158,12 @@ def test_rule_files_over_mcp_must_be_markdown_with_front_matter(tree: Tree) -> N
             return [(await session.call_tool(tool, arguments)) for tool, arguments in cases]
 
     for result in asyncio.run(session_work()):
-        text = refusal(result)
+        text = tool_error(result)
         assert "Markdown" in text and "front matter" in text and SECRET not in text, text
     assert_secret_stayed_put(tree)
 
 
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # roots: deprecated in the 2026-07-28 spec
 def test_declared_roots_replace_the_root_option_and_follow_list_changed(tmp_path: Path) -> None:
     """Like the reference filesystem server: a client's roots are the boundary, and a change holds from the next call."""
     first, second, runs = tmp_path / "first", tmp_path / "second", tmp_path / "runs"
@@ -200,7 +196,7 @@ def test_declared_roots_replace_the_root_option_and_follow_list_changed(tmp_path
 
     in_declared, in_option_only, after_first, after_second, stale = asyncio.run(session_work())
     assert not in_declared.is_error, in_declared.content
-    assert refusal(in_option_only).startswith("paths: ") and str(second) in refusal(in_option_only)
+    assert tool_error(in_option_only).startswith("paths: ") and str(second) in tool_error(in_option_only)
     assert not after_first.is_error, after_first.content
-    assert refusal(after_second).startswith("paths: ")
+    assert tool_error(after_second).startswith("paths: ")
     assert stale is not None and "outside the roots" in stale
