@@ -31,7 +31,7 @@ from tilepilot.agents.errors import RuleProblemsError, UsageError
 
 PathKind = Literal["inputs", "rules", "file", "model", "run"]
 # Every path argument of every tool, by what it names. A request field that is missing here and from
-# NOT_PATHS fails tests/agents/mcp/test_mcp_roots_unit.py, so a new path argument cannot slip past.
+# NOT_PATHS fails tests/agents/mcp/test_mcp_boundary.py, so a new path argument cannot slip past.
 PATH_ARGUMENTS: dict[str, PathKind] = {
     "paths": "inputs", "files": "inputs", "rules": "rules", "legibility": "file", "model": "model",
     "out": "run", "resume": "run",

@@ -47,7 +47,7 @@ class ModelServers:
         bad = [url for url in (*urls, *allowed) if canonical(url) is None]
         if bad:
             raise UsageError(f"{bad[0]}: not an http(s) server URL (--base-url and --allow-server take http://HOST:PORT)")
-        return cls(tuple(urls), tuple(canonical(url) for url in allowed), api_key or None)  # type: ignore[misc]
+        return cls(tuple(urls), tuple(key for key in map(canonical, allowed) if key), api_key or None)
 
     def check(self, url: str) -> None:
         """Refuse a caller's server that is neither on this machine's loopback nor allowed."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -86,6 +87,10 @@ def generated_token(host: str, port: int) -> Iterator[str]:
         path.unlink(missing_ok=True)
 
 
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve_http(server: Any, host: str, port: int, token: Optional[str]) -> None:
     import uvicorn
 
@@ -97,6 +102,9 @@ def serve_http(server: Any, host: str, port: int, token: Optional[str]) -> None:
     except OSError as err:
         raise UsageError(f"--host {host} --port {port}: cannot listen there ({err.strerror})") from None
     port = sock.getsockname()[1]
+    # uvicorn re-raises SIGTERM once it has shut down; as an exception (not the default death) it lets the
+    # generated token's file be removed on the way out.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with sock, (nullcontext(token) if token else generated_token(host, port)) as bearer:
         uvicorn.Server(uvicorn.Config(http_app(server, host, port, bearer), log_level="warning")).run(sockets=[sock])
 
@@ -107,7 +115,8 @@ def mcp_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface for http; anything but loopback needs --token."),
     port: int = typer.Option(8766, "--port", min=0, max=65535, help="Port for http."),
     token: Optional[str] = typer.Option(None, "--token", envvar=TOKEN_ENV, help="Bearer token every HTTP request must "
-                                        f"send (env {TOKEN_ENV})."),
+                                        f"send (env {TOKEN_ENV}; default on loopback: a new one, printed once and "
+                                        "saved in a 0600 file in the state folder)."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder for the run folders of calls that give no out."),
     root: Optional[list[Path]] = typer.Option(None, "--root", help="A folder callers' paths may lead into (repeatable; "
                                               "default: the current folder). A client that declares roots replaces them."),

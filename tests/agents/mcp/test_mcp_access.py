@@ -132,4 +132,5 @@ def test_http_without_a_token_makes_one_and_checks_host_on_any_loopback_address(
 
         assert "review_documents" in asyncio.run(session_work())
     finally:
-        server.close()
+        server.close()  # SIGTERM, as a service manager stops it
+    assert server.process.returncode == 128 + 15 and not token_file.exists()

@@ -20,7 +20,7 @@ from mcp import ClientSession
 from mcp_types import ListRootsResult, Root
 
 import tilepilot
-from tests.agents.mcp.sessions import mcp_session, tool_error
+from tests.agents.mcp.sessions import HttpServer, mcp_session, tool_error
 from tests.conftest import REPO
 from tilepilot.agents.runs import DeadlineReached
 
@@ -164,7 +164,8 @@ def test_rule_files_over_mcp_must_be_markdown_with_front_matter(tree: Tree) -> N
 
 
 @pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # roots: deprecated in the 2026-07-28 spec
-def test_declared_roots_replace_the_root_option_and_follow_list_changed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_declared_roots_replace_the_root_option_and_follow_list_changed(transport: str, tmp_path: Path) -> None:
     """Like the reference filesystem server: a client's roots are the boundary, and a change holds from the next call."""
     first, second, runs = tmp_path / "first", tmp_path / "second", tmp_path / "runs"
     for folder in (first, second):
@@ -179,7 +180,7 @@ def test_declared_roots_replace_the_root_option_and_follow_list_changed(tmp_path
         return {"paths": [str(folder / "contract.pdf")], "no_model": True, **extra}
 
     async def session_work():
-        async with mcp_session("stdio", runs, roots=[first], list_roots_callback=list_roots) as session:
+        async with mcp_session(transport, runs, roots=[first], http=http, list_roots_callback=list_roots) as session:
             in_declared = await session.call_tool("review_documents", review(second, out=str(second / "run")))
             in_option_only = await session.call_tool("review_documents", review(first))
             report = next(c.uri for c in in_declared.content if c.type == "resource_link" and c.name == "report.md")
@@ -194,7 +195,12 @@ def test_declared_roots_replace_the_root_option_and_follow_list_changed(tmp_path
                 stale = str(err)
             return in_declared, in_option_only, after_first, after_second, stale
 
-    in_declared, in_option_only, after_first, after_second, stale = asyncio.run(session_work())
+    http = HttpServer(runs, roots=[first]) if transport == "http" else None
+    try:
+        in_declared, in_option_only, after_first, after_second, stale = asyncio.run(session_work())
+    finally:
+        if http is not None:
+            http.close()
     assert not in_declared.is_error, in_declared.content
     assert tool_error(in_option_only).startswith("paths: ") and str(second) in tool_error(in_option_only)
     assert not after_first.is_error, after_first.content
