@@ -64,7 +64,10 @@ class Boundary:
 
     def resolve(self, argument: str, value: str | Path, *, runs_too: bool = False) -> Path:
         """``value`` resolved (symlinks included), or one line naming ``argument`` when it leads outside."""
-        resolved = Path(value).expanduser().resolve()
+        try:
+            resolved = Path(value).expanduser().resolve()
+        except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL byte, an unknown ~user
+            raise UsageError(f"{argument}: {value!r} is no usable path ({err})") from None
         if not self.holds(resolved, runs_too=runs_too):
             also = f" or the runs folder {self.runs}" if runs_too else ""
             raise UsageError(f"{argument}: {value} is outside the roots: use a path inside {self.describe()}{also}")

@@ -214,7 +214,7 @@ def build_server(runs_root: Path, roots: Sequence[Path] = (), servers: ModelServ
         where = await boundary(ctx)
         with _one_line():
             base_url, api_key = servers.for_caller(request.base_url)
-            where.check("out", [request.out])
+            where.check("out", [request.out])  # here too (the run checks all), so announce never names a refused folder
             where.check("resume", [request.resume])
         update: dict[str, Any] = {"base_url": base_url}
         if not request.resume:  # a resumed run is readable once it has finished through this server (_result)

@@ -140,6 +140,9 @@ def mcp_command(
         raise UsageError(f"--root {missing[0]}: no such folder")
     # Out of the environment, so that nothing in this process sends the key anywhere but where ModelServers says.
     servers = ModelServers.of(base_url or [], allow_server or [], os.environ.pop(API_KEY_ENV, None))
+    if not root and Path.cwd() == Path(Path.cwd().anchor):  # e.g. a desktop client that starts servers in /
+        print("tilepilot mcp: started in /, so every path on this machine is inside the roots unless the client "
+              "declares its own; pass --root FOLDER", file=sys.stderr, flush=True)
     server = build_server(runs.resolve(), root or [Path.cwd()], servers)
     if transport == "stdio":
         server.run("stdio")

@@ -39,6 +39,10 @@ def test_paths_are_resolved_before_the_check(tmp_path: Path) -> None:
         boundary.check("model", [str(outside)])
     with pytest.raises(UsageError, match="^out: "):
         Boundary.of([], runs, declared=True).check("out", [str(root / "run")])  # declared no roots: nothing
+    (root / "loop").symlink_to(root / "loop")
+    for unusable in (root / "loop" / "a.pdf", f"{root}/a\0.pdf"):
+        with pytest.raises(UsageError, match="^paths: .* is no usable path"):
+            boundary.resolve("paths", unusable)
 
 
 def test_client_roots_are_local_file_uris_only(tmp_path: Path) -> None:
