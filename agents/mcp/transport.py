@@ -97,9 +97,14 @@ def serve_http(server: Any, host: str, port: int, token: Optional[str]) -> None:
     if not is_loopback(host) and not token:
         raise UsageError(f"--host {host} is not loopback: serving there needs a token (--token or env {TOKEN_ENV}), "
                          "which every request must send as 'Authorization: Bearer TOKEN'")
-    try:  # bound here, so the Host check and the token file name the actual port (--port 0 included)
-        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # Bound here, so the Host check and the token file name the actual port (--port 0 included); uvicorn
+    # listens on it once it serves, so no client connects before the token file is there.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
     except OSError as err:
+        sock.close()
         raise UsageError(f"--host {host} --port {port}: cannot listen there ({err.strerror})") from None
     port = sock.getsockname()[1]
     # uvicorn re-raises SIGTERM once it has shut down; as an exception (not the default death) it lets the
