@@ -22,7 +22,9 @@ HERE = Path(__file__).resolve().parent
 
 async def main(pdf: Path, rules: Path) -> None:
     runs = tempfile.mkdtemp(prefix="tilepilot-mcp-runs-")
-    server = StdioServerParameters(command=sys.executable, args=["-m", "tilepilot", "mcp", "--runs", runs])
+    # The server takes paths only inside its roots: here, the folders of the PDF and the rules.
+    roots = [arg for folder in dict.fromkeys((pdf.resolve().parent, rules.resolve().parent)) for arg in ("--root", str(folder))]
+    server = StdioServerParameters(command=sys.executable, args=["-m", "tilepilot", "mcp", "--runs", runs, *roots])
     async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
         hello = await session.initialize()
         print(f"connected: {hello.server_info.name} {hello.server_info.version}")

@@ -11,7 +11,10 @@ Every operation:
   any run folder exists where the mistake is in the inputs;
 - reports progress only through ``progress`` (a :data:`ProgressCallback`), never on its own;
 - stops early, checkpointed and resumable (``resume=RUN``), when ``cancel`` (a ``threading.Event``)
-  is set, the way a time limit stops it.
+  is set, the way a time limit stops it;
+- hands every path it will use, its resumed run's own included, to ``check_paths`` (a :data:`PathCheck`;
+  the MCP server's roots) before reading any of them, and sends ``api_key`` (default: env
+  ``TILEPILOT_API_KEY``) to the model server.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from tilepilot.progress import ProgressCallback, sink_for
 
 Paths = Sequence[str | Path]
 R = TypeVar("R", bound=BaseModel)
+PathCheck = Callable[[str, Sequence[str | None]], None]
+"""``check(argument, values)``: raises a user error for a path the caller may not use."""
+RUN_FOLDERS = ("out", "resume")
 
 
 def _request(request_type: type[R], /, **fields: Any) -> R:
@@ -54,10 +60,19 @@ def _strings(values: str | Path | Sequence[str | Path] | None) -> list[str]:
     return [str(v) for v in values]
 
 
-def _connect(model: str, base_url: list[str], quiet: bool):
+def _connect(model: str, base_url: list[str], quiet: bool, api_key: str | None = None):
     from tilepilot.agents.backend import connect
 
-    return connect(model, base_url or None, quiet=quiet)
+    return connect(model, base_url or None, api_key=api_key, quiet=quiet)
+
+
+def _confine(check: PathCheck | None, given: Any, arguments: tuple[str, ...]) -> None:
+    """The paths ``given`` (a request, or a resumed run's options) holds in ``arguments``, through ``check``."""
+    if check is None:
+        return
+    for argument in arguments:
+        value = getattr(given, argument)
+        check(argument, list(value) if isinstance(value, (list, tuple)) else [value])
 
 
 def _check_resume(request: Any, inputs: list[str], what: str, argument: str) -> Path | None:
@@ -90,10 +105,12 @@ def review(paths: str | Path | Paths = (), *, rules: str | Path | Paths = (), mo
 
 
 def run_review_request(request: ReviewRequest, *, progress: ProgressCallback | None = None,
-                       cancel: threading.Event | None = None, quiet: bool = True) -> ReviewResult:
+                       cancel: threading.Event | None = None, quiet: bool = True,
+                       check_paths: PathCheck | None = None, api_key: str | None = None) -> ReviewResult:
     from tilepilot.agents.review.runner import ReviewOptions, run_review
     from tilepilot.agents.runs import read_options
 
+    _confine(check_paths, request, RUN_FOLDERS)  # before the resumed run's own options are read
     resume = _check_resume(request, request.paths, "one or more files or folders to review", "PATH arguments")
     if resume is not None:  # the run's own options, model included; only the server and the time limit may change
         options = read_options("review", resume, ReviewOptions)
@@ -103,8 +120,9 @@ def run_review_request(request: ReviewRequest, *, progress: ProgressCallback | N
                                 no_model=request.no_model, model=request.model, max_runtime_s=request.max_runtime_s,
                                 prefer=request.prefer,
                                 legibility=str(Path(request.legibility).resolve()) if request.legibility else None)
+    _confine(check_paths, options if resume else request, ("paths", "rules", "legibility", "model"))
     report = run_review(options, out=Path(request.out) if request.out else None, resume=resume,
-                        password=request.password, client_factory=lambda: _connect(options.model, request.base_url, quiet),
+                        password=request.password, client_factory=lambda: _connect(options.model, request.base_url, quiet, api_key),
                         max_runtime_s=request.max_runtime_s, progress=sink_for(progress), cancel=cancel)
     return ReviewResult(
         run=report.run,
@@ -139,7 +157,8 @@ def desktop(task: str | None = None, *, rules: str | Path | Paths = (), model: s
 
 def run_desktop_request(request: DesktopRequest, *, approve: Approver | None = None,
                         on_step: Callable[[Any], None] | None = None, progress: ProgressCallback | None = None,
-                        cancel: threading.Event | None = None, quiet: bool = True) -> DesktopResult:
+                        cancel: threading.Event | None = None, quiet: bool = True,
+                        check_paths: PathCheck | None = None, api_key: str | None = None) -> DesktopResult:
     from tilepilot.agents.backend import random_weights_note
     from tilepilot.agents.desktop.runner import desktop_deadline, run_desktop
     from tilepilot.agents.desktop.state import ALL_KINDS, DesktopOptions
@@ -150,6 +169,7 @@ def run_desktop_request(request: DesktopRequest, *, approve: Approver | None = N
     from tilepilot.tools.screen import require_display
 
     check_extra("desktop", "tilepilot desktop")  # one line naming the extra, before a server or screen is looked for
+    _confine(check_paths, request, RUN_FOLDERS)
     resume = _check_resume(request, [request.task] if request.task else [], "the TASK", "TASK argument")
     if resume is not None:  # the run's own task and options; only the server, the time limit and approve may change
         options = read_options("desktop", resume, DesktopOptions)
@@ -164,12 +184,13 @@ def run_desktop_request(request: DesktopRequest, *, approve: Approver | None = N
             task=request.task, rules=tuple(request.rules), model=request.model, max_steps=request.max_steps,
             budget=request.budget, monitor=request.monitor, dry_run=request.dry_run, history_images=request.history,
             kinds=kinds, **({"max_runtime_s": request.max_runtime_s} if request.max_runtime_s is not None else {}))
+    _confine(check_paths, options if resume else request, ("rules", "model"))
     display = require_display()
     policy = build_policy("desktop", list(options.rules))
     deadline = desktop_deadline(options, policy)
     deadline.cancel = cancel
     # python-xlib prints connection warnings on stdout; keep stdout for the caller's own output.
-    with _connect(options.model, request.base_url, quiet) as client, contextlib.redirect_stdout(sys.stderr):
+    with _connect(options.model, request.base_url, quiet, api_key) as client, contextlib.redirect_stdout(sys.stderr):
         with Run.open("desktop", options, out=Path(request.out) if request.out else None, resume=resume,
                       deadline=deadline, progress=sink_for(progress)) as run:
             result = run_desktop(options, client, policy, run, display=display, approve=approve, on_step=on_step)
@@ -198,7 +219,8 @@ def listen(files: str | Path | Paths = (), *, task: str | None = None, question:
 
 def run_listen_request(request: ListenRequest, *, progress: ProgressCallback | None = None,
                        on_input: Callable[[TranscriptResult], None] | None = None,
-                       cancel: threading.Event | None = None, quiet: bool = True) -> ListenResult:
+                       cancel: threading.Event | None = None, quiet: bool = True,
+                       check_paths: PathCheck | None = None, api_key: str | None = None) -> ListenResult:
     from tilepilot.agents.backend import random_weights_note
     from tilepilot.agents.errors import UsageError
     from tilepilot.agents.listen.agent import ListenAgent
@@ -209,6 +231,7 @@ def run_listen_request(request: ListenRequest, *, progress: ProgressCallback | N
     from tilepilot.tools.extras import check as check_extra
 
     check_extra("audio", "tilepilot listen")  # one line naming the extra, before any file is read
+    _confine(check_paths, request, RUN_FOLDERS)
     resume = _check_resume(request, request.files, "one or more audio files", "AUDIO arguments")
     if resume is not None:  # the run's own inputs and options; only the server and the time limit may change
         options = read_options("listen", resume, ListenOptions)
@@ -223,6 +246,7 @@ def run_listen_request(request: ListenRequest, *, progress: ProgressCallback | N
         options = ListenOptions(files=[str(Path(f).resolve()) for f in request.files], task=task,
                                 question=request.question, rules=request.rules, workers=request.workers,
                                 model=request.model, max_runtime_s=request.max_runtime_s)
+    _confine(check_paths, options if resume else request, ("files", "rules", "model"))
     # Check every input, the rules and the server first: a bad file or a down server is reported
     # before a run folder exists. (probe decodes formats whose header has no frame count, e.g. m4a.)
     infos = [probe(Path(path)) for path in options.files]
@@ -230,7 +254,7 @@ def run_listen_request(request: ListenRequest, *, progress: ProgressCallback | N
     deadline = Deadline.of(options.max_runtime_s, policy.limit("max_runtime_s"))
     deadline.cancel = cancel
     results: list[TranscriptResult] = []
-    with _connect(options.model, request.base_url, quiet) as client, \
+    with _connect(options.model, request.base_url, quiet, api_key) as client, \
             Run.open("listen", options, out=Path(request.out) if request.out else None, resume=resume, deadline=deadline,
                      progress=sink_for(progress), client=client, model=client.profile.served_name,
                      system_prompt=policy.prompt) as run:  # logged so `tilepilot export` rebuilds each clip request

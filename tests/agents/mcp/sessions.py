@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,21 +29,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class HttpServer:
-    """``tilepilot mcp --transport http`` on a free loopback port, with a token."""
+def root_args(roots: Sequence[Path]) -> list[str]:
+    return [arg for root in roots for arg in ("--root", str(root))]
 
-    def __init__(self, runs: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self.log = (runs.parent / f"mcp-http-{self.port}.log").open("wb")
+
+class HttpServer:
+    """``tilepilot mcp --transport http`` on a free loopback port, with a token (None: the server makes one)."""
+
+    def __init__(self, runs: Path, env: dict[str, str] | None = None, *, roots: Sequence[Path] = (),
+                 host: str = "127.0.0.1", token: str | None = TOKEN) -> None:
+        self.host, self.port = host, free_port()
+        self.url = f"http://{host}:{self.port}/mcp"
+        self.log_path = runs.parent / f"mcp-http-{self.port}.log"
+        self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tilepilot", "mcp", "--transport", "http", "--port", str(self.port), "--token", TOKEN,
-             "--runs", str(runs)], cwd=REPO, env={**os.environ, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "tilepilot", "mcp", "--transport", "http", "--host", host, "--port", str(self.port),
+             *(["--token", token] if token else []), "--runs", str(runs), *root_args(roots)],
+            cwd=REPO, env={**os.environ, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(600):  # until it listens (or dies)
             if self.process.poll() is not None:
-                raise RuntimeError(f"tilepilot mcp exited with {self.process.returncode}")
+                raise RuntimeError(f"tilepilot mcp exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((host, self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.1)
@@ -60,21 +68,35 @@ class HttpServer:
 
 @asynccontextmanager
 async def mcp_session(transport: str, runs: Path, *, http: HttpServer | None = None, env: dict[str, str] | None = None,
+                      roots: Sequence[Path] = (), args: Sequence[str] = (), token: str = TOKEN,
                       **callbacks: Any) -> AsyncIterator[ClientSession]:
-    """An initialized client session; ``callbacks`` go to ClientSession (elicitation_callback, logging_callback)."""
+    """An initialized client session; ``callbacks`` go to ClientSession (elicitation_callback, list_roots_callback).
+
+    Over stdio the server is started in the repository with ``--root`` for each of ``roots`` (none: the
+    repository itself) and ``args``; over HTTP, ``http`` is the server and ``token`` its token.
+    """
     if transport == "stdio":
-        params = StdioServerParameters(command=sys.executable, args=["-m", "tilepilot", "mcp", "--runs", str(runs)],
-                                       cwd=str(REPO), env={**os.environ, **(env or {})})
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "tilepilot", "mcp", "--runs", str(runs), *root_args(roots), *args],
+            cwd=str(REPO), env={**os.environ, **(env or {})})
         async with stdio_client(params) as (read, write), ClientSession(read, write, **callbacks) as session:
             await session.initialize()
             yield session
         return
     assert http is not None
-    client = create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"})
+    client = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
     async with client, streamable_http_client(http.url, http_client=client) as (read, write), \
             ClientSession(read, write, **callbacks) as session:
         await session.initialize()
         yield session
+
+
+def tool_error(result: Any) -> str:
+    """A refused call's one line, without the SDK's own "Error executing tool NAME: " in front."""
+    assert result.is_error, result.structured_content
+    [text] = [c.text for c in result.content if c.type == "text"]
+    assert len(text.strip().splitlines()) == 1, text
+    return re.sub(r"^Error executing tool \w+: ", "", text)
 
 
 def refused_without_token(url: str) -> list[int]:

@@ -75,7 +75,7 @@ def test_guard_confirmation_is_elicited_declined_cancelled_unasked_then_accepted
                 "max_steps": 2, "budget": 560, **extra}
 
     async def session_work(callback, run: Path):
-        async with mcp_session("stdio", tmp_path / "runs", env={"DISPLAY": xvfb.display},
+        async with mcp_session("stdio", tmp_path / "runs", env={"DISPLAY": xvfb.display}, roots=[tmp_path],
                                **({"elicitation_callback": callback} if callback else {})) as session:
             return await session.call_tool("run_desktop_task", task(run))
 

@@ -28,9 +28,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mcp-runs")
 
 
+def roots(runs: Path) -> list[Path]:
+    """The folders these tests' paths lie in: pytest's temporary folders and the repository (rule files)."""
+    return [runs.parent, REPO]
+
+
 @pytest.fixture(scope="module")
 def http(runs: Path) -> Iterator[HttpServer]:
-    server = HttpServer(runs)
+    server = HttpServer(runs, roots=roots(runs))
     yield server
     server.close()
 
@@ -49,7 +54,7 @@ def _without_run(data: dict) -> dict:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_tools_carry_the_api_schemas_and_annotations(transport: str, runs: Path, http: HttpServer) -> None:
     async def session_work():
-        async with mcp_session(transport, runs, http=http) as session:
+        async with mcp_session(transport, runs, http=http, roots=roots(runs)) as session:
             tools = {tool.name: tool for tool in (await session.list_tools()).tools}
             checked = await session.call_tool("check_rules", {"paths": [CONTRACT_RULES]})
             status = await session.call_tool("serve_status", {"model": "tiny"})
@@ -84,7 +89,7 @@ def test_review_sends_progress_and_returns_findings_and_reports(transport: str, 
         progress.append((done, total, message))
 
     async def session_work():
-        async with mcp_session(transport, runs, http=http) as session:
+        async with mcp_session(transport, runs, http=http, roots=roots(runs)) as session:
             result = await session.call_tool("review_documents", {"paths": [str(contract)], "rules": [CONTRACT_RULES],
                                              "no_model": True}, progress_callback=on_progress)
             links = {c.name: c.uri for c in result.content if c.type == "resource_link"}
@@ -127,7 +132,7 @@ def test_a_cancelled_review_stops_resumable_and_resumes(runs: Path, tmp_path: Pa
         return [json.loads(line) for line in lines if '"run_finished"' in line]
 
     async def session_work():
-        async with mcp_session("stdio", runs) as session:
+        async with mcp_session("stdio", runs, roots=roots(runs)) as session:
             seen: list[float] = []
             with anyio.CancelScope() as scope:
                 async def on_progress(done: float, total: float | None, message: str | None) -> None:
@@ -161,7 +166,7 @@ def test_listen_summarizes_audio_on_the_tiny_server(runs: Path, vllm_server, tmp
     speech = AudioFactory(tmp_path / "audio").speech("Please send the signed contract by Friday.")
 
     async def session_work():
-        async with mcp_session("stdio", runs) as session:
+        async with mcp_session("stdio", runs, roots=roots(runs)) as session:
             return await session.call_tool("listen_audio", {"files": [str(speech)], "task": "summarize",
                                                             "base_url": [vllm_server.base_url]})
 
