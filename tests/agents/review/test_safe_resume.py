@@ -112,14 +112,15 @@ def test_nested_and_method_names_are_refused_and_own_types_read(tmp_path: Path) 
     assert serde.with_msgpack_allowlist([("os", "system")]) is serde
 
 
-def test_mcp_resume_goes_through_the_same_allowlist(stopped_review: Path, tmp_path: Path) -> None:
+def test_mcp_resume_goes_through_the_same_allowlist(stopped_review: Path, planted_16: Path, tmp_path: Path) -> None:
     from tests.agents.mcp.sessions import mcp_session
 
     run, marker = _copy(stopped_review, tmp_path / "run"), tmp_path / "pwned"
     tamper_checkpoints(run, marker)
 
     async def call():
-        async with mcp_session("stdio", tmp_path / "runs") as session:
+        # The run and the documents it names lie inside the server's root: the allowlist, not the roots, refuses it.
+        async with mcp_session("stdio", tmp_path / "runs", roots=[tmp_path, planted_16.parent, Path(CONTRACT_RULES).resolve().parent]) as session:
             return await session.call_tool("review_documents", {"resume": str(run)})
 
     result = asyncio.run(call())
