@@ -7,7 +7,6 @@ start`` stopped by Ctrl-C or SIGTERM while vLLM loads must not leave a server no
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -42,8 +41,6 @@ def test_stop_never_kills_a_process_that_took_over_the_pid(tmp_path: Path) -> No
                             log=str(tmp_path / "tiny.log"), started_at=time.time() - 60, command=["vllm", "serve"],
                             exit_status_file=str(tmp_path / "tiny.exit"), start_ticks=ticks - 1)
         (tmp_path / "tiny.json").write_text(state.model_dump_json())
-        status = tilepilot("serve", "status", "--json", env=env)
-        assert json.loads(status.stdout)["running"] is False, status.stdout
         stopped = tilepilot("serve", "stop", "--model", "tiny", env=env)
         assert stopped.returncode == 0 and stopped.stdout.strip() == "not running", stopped.stdout + stopped.stderr
         assert other.poll() is None, "serve stop killed an unrelated process"
