@@ -36,7 +36,7 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel
 
-from tilepilot.model_runtime.errors import NoBackendError, ServeError
+from tilepilot.model_runtime.errors import ApiKeyRefusedError, NoBackendError, ServeError
 from tilepilot.model_runtime.processes import is_zombie, signals_interrupt, start_ticks, terminate_group
 from tilepilot.model_runtime.profiles import ModelProfile
 from tilepilot.model_runtime.tiny import cache_root
@@ -235,16 +235,24 @@ def _write_state(name: str, state: ServerState) -> None:
     tmp.replace(state_path(name))
 
 
-def healthy(base_url: str, served_name: str, api_key: str | None = None, timeout: float = 2.0) -> bool:
-    """The server answers ``/health`` and lists ``served_name`` (asked with ``api_key``, where one is set)."""
+def readiness(base_url: str, served_name: str, api_key: str | None = None,
+              timeout: float = 2.0) -> Literal["ready", "starting", "refused"]:
+    """Whether the server answers ``/health`` and lists ``served_name``, asked with ``api_key`` where one is
+    set; "refused": it wants another key (or one at all), which waiting cannot change."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         if httpx.get(f"{base_url}/health", headers=headers, timeout=timeout).status_code != 200:
-            return False
-        models = httpx.get(f"{base_url}/v1/models", headers=headers, timeout=timeout).json()
-        return any(m.get("id") == served_name for m in models.get("data", []))
-    except (httpx.HTTPError, ValueError):
-        return False
+            return "starting"
+        r = httpx.get(f"{base_url}/v1/models", headers=headers, timeout=timeout)
+        if r.status_code in (401, 403):
+            return "refused"
+        return "ready" if any(m.get("id") == served_name for m in r.json().get("data", [])) else "starting"
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return "starting"
+
+
+def healthy(base_url: str, served_name: str, api_key: str | None = None, timeout: float = 2.0) -> bool:
+    return readiness(base_url, served_name, api_key, timeout) == "ready"
 
 
 @contextlib.contextmanager
@@ -398,13 +406,16 @@ def _wait_ready(proc: subprocess.Popen | None, state: ServerState, api_key: str 
     what = "vLLM" if state.engine == "vllm" else "llama-server"
     while True:
         elapsed = time.monotonic() - started
-        code = proc.poll() if proc is not None else (None if _running(state) else "unknown")
-        if code is not None:
-            raise ServeError(
-                f"{what} exited with code {code} while starting: {_last_log_line(state.log)} (log: {state.log})"
-            )
-        if healthy(state.base_url, state.served_name, api_key):
+        exited = (proc.poll() is not None) if proc is not None else not _running(state)
+        if exited:
+            how = f" with code {proc.returncode}" if proc is not None else ""
+            raise ServeError(f"{what} exited{how} while starting: {_last_log_line(state.log)} (log: {state.log})")
+        ready = readiness(state.base_url, state.served_name, api_key)
+        if ready == "ready":
             return
+        if ready == "refused":
+            raise ApiKeyRefusedError(f"the managed server at {state.base_url} refused the API key: "
+                                     "set TILEPILOT_API_KEY to the key it was started with")
         if elapsed > timeout_s:
             raise ServeError(f"{what} did not become ready within {timeout_s:.0f} s (log: {state.log})")
         if on_wait:

@@ -67,12 +67,13 @@ def _server_group(port: int, cli: subprocess.Popen) -> int:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_an_interrupted_start_leaves_no_server(tiny_checkpoint: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C or SIGTERM: the start stops its server. SIGKILL (nothing runs): ``serve stop`` finds it."""
+    env = {"TILEPILOT_STATE_DIR": str(tmp_path)}
     port = free_port(0)
     cli = subprocess.Popen([sys.executable, "-m", "tilepilot", "serve", "start", "--model", "tiny", "--port", str(port)],
-                           env={**os.environ, "TILEPILOT_STATE_DIR": str(tmp_path)}, cwd=REPO, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                           env={**os.environ, **env}, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     group = _server_group(port, cli)
     try:
         time.sleep(2)  # vLLM is importing: it needs a minute or more before it serves
@@ -82,6 +83,10 @@ def test_an_interrupted_start_leaves_no_server(tiny_checkpoint: Path, tmp_path: 
         assert "serving tiny at" not in out, "the server became ready before the signal: the test proves nothing"
         assert cli.returncode != 0
         assert "Traceback" not in err, err
+        if sig == signal.SIGKILL:
+            assert group_members(group), "the server died with the command that started it"
+            stopped = tilepilot("serve", "stop", "--model", "tiny", env=env)
+            assert stopped.stdout.strip() == f"stopped pid {group}", stopped.stdout + stopped.stderr
         assert group_members(group) == [], f"{sig.name} left the server running: {group_members(group)}"
         assert not (tmp_path / "tiny.json").exists()
     finally:
