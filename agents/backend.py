@@ -54,10 +54,8 @@ def ensure_local_server(profile: ModelProfile, quiet: bool = False, *, host: str
     # A running llama-server for the profile (`serve start --engine llama.cpp`) serves as well as vLLM.
     for name in (profile.name, server.state_name(profile.name, "llama.cpp")):
         state = server.read_state(name)
-        if state is not None:
-            server.check_key(state, api_key)
-            if server.healthy(state.base_url, state.served_name, api_key):
-                return state
+        if state is not None and server.serves(state, api_key):
+            return state
     server.check_backend(profile)
     if profile.is_random_weights:
         ensure_tiny_checkpoint(Path(profile.model))

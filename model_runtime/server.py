@@ -304,7 +304,6 @@ def launch(
     with _lock(name):
         state = read_state(name)
         if state is not None:
-            check_key(state, api_key)
             if api_key and not state.requires_api_key:
                 raise ServeError(f"the managed server at {state.base_url} (pid {state.pid}) runs without an API key; "
                                  "stop it first with `tilepilot serve stop` to start it with one")
@@ -392,11 +391,17 @@ def crash_report(base_url: str) -> str | None:
     return None
 
 
-def check_key(state: ServerState, api_key: str | None) -> None:
-    """A managed server that requires a key cannot be used without one: say so, instead of a 401 later."""
+def serves(state: ServerState, api_key: str | None) -> bool:
+    """Whether the running managed server answers now. A missing or refused key is an error, never
+    False: the caller would otherwise start a second server, one with the wrong key."""
     if state.requires_api_key and not api_key:
-        raise ServeError(f"the managed server at {state.base_url} (pid {state.pid}) requires an API key: "
-                         "set TILEPILOT_API_KEY to the key it was started with")
+        raise ApiKeyRefusedError(f"the managed server at {state.base_url} (pid {state.pid}) requires an API key: "
+                                 "set TILEPILOT_API_KEY to the key it was started with")
+    ready = readiness(state.base_url, state.served_name, api_key)
+    if ready == "refused":
+        raise ApiKeyRefusedError(f"the managed server at {state.base_url} refused the API key: "
+                                 "set TILEPILOT_API_KEY to the key it was started with")
+    return ready == "ready"
 
 
 def _wait_ready(proc: subprocess.Popen | None, state: ServerState, api_key: str | None, timeout_s: float,
@@ -410,12 +415,8 @@ def _wait_ready(proc: subprocess.Popen | None, state: ServerState, api_key: str 
         if exited:
             how = f" with code {proc.returncode}" if proc is not None else ""
             raise ServeError(f"{what} exited{how} while starting: {_last_log_line(state.log)} (log: {state.log})")
-        ready = readiness(state.base_url, state.served_name, api_key)
-        if ready == "ready":
+        if serves(state, api_key):
             return
-        if ready == "refused":
-            raise ApiKeyRefusedError(f"the managed server at {state.base_url} refused the API key: "
-                                     "set TILEPILOT_API_KEY to the key it was started with")
         if elapsed > timeout_s:
             raise ServeError(f"{what} did not become ready within {timeout_s:.0f} s (log: {state.log})")
         if on_wait:

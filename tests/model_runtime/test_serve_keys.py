@@ -57,9 +57,12 @@ def keyed(request: pytest.FixtureRequest, tiny_checkpoint: Path, tmp_path_factor
         assert stopped.returncode == 0, stopped.stderr
 
 
+def _state_name(server: Keyed) -> str:
+    return "tiny.json" if server.engine == "vllm" else "tiny@llama.cpp.json"
+
+
 def _state(server: Keyed) -> dict:
-    name = "tiny" if server.engine == "vllm" else "tiny@llama.cpp"
-    return json.loads((server.state_dir / f"{name}.json").read_text())
+    return json.loads((server.state_dir / _state_name(server)).read_text())
 
 
 def _chat(server: Keyed, key: str | None) -> int:
@@ -108,6 +111,8 @@ def test_without_the_right_key_it_is_one_line(keyed: Keyed, key: str) -> None:
         asked = tilepilot("ask", "Name a colour.", "--max-tokens", "4", *where, env=keyed.env(key))
         lines = asked.stderr.strip().splitlines()
         assert asked.returncode == 4 and len(lines) == 1 and "API key" in lines[0], asked.stderr
+    # and no second server was started for it (one that would take the wrong key)
+    assert [p.name for p in keyed.state_dir.glob("*.json")] == [_state_name(keyed)]
     if not key:
         status = tilepilot("serve", "status", "--engine", keyed.engine, env=keyed.env(key))
         assert status.returncode == 1 and "requires an API key" in status.stdout, status.stdout
