@@ -48,11 +48,13 @@ def ensure_tiny_checkpoint(path: Path | None = None, seed: int = tiny.DEFAULT_SE
 
 def ensure_local_server(profile: ModelProfile, quiet: bool = False, *, host: str = "127.0.0.1",
                         port: int | None = None, api_key: str | None = None) -> server.ServerState:
-    """Reuse the profile's running managed server, or build what it needs and start it."""
+    """Reuse the profile's running managed server, or build what it needs and start it.
+
+    ``api_key``: the key the server requires, or is to require (never on its command line)."""
     # A running llama-server for the profile (`serve start --engine llama.cpp`) serves as well as vLLM.
     for name in (profile.name, server.state_name(profile.name, "llama.cpp")):
         state = server.read_state(name)
-        if state is not None and server.healthy(state.base_url, state.served_name):
+        if state is not None and server.serves(state, api_key):
             return state
     server.check_backend(profile)
     if profile.is_random_weights:
@@ -74,6 +76,11 @@ def base_urls_from(option: list[str] | None) -> list[str]:
     return [u for u in env.replace(",", " ").split() if u]
 
 
+def api_key_from(option: str | None = None) -> str | None:
+    """``--api-key`` or env ``TILEPILOT_API_KEY``: the bearer key for the model server."""
+    return option or os.environ.get("TILEPILOT_API_KEY") or None
+
+
 def served_name_from(option: str | None = None) -> str | None:
     """``--served-name`` or env ``TILEPILOT_SERVED_NAME``: the id to ask a server for, when it serves several."""
     return option or os.environ.get("TILEPILOT_SERVED_NAME") or None
@@ -87,9 +94,9 @@ def connect(model: str, base_url: list[str] | None = None, api_key: str | None =
     """
     profile = get_profile(model)
     urls = base_urls_from(base_url)
-    api_key = api_key or os.environ.get("TILEPILOT_API_KEY")
+    api_key = api_key_from(api_key)
     if not urls:
-        urls = [ensure_local_server(profile, quiet=quiet).base_url]
+        urls = [ensure_local_server(profile, quiet=quiet, api_key=api_key).base_url]
     client = ChatClient(urls, profile, api_key=api_key, served_name=served_name_from(served_name))
     try:
         client.check()

@@ -9,11 +9,14 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from tilepilot.agents.backend import connect, ensure_local_server, ensure_tiny_checkpoint, random_weights_note
+from tilepilot.agents.backend import (
+    api_key_from, connect, ensure_local_server, ensure_tiny_checkpoint, random_weights_note,
+)
 from tilepilot.agents.errors import UsageError
 from tilepilot.model_runtime import server
 from tilepilot.model_runtime.budget import image_grid
 from tilepilot.model_runtime.payloads import AudioPart, ImagePart, Message, TextPart
+from tilepilot.model_runtime.processes import peak_rss_kb
 from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, get_profile
 
 out = Console()
@@ -171,18 +174,20 @@ def serve_status(model: ModelOption = "tiny", as_json: JsonOption = False, base_
         return
     name = _state_name(model, check_engine(engine))
     state = server.read_state(name)
-    ok = bool(state and server.healthy(state.base_url, state.served_name))
+    api_key = api_key_from()
+    ok = bool(state and server.healthy(state.base_url, state.served_name, api_key))
     if as_json:
         info = {"running": state is not None, "healthy": ok}
         if state:
-            info.update(pid=state.pid, base_url=state.base_url, log=state.log, peak_rss_kb=server.peak_rss_kb(state.pid))
+            info.update(pid=state.pid, base_url=state.base_url, log=state.log, peak_rss_kb=peak_rss_kb(state.pid))
         typer.echo(json.dumps(info))
     elif state is None:
         out.print(f"{name}: not running")
     else:
-        rss = server.peak_rss_kb(state.pid) / 1024
-        out.print(f"{name}: {'healthy' if ok else 'starting or unhealthy'} at {state.base_url} "
-                  f"(pid {state.pid}, peak RSS {rss:.0f} MiB)")
+        rss = peak_rss_kb(state.pid) / 1024
+        health = "healthy" if ok else ("requires an API key: set TILEPILOT_API_KEY" if state.requires_api_key and not api_key
+                                       else "starting or unhealthy")
+        out.print(f"{name}: {health} at {state.base_url} (pid {state.pid}, peak RSS {rss:.0f} MiB)")
     if not ok:
         raise typer.Exit(1)
 
@@ -200,7 +205,7 @@ def _probe_status(model: str, base_url: list[str], served_name: Optional[str], a
     from tilepilot.model_runtime.client import ChatClient
 
     with ChatClient(base_urls_from(base_url), get_profile(model), served_name=served_name_from(served_name),
-                    max_retries=1, backoff_s=0.2) as client:
+                    api_key=api_key_from(), max_retries=1, backoff_s=0.2) as client:
         caps = client.probe_all()
         agents = _agent_sizing(caps, client.profile.input_budget)
     if as_json:

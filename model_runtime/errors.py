@@ -16,6 +16,10 @@ class ServerCrashedError(ServerUnreachableError):
     """A server tilepilot manages died (its exit status or signal and log line are in the message)."""
 
 
+class ApiKeyRefusedError(ServerUnreachableError):
+    """The server answered HTTP 401/403: it requires an API key, and none or another was sent."""
+
+
 class ModelNotServedError(ModelRuntimeError):
     pass
 

@@ -4,7 +4,7 @@
 tiny one included) is exported once to GGUF (:mod:`tilepilot.model_runtime.gguf`) into the cache
 and reused; a folder that ``tilepilot model gguf`` wrote, or a ``.gguf`` file with ``mmproj.gguf``
 beside it, is served as it is. The server runs under the same rules as vLLM (loopback unless an
-API key is set, one state file, ``serve stop`` / ``status``) and serves the profile's name, so the
+API key is set, given in its environment; one state file, ``serve stop`` / ``status``) and serves the profile's name, so the
 agents and ``--model`` work unchanged.
 
 Two llama.cpp facts shape the command line:
@@ -94,13 +94,13 @@ def _single_file(path: Path) -> LlamaModel:
     return LlamaModel(model=path, mmproj=mmproj, profile=profile)
 
 
-def server_command(llama: LlamaModel, host: str, port: int, api_key: str | None = None,
-                   sizing: list[str] | None = None) -> list[str]:
+def server_command(llama: LlamaModel, host: str, port: int, sizing: list[str] | None = None) -> list[str]:
     """``sizing``: a memory plan's flags (context, slots, batches, KV type); without one, the profile's
-    context and llama-server's own defaults for the rest."""
+    context and llama-server's own defaults for the rest. An API key goes in the environment
+    (``LLAMA_API_KEY``, see :func:`~tilepilot.model_runtime.server.launch`), never here."""
     profile = llama.profile
     sizing = sizing or ["-c", str(profile.max_model_len), "-b", str(MICRO_BATCH), "-ub", str(MICRO_BATCH)]
-    cmd = [
+    return [
         str(gguf.llama_build() / "bin" / "llama-server"),
         "-m", str(llama.model), "--mmproj", str(llama.mmproj),
         "--host", host, "--port", str(port),
@@ -108,9 +108,6 @@ def server_command(llama: LlamaModel, host: str, port: int, api_key: str | None 
         *sizing,
         "--no-webui",
     ]
-    if api_key:
-        cmd += ["--api-key", api_key]
-    return cmd
 
 
 def start(llama: LlamaModel, *, host: str = "127.0.0.1", port: int | None = None, api_key: str | None = None,
@@ -118,8 +115,9 @@ def start(llama: LlamaModel, *, host: str = "127.0.0.1", port: int | None = None
     """Start llama-server for ``llama`` (or return the running one) and wait until it serves."""
     check_exposure(host, api_key)
     gguf.llama_build()
-    return launch(llama.profile, "llama.cpp", lambda p: server_command(llama, host, p, api_key, sizing),
-                  allocator_env(serving_env()), host=host, port=port, timeout_s=timeout_s, on_wait=on_wait)
+    return launch(llama.profile, "llama.cpp", lambda p: server_command(llama, host, p, sizing),
+                  allocator_env(serving_env()), host=host, port=port, api_key=api_key, timeout_s=timeout_s,
+                  on_wait=on_wait)
 
 
 # glibc's malloc keeps what llama-server frees: each request's decoded and preprocessed images (tens of MiB

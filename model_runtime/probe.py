@@ -34,7 +34,9 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tilepilot.model_runtime.errors import ModelNotServedError, ModelRuntimeError, ServerCrashedError, ServerUnreachableError
+from tilepilot.model_runtime.errors import (
+    ApiKeyRefusedError, ModelNotServedError, ModelRuntimeError, ServerCrashedError, ServerUnreachableError,
+)
 from tilepilot.model_runtime.profiles import ModelProfile
 from tilepilot.model_runtime.server import crash_report
 
@@ -109,23 +111,42 @@ def resolve_served_id(listed: list[str], profile: ModelProfile, served_name: str
 
 # -- the cheap probe -----------------------------------------------------------------------------
 
+def key_refused(response: httpx.Response) -> ApiKeyRefusedError | None:
+    """The error for a 401/403 (the server wants another API key, or one at all), else None."""
+    if response.status_code not in (401, 403):
+        return None
+    request = response.request
+    what = "refused the API key" if "authorization" in request.headers else "requires an API key"
+    return ApiKeyRefusedError(f"the model server at {request.url.scheme}://{request.url.netloc.decode()} {what} "
+                              f"(HTTP {response.status_code}): set TILEPILOT_API_KEY to the key it was started with")
+
+
+def _answer(r: httpx.Response) -> dict | None:
+    """A JSON object answered with 200, or None for anything else: a missing endpoint is an answer, not an
+    error. A refused key is an error: a probe without its key would quietly find less than there is."""
+    if refused := key_refused(r):
+        raise refused
+    try:
+        data = r.json() if r.status_code == 200 else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _get_json(http: httpx.Client, url: str) -> dict | None:
     try:
         r = http.get(url, timeout=10.0)
-        data = r.json() if r.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+    except httpx.HTTPError:
         return None
-    return data if isinstance(data, dict) else None
+    return _answer(r)
 
 
 def _post_json(http: httpx.Client, url: str, body: dict) -> dict | None:
-    """A JSON answer, or None for anything else: a missing endpoint is an answer, not an error."""
     try:
         r = http.post(url, json=body, timeout=30.0)
-        data = r.json() if r.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+    except httpx.HTTPError:
         return None
-    return data if isinstance(data, dict) else None
+    return _answer(r)
 
 
 def _int(value: object) -> int | None:
@@ -163,8 +184,8 @@ def list_models(http: httpx.Client, url: str) -> list[dict]:
             f"cannot reach the model server at {url} ({type(err).__name__}); "
             "start one with `tilepilot serve start` or pass --base-url"
         ) from None
-    if r.status_code in (401, 403):
-        raise ServerUnreachableError(f"the model server at {url} refused the API key (HTTP {r.status_code})")
+    if refused := key_refused(r):
+        raise refused
     try:
         data = r.json().get("data", []) if r.status_code == 200 else []
     except (ValueError, AttributeError):

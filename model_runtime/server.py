@@ -2,10 +2,17 @@
 
 ``vllm serve`` (or llama.cpp's ``llama-server``, see :mod:`tilepilot.model_runtime.llama_server`) is
 launched detached (its own session), bound to 127.0.0.1 unless told otherwise, with the flags the
-profile needs. Its PID, port and log live in a small JSON state file, so later commands reuse the
-running server and ``stop`` ends exactly that process. A small ``sh`` waits on the server and writes
-its exit status beside the log, so a server that dies mid-run is reported as crashed, with its exit
-status or signal and the telling line of its log (:func:`crash_report`), not as merely unreachable.
+profile needs. Its PID, start time, port and log live in a small JSON state file, written as soon as
+the process starts, so later commands reuse the running server and ``stop`` ends exactly that
+process group, and never another process that took over a recycled PID (the start time in
+``/proc/<pid>/stat`` tells them apart). A ``start`` interrupted while it waits for the server (Ctrl-C,
+SIGTERM, SIGHUP) stops what it started; one killed outright leaves the state file for ``stop``.
+A small ``sh`` waits on the server and writes its exit status beside the log, so a server that dies
+mid-run is reported as crashed, with its exit status or signal and the telling line of its log
+(:func:`crash_report`), not as merely unreachable.
+
+An API key reaches the server through its environment (:data:`API_KEY_ENV`), never its command line,
+which every local user can read (``ps``); the state file records only that a key is required.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel
 
-from tilepilot.model_runtime.errors import NoBackendError, ServeError
+from tilepilot.model_runtime.errors import ApiKeyRefusedError, NoBackendError, ServeError
+from tilepilot.model_runtime.processes import is_zombie, signals_interrupt, start_ticks, terminate_group
 from tilepilot.model_runtime.profiles import ModelProfile
 from tilepilot.model_runtime.tiny import cache_root
 
@@ -38,6 +46,10 @@ DEFAULT_PORT = 8765
 
 
 Engine = Literal["vllm", "llama.cpp"]
+# The variable each engine reads its API key from when ``--api-key`` is not on its command line (vLLM:
+# vllm/envs.py, used by its authentication middleware; llama.cpp: common/arg.cpp, ``--api-key`` has
+# set_env("LLAMA_API_KEY")).
+API_KEY_ENV: dict[str, str] = {"vllm": "VLLM_API_KEY", "llama.cpp": "LLAMA_API_KEY"}
 
 
 class ServerState(BaseModel):
@@ -52,6 +64,8 @@ class ServerState(BaseModel):
     started_at: float
     command: list[str]
     exit_status_file: str | None = None  # written by the supervising sh when the server exits
+    start_ticks: int | None = None  # the process's start time (/proc/<pid>/stat field 22): PID reuse tells apart
+    requires_api_key: bool = False  # the key itself is never stored
 
     @property
     def base_url(self) -> str:
@@ -119,7 +133,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve_command(profile: ModelProfile, host: str, port: int, api_key: str | None = None) -> list[str]:
+def serve_command(profile: ModelProfile, host: str, port: int) -> list[str]:
     structured = {"backend": profile.structured_outputs_backend}
     if profile.disable_any_whitespace:
         structured["disable_any_whitespace"] = True
@@ -145,9 +159,16 @@ def serve_command(profile: ModelProfile, host: str, port: int, api_key: str | No
         cmd += ["--enable-auto-tool-choice", "--tool-call-parser", profile.tool_call_parser]
     if profile.reasoning_parser:
         cmd += ["--reasoning-parser", profile.reasoning_parser]
-    if api_key:
-        cmd += ["--api-key", api_key]
     return cmd
+
+
+def with_api_key(env: dict[str, str], engine: Engine, api_key: str | None) -> dict[str, str]:
+    """``env`` with the engine's key variable set to ``api_key``, and no key variable without one (a
+    ``VLLM_API_KEY`` left in the user's shell would otherwise lock tilepilot out of its own server)."""
+    env = {k: v for k, v in env.items() if k not in API_KEY_ENV.values()}
+    if api_key:
+        env[API_KEY_ENV[engine]] = api_key
+    return env
 
 
 def check_backend(profile: ModelProfile) -> None:
@@ -188,14 +209,13 @@ def free_port(preferred: int = DEFAULT_PORT) -> int:
 # -- lifecycle -------------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    if _zombie(pid):  # a crashed server this process started and has not reaped
-        return False
-    return b"vllm" in cmdline or b"llama-server" in cmdline  # guards against a recycled PID
+def _ours(state: ServerState) -> bool:
+    """The state's PID is still the process it recorded (not one that took over the recycled PID)."""
+    return state.start_ticks is not None and start_ticks(state.pid) == state.start_ticks
+
+
+def _running(state: ServerState) -> bool:
+    return _ours(state) and not is_zombie(state.pid)  # a zombie: a crashed server its parent has not reaped
 
 
 def read_state(profile_name: str) -> ServerState | None:
@@ -204,19 +224,35 @@ def read_state(profile_name: str) -> ServerState | None:
         state = ServerState.model_validate_json(path.read_text())
     except (OSError, ValueError):
         return None
-    if not _alive(state.pid):
+    if not _running(state):
         return None  # the file stays for crash_report; the next start replaces it, stop removes it
     return state
 
 
-def healthy(base_url: str, served_name: str, timeout: float = 2.0) -> bool:
+def _write_state(name: str, state: ServerState) -> None:
+    tmp = state_path(name).with_suffix(".tmp")
+    tmp.write_text(state.model_dump_json(indent=2))
+    tmp.replace(state_path(name))
+
+
+def readiness(base_url: str, served_name: str, api_key: str | None = None,
+              timeout: float = 2.0) -> Literal["ready", "starting", "refused"]:
+    """Whether the server answers ``/health`` and lists ``served_name``, asked with ``api_key`` where one is
+    set; "refused": it wants another key (or one at all), which waiting cannot change."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        if httpx.get(f"{base_url}/health", timeout=timeout).status_code != 200:
-            return False
-        models = httpx.get(f"{base_url}/v1/models", timeout=timeout).json()
-        return any(m.get("id") == served_name for m in models.get("data", []))
-    except (httpx.HTTPError, ValueError):
-        return False
+        if httpx.get(f"{base_url}/health", headers=headers, timeout=timeout).status_code != 200:
+            return "starting"
+        r = httpx.get(f"{base_url}/v1/models", headers=headers, timeout=timeout)
+        if r.status_code in (401, 403):
+            return "refused"
+        return "ready" if any(m.get("id") == served_name for m in r.json().get("data", [])) else "starting"
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return "starting"
+
+
+def healthy(base_url: str, served_name: str, api_key: str | None = None, timeout: float = 2.0) -> bool:
+    return readiness(base_url, served_name, api_key, timeout) == "ready"
 
 
 @contextlib.contextmanager
@@ -242,8 +278,8 @@ def start(
     """Start vLLM for ``profile`` (or return the running one) and wait until it serves."""
     check_exposure(host, api_key)
     check_backend(profile)
-    return launch(profile, "vllm", lambda port: serve_command(profile, host, port, api_key), serving_env(),
-                  host=host, port=port, timeout_s=timeout_s, on_wait=on_wait)
+    return launch(profile, "vllm", lambda port: serve_command(profile, host, port), serving_env(),
+                  host=host, port=port, api_key=api_key, timeout_s=timeout_s, on_wait=on_wait)
 
 
 def launch(
@@ -254,14 +290,24 @@ def launch(
     *,
     host: str,
     port: int | None,
+    api_key: str | None = None,
     timeout_s: float,
     on_wait: Callable[[float, str], None] | None = None,
 ) -> ServerState:
-    """Start ``command(port)`` under a supervising sh (or return the running server) and wait until it serves."""
+    """Start ``command(port)`` under a supervising sh (or return the running server) and wait until it serves.
+
+    ``api_key`` goes to the server in its environment (:func:`with_api_key`). The state file is
+    written before the wait, so a start killed outright leaves a server that ``stop`` finds; a
+    failed or interrupted wait stops the server and removes it.
+    """
     name = state_name(profile.name, engine)
     with _lock(name):
         state = read_state(name)
         if state is not None:
+            if api_key and not state.requires_api_key:
+                raise ServeError(f"the managed server at {state.base_url} (pid {state.pid}) runs without an API key; "
+                                 "stop it first with `tilepilot serve stop` to start it with one")
+            _wait_ready(None, state, api_key, timeout_s, on_wait)  # a start killed mid-wait left it starting
             return state
         port = port or free_port()
         log = state_dir() / f"{name}.log"
@@ -270,20 +316,26 @@ def launch(
         cmd = command(port)
         # sh waits on the server and records how it ended ($? is 128+N for signal N): see crash_report.
         supervised = ["/bin/sh", "-c", '"$@"; s=$?; echo $s > "$0"; exit $s', str(status_file), *cmd]
-        with open(log, "wb") as log_fh:
-            proc = subprocess.Popen(
-                supervised, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, cwd=str(state_dir()),
-            )
-        state = ServerState(
-            profile=profile.name, engine=engine, pid=proc.pid, host=host, port=port, model=profile.model,
-            served_name=profile.served_name, log=str(log), started_at=time.time(), command=cmd,
-            exit_status_file=str(status_file),
-        )
-        _wait_ready(proc, state, timeout_s, on_wait)
-        tmp = state_path(name).with_suffix(".tmp")
-        tmp.write_text(state.model_dump_json(indent=2))
-        tmp.replace(state_path(name))
+        # SIGTERM/SIGHUP unwind like Ctrl-C from here on, so an interrupted wait stops the server.
+        with signals_interrupt():
+            with open(log, "wb") as log_fh:
+                proc = subprocess.Popen(
+                    supervised, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT,
+                    env=with_api_key(env, engine, api_key), start_new_session=True, cwd=str(state_dir()),
+                )
+            try:
+                state = ServerState(
+                    profile=profile.name, engine=engine, pid=proc.pid, host=host, port=port, model=profile.model,
+                    served_name=profile.served_name, log=str(log), started_at=time.time(), command=cmd,
+                    exit_status_file=str(status_file), start_ticks=start_ticks(proc.pid),
+                    requires_api_key=bool(api_key),
+                )
+                _write_state(name, state)
+                _wait_ready(proc, state, api_key, timeout_s, on_wait)
+            except BaseException:
+                terminate_group(proc.pid)
+                state_path(name).unlink(missing_ok=True)
+                raise
         return state
 
 
@@ -330,7 +382,7 @@ def crash_report(base_url: str) -> str | None:
             state = ServerState.model_validate_json(path.read_text())
         except (OSError, ValueError):
             continue
-        if state.base_url.rstrip("/") != base_url.rstrip("/") or _alive(state.pid):
+        if state.base_url.rstrip("/") != base_url.rstrip("/") or _running(state):
             continue
         what = "vLLM" if state.engine == "vllm" else "llama-server"
         line = _last_log_line(state.log)
@@ -339,48 +391,37 @@ def crash_report(base_url: str) -> str | None:
     return None
 
 
-def _wait_ready(proc: subprocess.Popen, state: ServerState, timeout_s: float, on_wait) -> None:
+def serves(state: ServerState, api_key: str | None) -> bool:
+    """Whether the running managed server answers now. A missing or refused key is an error, never
+    False: the caller would otherwise start a second server, one with the wrong key."""
+    if state.requires_api_key and not api_key:
+        raise ApiKeyRefusedError(f"the managed server at {state.base_url} (pid {state.pid}) requires an API key: "
+                                 "set TILEPILOT_API_KEY to the key it was started with")
+    ready = readiness(state.base_url, state.served_name, api_key)
+    if ready == "refused":
+        raise ApiKeyRefusedError(f"the managed server at {state.base_url} refused the API key: "
+                                 "set TILEPILOT_API_KEY to the key it was started with")
+    return ready == "ready"
+
+
+def _wait_ready(proc: subprocess.Popen | None, state: ServerState, api_key: str | None, timeout_s: float,
+                on_wait) -> None:
+    """Until the server answers; ``proc`` is None for one another command started (then not our child)."""
     started = time.monotonic()
+    what = "vLLM" if state.engine == "vllm" else "llama-server"
     while True:
         elapsed = time.monotonic() - started
-        if proc.poll() is not None:
-            what = "vLLM" if state.engine == "vllm" else "llama-server"
-            raise ServeError(
-                f"{what} exited with code {proc.returncode} while starting: {_last_log_line(state.log)} (log: {state.log})"
-            )
-        if healthy(state.base_url, state.served_name):
+        exited = (proc.poll() is not None) if proc is not None else not _running(state)
+        if exited:
+            how = f" with code {proc.returncode}" if proc is not None else ""
+            raise ServeError(f"{what} exited{how} while starting: {_last_log_line(state.log)} (log: {state.log})")
+        if serves(state, api_key):
             return
         if elapsed > timeout_s:
-            _terminate(proc.pid)
-            raise ServeError(f"{state.engine} did not become ready within {timeout_s:.0f} s (log: {state.log})")
+            raise ServeError(f"{what} did not become ready within {timeout_s:.0f} s (log: {state.log})")
         if on_wait:
             on_wait(elapsed, _last_log_line(state.log))
         time.sleep(1.0)
-
-
-def _terminate(pid: int, grace_s: float = 20.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except (OSError, IndexError):
-        return True
 
 
 def stop(profile_name: str) -> ServerState | None:
@@ -390,7 +431,7 @@ def stop(profile_name: str) -> ServerState | None:
         if state is None:
             _reap_crashed(profile_name)
             return None
-        _terminate(state.pid)
+        terminate_group(state.pid)
         state_path(profile_name).unlink(missing_ok=True)
         return state
 
@@ -403,32 +444,10 @@ def _reap_crashed(profile_name: str) -> None:
         state = ServerState.model_validate_json(path.read_text())
     except (OSError, ValueError):
         return
-    if state.exit_status_file is not None:  # started under sh: its PID is the process group's id
+    # Started under sh, its PID is the group's id. Linux hands out no PID that a live group still uses,
+    # so a live process with that PID and another start time means the group is gone: leave it alone.
+    reused = start_ticks(state.pid) not in (None, state.start_ticks)
+    if state.exit_status_file is not None and state.start_ticks is not None and not reused:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(state.pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
-
-
-def peak_rss_kb(pid: int) -> int:
-    """VmHWM of a process and its children (the engine core runs in a child process)."""
-    total = 0
-    for p in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids = [int(k) for k in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for k in kids:
-            out += [k, *_children(k)]
-    return out

@@ -27,7 +27,7 @@ from tilepilot.model_runtime.errors import (
     ServerUnreachableError,
     UnparsedOutputError,
 )
-from tilepilot.model_runtime.probe import about_format
+from tilepilot.model_runtime.probe import about_format, key_refused
 from tilepilot.model_runtime.server import crash_report
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
@@ -113,6 +113,8 @@ class Transport:
 
 def _refusal(r: httpx.Response, url: str, path: str, body: dict) -> Exception | None:
     """The error of a non-200 answer that retrying cannot change, or None for a transient one."""
+    if refused := key_refused(r):
+        return refused
     detail = error_text(r)
     if r.status_code in (400, 422):
         if is_overflow(detail):

@@ -5,9 +5,11 @@ findings cite page, quote and box in that PDF. Conversions are cached by content
 of the input plus :data:`CONVERTER_VERSION`), so the same file is converted once however often,
 and wherever, it is reviewed; a resumed run finds the same PDF.
 
-- ``.docx .doc .odt .rtf``: LibreOffice headless (Debian's ``libreoffice-writer-nogui``), run
-  with a private profile folder (``-env:UserInstallation``) so two conversions at once, or a
-  desktop LibreOffice the user has open, never share (and lock) one profile, and killed at
+- ``.docx .doc .odt .rtf``: LibreOffice headless (Debian's ``libreoffice-writer-nogui``), contained,
+  since the document is untrusted (see :func:`_run_soffice`): a fresh private profile folder
+  (``-env:UserInstallation``; two conversions at once, or a desktop LibreOffice the user has open,
+  never share or lock one) that turns macros off and blocks linked content and link updates; no
+  network (a new network namespace); memory and CPU limits; its own process group, killed whole at
   :data:`SOFFICE_TIMEOUT_S`.
 - ``.txt .md``: laid out on A4 pages with PyMuPDF's ``Story`` (Markdown through markdown-it, which
   rich already brings), so the text layer is exact.
@@ -20,20 +22,25 @@ Every failure is a :class:`ConversionError` whose message is one line naming the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import io
+import logging
 import os
+import resource
+import signal
 import shutil
 import subprocess
 import tempfile
 import zipfile
+from functools import cache
 from pathlib import Path
 
 from tilepilot.tools.errors import ToolError
 from tilepilot.tools.images import IMAGE_SUFFIXES
 
-CONVERTER_VERSION = "1"  # part of the cache key: bump when a conversion's output changes
+CONVERTER_VERSION = "2"  # part of the cache key: bump when a conversion's output changes
 OFFICE_SUFFIXES = (".docx", ".doc", ".odt", ".rtf")
 TEXT_SUFFIXES = (".txt", ".md")
 SUPPORTED_SUFFIXES = (".pdf", *OFFICE_SUFFIXES, *TEXT_SUFFIXES, *IMAGE_SUFFIXES)
@@ -41,6 +48,11 @@ SUPPORTED_SUFFIXES = (".pdf", *OFFICE_SUFFIXES, *TEXT_SUFFIXES, *IMAGE_SUFFIXES)
 INPUTS_DESCRIPTION = (f"PDF; {' '.join(OFFICE_SUFFIXES)} (converted with LibreOffice); {' '.join(TEXT_SUFFIXES)}; "
                       f"images {' '.join(IMAGE_SUFFIXES)} (scans; a multi-page TIFF is one page per frame)")
 SOFFICE_TIMEOUT_S = 180.0
+# Per process (oosplash, soffice.bin). soffice.bin peaks at about 450 MiB of address space converting a
+# 2.4 MB RTF of 20000 paragraphs (VmPeak), and at 512 MiB still converts small documents: 2 GiB leaves
+# room for pictures while a document built to exhaust memory stops there.
+SOFFICE_MEMORY_BYTES = 2 * 1024**3
+SOFFICE_CPU_S = int(SOFFICE_TIMEOUT_S)
 DEFAULT_DPI = 200
 _A4 = (595.0, 842.0)
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # compound file: .doc, or an encrypted OOXML package
@@ -64,6 +76,9 @@ class EmptyInputError(ConversionError):
 
 class ConverterMissingError(ConversionError):
     """LibreOffice (``soffice``) is not installed."""
+
+
+_log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -118,19 +133,91 @@ def _office_to_pdf(source: Path, data: bytes) -> bytes:
         work_dir = Path(work)
         given = work_dir / f"input{source.suffix.lower()}"  # a plain name: soffice names the output after it
         given.write_bytes(data)
-        command = [soffice, f"-env:UserInstallation={(work_dir / 'profile').as_uri()}", "--headless", "--norestore",
-                   "--nolockcheck", "--convert-to", "pdf", "--outdir", str(work_dir / "out"), str(given)]
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=SOFFICE_TIMEOUT_S,
-                                  stdin=subprocess.DEVNULL, env={**os.environ, "HOME": str(work_dir)})
-        except subprocess.TimeoutExpired:
-            raise ConversionError(f"{source}: LibreOffice did not finish converting it within {SOFFICE_TIMEOUT_S:.0f} s") from None
+        profile = _locked_down_profile(work_dir / "profile")
+        command = [*network_isolation(), soffice, f"-env:UserInstallation={profile.as_uri()}", "--headless",
+                   "--norestore", "--nolockcheck", "--convert-to", "pdf", "--outdir", str(work_dir / "out"), str(given)]
+        returncode, output = _run_soffice(command, work_dir, source)
         out = work_dir / "out" / "input.pdf"
-        if proc.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
+        if returncode != 0 or not out.is_file() or out.stat().st_size == 0:
+            detail = output.strip().splitlines()
             raise ConversionError(f"{source}: LibreOffice could not read it as {source.suffix} (corrupt or not that format)"
                                   + (f": {detail[-1][:200]}" if detail else ""))
         return out.read_bytes()
+
+
+# The profile a conversion starts from. Macros: level 3 (very high: only signed macros from trusted
+# places, and there are none) and switched off outright. BlockUntrustedRefererLinks: a document outside
+# the trusted locations (all of them) loads no linked content, such as an image at a URL (checked: with
+# it off, a linked image is fetched during --convert-to). Writer's link updates on load: 2 = never.
+_PROFILE_SETTINGS = (
+    ("org.openoffice.Office.Common/Security/Scripting", "MacroSecurityLevel", "3"),
+    ("org.openoffice.Office.Common/Security/Scripting", "DisableMacrosExecution", "true"),
+    ("org.openoffice.Office.Common/Security/Scripting", "BlockUntrustedRefererLinks", "true"),
+    ("org.openoffice.Office.Writer/Content/Update", "Link", "2"),
+)
+
+
+def _locked_down_profile(folder: Path) -> Path:
+    """A fresh LibreOffice user profile with :data:`_PROFILE_SETTINGS`; returns its folder."""
+    items = "".join(f'<item oor:path="/{path}"><prop oor:name="{name}" oor:op="fuse"><value>{value}</value></prop></item>\n'
+                    for path, name, value in _PROFILE_SETTINGS)
+    (folder / "user").mkdir(parents=True)
+    (folder / "user" / "registrymodifications.xcu").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<oor:items xmlns:oor="http://openoffice.org/2001/registry" '
+        f'xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n{items}</oor:items>\n')
+    return folder
+
+
+@cache
+def network_isolation() -> tuple[str, ...]:
+    """The command prefix that runs LibreOffice in a new network namespace (no interfaces but a down
+    loopback), or () where this machine allows none: then say so once. Root gets one directly; another
+    user through a user namespace, where the kernel allows unprivileged ones."""
+    unshare = shutil.which("unshare")
+    for prefix in (("--net",), ("--user", "--map-root-user", "--net")):
+        if unshare is None:
+            break
+        try:
+            probe = subprocess.run([unshare, *prefix, "true"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return (unshare, *prefix)
+    _log.warning("LibreOffice conversions run with network access: this machine allows no new network namespace "
+                 "(unshare --net); linked content stays blocked by the LibreOffice profile")
+    return ()
+
+
+def _limit_resources() -> None:
+    """Runs in the child before exec: caps memory and CPU time, and writes no core file of the document."""
+    resource.setrlimit(resource.RLIMIT_AS, (SOFFICE_MEMORY_BYTES, SOFFICE_MEMORY_BYTES))
+    resource.setrlimit(resource.RLIMIT_CPU, (SOFFICE_CPU_S, SOFFICE_CPU_S + 5))  # soft: SIGXCPU, hard: SIGKILL
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _run_soffice(command: list[str], work_dir: Path, source: Path) -> tuple[int, str]:
+    """Run LibreOffice in its own process group; (exit status, its output).
+
+    ``soffice`` is the ``oosplash`` launcher, which starts ``soffice.bin`` as its child: killing only
+    the launcher (as a plain timeout does) leaves ``soffice.bin`` converting. On a timeout, or
+    anything else that stops the wait (Ctrl-C), the whole group is killed while the launcher is
+    still unreaped, so its id, which names the group, cannot have been reused.
+    """
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            text=True, env={**os.environ, "HOME": str(work_dir)}, start_new_session=True,
+                            preexec_fn=_limit_resources)
+    try:
+        output, _ = proc.communicate(timeout=SOFFICE_TIMEOUT_S)
+    except BaseException as stopped:
+        if proc.returncode is None:  # not reaped: its id still names its group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(stopped, subprocess.TimeoutExpired):
+            raise ConversionError(f"{source}: LibreOffice did not finish converting it within "
+                                  f"{SOFFICE_TIMEOUT_S:.0f} s") from None
+        raise
+    return proc.returncode, output
 
 
 def _refuse_encrypted(source: Path, data: bytes) -> None:

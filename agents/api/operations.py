@@ -285,7 +285,7 @@ def run_listen_request(request: ListenRequest, *, progress: ProgressCallback | N
 
 def serve_status(model: str = "tiny", base_url: str | Sequence[str] | None = None) -> ServeStatus:
     """Is the managed local server of ``model`` up? With ``base_url``: probe what that server offers."""
-    from tilepilot.agents.backend import base_urls_from, served_name_from
+    from tilepilot.agents.backend import api_key_from, base_urls_from, served_name_from
     from tilepilot.model_runtime import server
     from tilepilot.model_runtime.client import ChatClient
     from tilepilot.model_runtime.profiles import get_profile
@@ -293,11 +293,12 @@ def serve_status(model: str = "tiny", base_url: str | Sequence[str] | None = Non
     profile = get_profile(model)
     urls = _strings(base_url)
     if urls:
-        with ChatClient(base_urls_from(urls), profile, served_name=served_name_from(None), max_retries=1, backoff_s=0.2) as client:
+        with ChatClient(base_urls_from(urls), profile, served_name=served_name_from(None), api_key=api_key_from(),
+                        max_retries=1, backoff_s=0.2) as client:
             caps = client.probe_all()
         return ServeStatus(model=model, base_url=caps.base_url, running=True, healthy=True,
                            capabilities={"exact": caps.exact, **caps.model_dump(mode="json")})
     state = server.read_state(profile.name)
-    healthy = bool(state and server.healthy(state.base_url, state.served_name))
+    healthy = bool(state and server.healthy(state.base_url, state.served_name, api_key_from()))
     return ServeStatus(model=model, base_url=state.base_url if state else None, running=state is not None,
                        healthy=healthy, pid=state.pid if state else None)

@@ -20,7 +20,7 @@ from PIL import Image
 from tilepilot.model_runtime.client import ChatClient
 from tilepilot.model_runtime.payloads import AudioPart, ImagePart, Message, TextPart
 from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, tiny_profile
-from tilepilot.model_runtime.server import peak_rss_kb
+from tilepilot.model_runtime.processes import peak_rss_kb
 from tests.gen.audio import tone_samples
 
 

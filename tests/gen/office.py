@@ -106,3 +106,39 @@ Sub Encrypt(src As String, dst As String)
 End Sub
 </script:module>
 """
+
+
+def linked_image_odt(path: Path, image_url: str) -> Path:
+    """An .odt whose only picture is *linked*, not embedded: opening the document loads ``image_url``."""
+    import zipfile
+
+    content = f"""<?xml version="1.0" encoding="UTF-8"?>
+<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"
+ xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"
+ xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0"
+ xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0"
+ xmlns:xlink="http://www.w3.org/1999/xlink" office:version="1.2">
+<office:body><office:text>
+<text:p>Services Agreement with the Supplier's logo.</text:p>
+<text:p><draw:frame draw:name="logo" text:anchor-type="as-char" svg:width="2cm" svg:height="2cm">
+<draw:image xlink:href="{image_url}" xlink:type="simple" xlink:show="embed" xlink:actuate="onLoad"/>
+</draw:frame></text:p>
+</office:text></office:body></office:document-content>"""
+    manifest = """<?xml version="1.0" encoding="UTF-8"?>
+<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">
+<manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.text"/>
+<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>
+</manifest:manifest>"""
+    with zipfile.ZipFile(path, "w") as package:
+        package.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.text")  # first, stored
+        package.writestr("content.xml", content, zipfile.ZIP_DEFLATED)
+        package.writestr("META-INF/manifest.xml", manifest, zipfile.ZIP_DEFLATED)
+    return path
+
+
+def long_rtf(path: Path, paragraphs: int = 20_000) -> Path:
+    """An RTF that LibreOffice takes long to convert (20000 paragraphs: about 20 s here, 2.4 MB)."""
+    clause = "The Supplier shall perform the services with reasonable care and skill, and keep the Customer informed."
+    body = "".join(f"\\par Clause {n + 1}. {clause}\n" for n in range(paragraphs))
+    path.write_text("{\\rtf1\\ansi\\deff0{\\fonttbl{\\f0 Times;}}\n" + body + "}")
+    return path

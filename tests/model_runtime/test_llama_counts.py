@@ -15,6 +15,7 @@ from tilepilot.model_runtime import server
 from tilepilot.model_runtime.budget import image_grid, llama_cpp_audio_soft_tokens, llama_cpp_image_soft_tokens
 from tilepilot.model_runtime.counting import with_placeholders
 from tilepilot.model_runtime.gguf import parse_fallbacks
+from tilepilot.model_runtime.processes import start_ticks
 from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, tiny_profile
 
 SHAPES = [(612, 792), (792, 612), (1920, 1080), (1280, 800), (300, 2000), (4000, 500), (100, 100)]
@@ -70,7 +71,7 @@ def test_a_managed_server_that_died_is_reported_as_crashed(tmp_path: Path, monke
     time.sleep(0.5)
     state = {"profile": "fake", "engine": "llama.cpp", "pid": proc.pid, "host": "127.0.0.1", "port": 1,
              "model": "m", "served_name": "m", "log": str(log), "started_at": 0.0, "command": ["llama-server"],
-             "exit_status_file": str(tmp_path / "fake.exit")}
+             "exit_status_file": str(tmp_path / "fake.exit"), "start_ticks": start_ticks(proc.pid)}
     (tmp_path / "fake@llama.cpp.json").write_text(json.dumps(state))
     url = "http://127.0.0.1:1"
     assert server.crash_report(url) is None  # alive

@@ -12,6 +12,7 @@ import pytest
 
 from tilepilot.agents.runs import read_events
 from tilepilot.model_runtime import server
+from tilepilot.model_runtime.processes import terminate_group
 from tilepilot.model_runtime.profiles import tiny_profile
 from tests.conftest import REPO, tilepilot
 from tests.gen.pdfs import digital_pdf
@@ -58,7 +59,7 @@ def small_vllm(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) 
         print(f"\n[vllm] second server (--max-model-len {SMALL_LEN}) ready in {seconds:.1f} s")
         yield url
     finally:
-        server._terminate(proc.pid)
+        terminate_group(proc.pid)
 
 
 def test_a_smaller_server_context_wins_and_no_request_overflows(small_vllm: str, tmp_path: Path) -> None:
