@@ -20,10 +20,12 @@ from pydantic import BaseModel, Field
 
 from tilepilot.agents.desktop.frame import ModelFrame
 from tilepilot.tools.actions import Action, Drag, Hotkey, Key, Wait
-from tilepilot.tools.keys import UnknownKeyError, hotkey_keys
+from tilepilot.tools.keys import KEYS, UnknownKeyError, hotkey_keys
 
 TEXT_LIMIT = 200  # characters of typed text, done/fail reasons
-KEY_LIMIT = 24
+# The schema offers each key by its canonical name only (tilepilot.tools.keys): constrained decoding then
+# never produces a name the executor would refuse, and a model sees one spelling per key.
+KEY_NAMES = sorted({key.name for key in KEYS.values()})
 DRAG_POINTS = 8
 SCROLL_LIMIT = 20
 WAIT_LIMIT_MS = 5_000
@@ -75,9 +77,9 @@ def _tighten_fields(props: dict[str, Any], x_max: int, y_max: int) -> None:
         elif name in ("text", "result", "reason"):
             prop["maxLength"] = TEXT_LIMIT
         elif name == "key":
-            prop["maxLength"] = KEY_LIMIT
+            props[name] = {"type": "string", "enum": KEY_NAMES}
         elif name == "keys":
-            prop["items"]["maxLength"] = KEY_LIMIT
+            prop["items"] = {"type": "string", "enum": KEY_NAMES}
 
 
 def reply_schema(frame: ModelFrame, kinds: tuple[str, ...]) -> type[ModelReply]:

@@ -58,3 +58,13 @@ def drive(spec: dict, tmp_path: Path, timeout: float = 120) -> dict:
 @pytest.fixture()
 def delete_rules(tk_app: TkApp, tmp_path: Path) -> Path:  # noqa: F811
     return write_rules(tmp_path / "rules.md", pad(tk_app.widget(".delete"), 6))
+
+
+@pytest.fixture()
+def screen_only_env(server_env: dict) -> dict:
+    """``server_env`` through a proxy that offers the tiny model screen actions only (no done/fail), so
+    a real-model run reaches its step limit (tests/agents/desktop/screen_only_proxy.py)."""
+    from tests.agents.desktop.screen_only_proxy import screen_only_proxy
+
+    with screen_only_proxy(server_env["TILEPILOT_BASE_URL"]) as url:
+        yield {**server_env, "TILEPILOT_BASE_URL": url}

@@ -172,12 +172,12 @@ def test_a_debian_gtk_app_mousepad_exposes_its_menus(xvfb, a11y, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_real_tiny_model_steps_go_through_the_accessibility_guard(xvfb, gtk_form, a11y, server_env, tmp_path):
+def test_real_tiny_model_steps_go_through_the_accessibility_guard(xvfb, gtk_form, a11y, screen_only_env, tmp_path):
     # The tiny model's clicks land anywhere; each one's guard record names the widget under it,
     # and none that lands on Delete is allowed. --dry-run keeps the form intact for other tests.
     rules = tmp_path / "rules.md"
     rules.write_text(RULES)
-    env = {**server_env, "DISPLAY": xvfb.display}
+    env = {**screen_only_env, "DISPLAY": xvfb.display}  # clicks only: no done/fail (screen_only_proxy)
     proc = tilepilot("desktop", "delete the account", "--rules", str(rules), "--max-steps", "6", "--actions", "click",
                      "--dry-run", "--out", str(tmp_path / "run"), "--json", env=env, input="", timeout=600)
     assert proc.returncode in (0, 1), proc.stderr[-2000:]

@@ -18,7 +18,8 @@ from tests.x11.tk import launch_tk_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.x11, pytest.mark.slow]
 
-# Everything but done/fail (so the run must reach the step limit) and wait (keeps it fast).
+# Everything but wait (keeps it fast); done and fail are always offered, and the proxy in front of the
+# server (screen_only_env) takes them out of the schema so that the run must reach the step limit.
 OFFERED = "click,move,drag,scroll,type,hotkey,key"
 STEPS = 15
 POINTER = ("click", "drag", "scroll")
@@ -42,13 +43,13 @@ def _inside(point: list[int], rect: tuple[int, int, int, int]) -> bool:
 
 
 def test_fifteen_real_model_steps_stay_valid_guarded_and_within_budget(
-    xvfb: XServer, big_app, server_env: dict, tmp_path: Path
+    xvfb: XServer, big_app, screen_only_env: dict, tmp_path: Path
 ) -> None:
     delete = big_app.widget(".delete")
     region = (0, 0, max(640, delete.x + delete.width + 10), 400)  # a quarter of the screen, Delete inside
     assert _inside([delete.x, delete.y], region) and _inside([delete.x + delete.width, delete.y + delete.height], region)
     rules = write_rules(tmp_path / "rules.md", region)
-    env = {**server_env, "DISPLAY": xvfb.display}
+    env = {**screen_only_env, "DISPLAY": xvfb.display}
     proc = tilepilot("desktop", "press OK", "--rules", str(rules), "--max-steps", str(STEPS), "--actions", OFFERED,
                      "--out", str(tmp_path / "run"), "--json", env=env, input="", timeout=600)
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
@@ -75,10 +76,10 @@ def test_fifteen_real_model_steps_stay_valid_guarded_and_within_budget(
     assert not [e for e in events if e["event"] == "button_press" and delete.contains(e["x_root"], e["y_root"])]
 
 
-def test_confirmation_stops_the_run_without_yes_or_a_tty(xvfb: XServer, big_app, server_env: dict, tmp_path: Path) -> None:
+def test_confirmation_stops_the_run_without_yes_or_a_tty(xvfb: XServer, big_app, screen_only_env: dict, tmp_path: Path) -> None:
     rules = write_rules(tmp_path / "rules.md", pad(big_app.widget(".delete"), 6),
                         extra='  confirm:\n    - {action: "*", reason: "every action needs approval here"}\n')
-    env = {**server_env, "DISPLAY": xvfb.display}
+    env = {**screen_only_env, "DISPLAY": xvfb.display}
     before = len(big_app.settle())
     proc = tilepilot("desktop", "press OK", "--rules", str(rules), "--max-steps", "5", "--actions", OFFERED,
                      "--out", str(tmp_path / "run"), "--json", env=env, input="", timeout=300)

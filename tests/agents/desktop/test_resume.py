@@ -21,9 +21,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.x11]
 STEPS = 5
 
 
-def test_sigkill_then_resume_continues_after_the_last_recorded_step(xvfb: XServer, server_env: dict, tmp_path: Path) -> None:
+def test_sigkill_then_resume_continues_after_the_last_recorded_step(xvfb: XServer, screen_only_env: dict, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    env = {**server_env, "DISPLAY": xvfb.display}
+    env = {**screen_only_env, "DISPLAY": xvfb.display}  # no done/fail offered: the run reaches its step limit
     # --dry-run: the tiny model's noise is decided and guarded but never executed on the shared display.
     kill_when(["desktop", "look at the screen", "--dry-run", "--actions", "click,move,scroll", "--max-steps", str(STEPS),
                "--out", str(run), "--json"], run, "step", 2, env)
