@@ -28,7 +28,7 @@ from tilepilot.agents.rules.merge import Policy, Provenance, Sourced
 from tilepilot.agents.rules.patterns import PatternTimeout, matches
 from tilepilot.agents.rules.schema import ActionRule, split_combo
 from tilepilot.agents.rules.targets import (
-    POINTER_KINDS, Box, Point, ScreenBounds, ScreenText, Segment, TypingTarget, distance, focused_widget,
+    POINTER_KINDS, Box, Point, ScreenBounds, ScreenText, Segment, TypingTarget, center, distance, focused_widget,
     innermost_widget, knows_windows, resolve_region, segment_hits_rect, touched_segments, typing_targets, window_at,
 )
 from tilepilot.tools.actions import Action, Drag, Hotkey, Key, Type
@@ -139,13 +139,9 @@ def _first_target(action: Action, context: GuardContext) -> Point | None:
         return targets_of(action, context)[0].point
     if action.kind in KEY_KINDS:
         widget = focused_widget(context.screen_texts, context.window_title)
-        return _center(widget.bbox) if widget is not None else context.focus_point
+        return center(widget.bbox) if widget is not None else context.focus_point
     points = action.points()
     return points[0] if points else None
-
-
-def _center(box: Box) -> Point:
-    return (int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2))
 
 
 def _segments(action: Action, context: GuardContext) -> list[Segment] | None:

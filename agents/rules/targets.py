@@ -119,7 +119,7 @@ def typing_targets(action: Type, texts: list[ScreenText], window_title: str | No
                    focus_point: Point | None) -> list[TypingTarget]:
     """One target per stretch of text between keys that may move focus; the first is where focus is now."""
     widget = focused_widget(texts, window_title)
-    point = _center(widget.bbox) if widget is not None else focus_point
+    point = center(widget.bbox) if widget is not None else focus_point
     if widget is None and point is not None:
         widget = innermost_widget(point, texts)
     multiline = widget is not None and "multi-line" in widget.states
@@ -142,19 +142,19 @@ def _may_move_focus(chord: Chord, multiline: bool) -> bool:
     return chord.key in _FOCUS_MOVING and not (multiline and chord.key in _STAYS_IN_MULTILINE)
 
 
-def touched_segments(action: Action, focus: Point | None, keys_at_focus: bool = False) -> list[Segment] | None:
+def touched_segments(action: Action, focus: Point | None) -> list[Segment] | None:
     """Line segments (a point is a zero-length segment) the action touches; None if unknown."""
     if isinstance(action, Drag):
         return list(zip(action.path, action.path[1:]))
     points = action.points()
     if points:
         return [(p, p) for p in points]
-    if isinstance(action, Type) or (keys_at_focus and action.kind in ("hotkey", "key")):
+    if isinstance(action, Type):
         return None if focus is None else [(focus, focus)]
     return []
 
 
-def _center(box: Box) -> Point:
+def center(box: Box) -> Point:
     return (int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2))
 
 
