@@ -13,7 +13,17 @@ from __future__ import annotations
 
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads each name on first use
+    from tilepilot import rules
+    from tilepilot.agents.errors import USER_ERRORS, TilepilotError
+    from tilepilot.api_types import (
+        DesktopRequest, DesktopResult, ListenRequest, ListenResult, ReviewRequest, ReviewResult, RulesCheckResult,
+        ServeStatus, TranscriptResult,
+    )
+    from tilepilot.operations import desktop, listen, review, serve_status
+    from tilepilot.progress import ProgressEvent
 
 try:
     __version__ = version("tilepilot")
@@ -37,7 +47,13 @@ _API = {
     "USER_ERRORS": "tilepilot.agents.errors",  # every user mistake: catch these for one-line messages
 }
 
-__all__ = ["__version__", *_API]
+# Spelled out, not built from _API: type checkers read __all__ without running code (tests/agents/test_api.py
+# checks that the two agree).
+__all__ = [
+    "__version__", "review", "desktop", "listen", "serve_status", "rules",
+    "ReviewRequest", "ReviewResult", "DesktopRequest", "DesktopResult", "ListenRequest", "ListenResult",
+    "TranscriptResult", "RulesCheckResult", "ServeStatus", "ProgressEvent", "TilepilotError", "USER_ERRORS",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -189,5 +189,5 @@ class ServeStatus(_Result):
     running: bool
     healthy: bool
     pid: Optional[int] = None
-    capabilities: Optional[dict] = Field(None, description="What the server offers (with base_url): token counting, "
-                                         "image budgets, structured output, max context, the served id.")
+    capabilities: Optional[dict] = Field(default=None, description="What the server offers (with base_url): token counting, "
+                                                 "image budgets, structured output, max context, the served id.")

@@ -175,15 +175,18 @@ def run_desktop_request(request: DesktopRequest, *, approve: Approver | None = N
         options = read_options("desktop", resume, DesktopOptions)
         if request.max_runtime_s is not None:
             options = options.model_copy(update={"max_runtime_s": request.max_runtime_s})
+    elif request.task is None:  # check_resume refused a run with neither a task nor --resume
+        raise UsageError("pass the TASK (or --resume RUN)")
     else:
         kinds = tuple(k.strip().lower() for k in request.actions if k.strip()) or ALL_KINDS
         unknown = [k for k in kinds if k not in ALL_KINDS]
         if unknown:
             raise UsageError(f"actions: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(ALL_KINDS)}")
+        runtime: dict[str, Any] = {"max_runtime_s": request.max_runtime_s} if request.max_runtime_s is not None else {}
         options = DesktopOptions(
             task=request.task, rules=tuple(request.rules), model=request.model, max_steps=request.max_steps,
             budget=request.budget, monitor=request.monitor, dry_run=request.dry_run, history_images=request.history,
-            kinds=kinds, **({"max_runtime_s": request.max_runtime_s} if request.max_runtime_s is not None else {}))
+            kinds=kinds, **runtime)
     _confine(check_paths, options if resume else request, ("rules", "model"))
     display = require_display()
     policy = build_policy("desktop", list(options.rules))

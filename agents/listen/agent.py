@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from pydantic import BaseModel
 
@@ -36,6 +36,10 @@ __all__ = ["ClipTranscript", "ListenAgent", "ListenResult", "clip_messages", "cl
 
 Task = Literal["transcribe", "summarize", "ask"]
 TASKS: tuple[str, ...] = ("transcribe", "summarize", "ask")
+
+
+def is_task(name: str) -> TypeGuard[Task]:
+    return name in TASKS
 
 TRANSCRIPT_TOKENS_PER_S = 9
 OVERLAP_S = 1.0  # enough to hold a word cut at the seam; each is transcribed twice, then merged once

@@ -19,7 +19,7 @@ from tilepilot.agents.cli_model import (
     BaseUrlOption, JsonOption, MaxRuntimeOption, ModelOption, OutOption, ResumeOption, RulesOption, rules_paths,
 )
 from tilepilot.agents.errors import UsageError
-from tilepilot.agents.listen.agent import DEFAULT_WORKERS, TASKS
+from tilepilot.agents.listen.agent import DEFAULT_WORKERS, TASKS, is_task
 
 out = Console()
 err = Console(stderr=True)
@@ -42,7 +42,7 @@ def listen(
     from tilepilot.operations import run_listen_request
     from tilepilot.progress import console_progress
 
-    if task is not None and task not in TASKS:
+    if task is not None and not is_task(task):
         raise UsageError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")

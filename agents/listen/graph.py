@@ -31,6 +31,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 from pydantic import BaseModel
 
+from tilepilot.agents.errors import RunError
 from tilepilot.agents.listen.merge import merge_transcripts
 from tilepilot.agents.listen.stream import plan_clips
 from tilepilot.agents.runs import Deadline
@@ -50,8 +51,8 @@ class ClipTranscript(BaseModel):
     latency_s: float
 
 
-class ClipSpan(BaseModel):
-    """Where one clip lies in the input (its samples stay out of the checkpoint)."""
+class ClipSpan(TypedDict):
+    """Where one clip lies in the input (its samples stay out of the checkpoint); a ``Send`` to transcribe_clip."""
 
     index: int
     start_sample: int
@@ -61,7 +62,7 @@ class ClipSpan(BaseModel):
 class ListenState(TypedDict, total=False):
     source: str
     next_clip: int  # index of the first clip not yet planned into a batch
-    batch: list[dict]  # ClipSpan of the current batch
+    batch: list[ClipSpan]  # the current batch
     clips: Annotated[list[dict], operator.add]  # finished ClipTranscript, in completion order
     total_samples: int
     stream_done: bool
@@ -142,7 +143,7 @@ def plan_batch(state: ListenState, runtime: Runtime[ListenContext]) -> dict:
     clips = ctx.feed.take(first, ctx.batch_size)
     if not clips:
         return {"batch": [], "stream_done": True, "total_samples": ctx.feed.finish()}
-    spans = [ClipSpan(index=c.index, start_sample=c.start_sample, end_sample=c.end_sample).model_dump() for c in clips]
+    spans = [ClipSpan(index=c.index, start_sample=c.start_sample, end_sample=c.end_sample) for c in clips]
     return {"batch": spans, "next_clip": clips[-1].index + 1}
 
 
@@ -150,14 +151,15 @@ def fan_out(state: ListenState) -> Any:
     if state.get("stream_done"):
         return "merge"
     done = {c["index"] for c in state.get("clips", [])}
-    return [Send("transcribe_clip", span) for span in state["batch"] if span["index"] not in done] or "plan_batch"
+    return [Send("transcribe_clip", span) for span in state.get("batch", []) if span["index"] not in done] or "plan_batch"
 
 
-def transcribe_clip(span: dict, runtime: Runtime[ListenContext]) -> dict:
+def transcribe_clip(state: ClipSpan, runtime: Runtime[ListenContext]) -> dict:
+    """One clip of the batch: its input is the span that fan_out sent (LangGraph names every node's input ``state``)."""
     ctx = runtime.context
     with ctx.slots:
         ctx.deadline.check()  # unfinished clips stay pending in the checkpoint for --resume
-        clip = ctx.feed.clip(span["index"])
+        clip = ctx.feed.clip(state["index"])
         transcript = ctx.transcribe(clip)
     ctx.on_progress(transcript.end_s)
     return {"clips": [transcript.model_dump()]}
@@ -174,7 +176,10 @@ def after_merge(state: ListenState, runtime: Runtime[ListenContext]) -> str:
 
 def condense(state: ListenState, runtime: Runtime[ListenContext]) -> dict:
     ctx = runtime.context
-    output, requests = ctx.condense(state["text"])
+    text = state.get("text")
+    if text is None:  # merge always writes it first: only a damaged checkpoint lacks it
+        raise RunError("the run's checkpoint has no merged transcript to condense; start the run again")
+    output, requests = ctx.condense(text)
     return {"output": output, "condense_requests": requests}
 
 

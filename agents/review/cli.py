@@ -110,13 +110,16 @@ def _decide(accept: Optional[Path], reject: Optional[Path], ids: list[str], path
     """``--accept RUN --id ID...`` / ``--reject RUN --id ID...``: a reviewer's verdict, written into findings.json."""
     from tilepilot.agents.review.decisions import mark_findings
 
-    if (accept is None) == (reject is None):
+    if accept is not None and reject is None:
+        run, decision = accept, "accepted"
+    elif reject is not None and accept is None:
+        run, decision = reject, "rejected"
+    else:
         raise UsageError("--id goes with exactly one of --accept RUN or --reject RUN")
     if not ids:
         raise UsageError("--accept/--reject RUN needs the findings to mark: --id ID (repeat it for several)")
     if paths:
         raise UsageError("--accept/--reject marks findings of a finished run; it takes no PATH arguments")
-    run, decision = (accept, "accepted") if accept is not None else (reject, "rejected")
     marked = mark_findings(run, ids, decision)
     typer.echo(f"{run / 'findings.json'}: {marked} finding(s) {decision}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 
+from tilepilot.agents.errors import TilepilotError
 from tilepilot.agents.review.findings import FindingsFile, xml_text
 
 # A cell a spreadsheet would read as a formula (or, after a tab or carriage return, start one): quotes come
@@ -57,10 +58,13 @@ def to_csv(report: FindingsFile) -> bytes:
 
 def to_xlsx(report: FindingsFile) -> bytes:
     from openpyxl import Workbook
+    from openpyxl.worksheet.worksheet import Worksheet
 
     header, rows = finding_rows(report)
     workbook = Workbook()
     sheet = workbook.active
+    if not isinstance(sheet, Worksheet):  # a new workbook always starts with one worksheet
+        raise TilepilotError(f"openpyxl made a workbook without a worksheet ({type(sheet).__name__})")
     sheet.title = "findings"
     sheet.append(header)
     for row in rows:

@@ -53,7 +53,7 @@ def write_commented_docx(doc: DocumentResult, standards: dict[str, str]) -> byte
     revision = [900]  # w:id of tracked changes: distinct from the comments' ids
     for finding in word_findings(doc):
         why = _why_unanchorable(finding, len(paragraphs))
-        runs = None if why else _isolate(paragraphs[finding.paragraph], finding.quote)
+        runs = None if why or finding.paragraph is None else _isolate(paragraphs[finding.paragraph], finding.quote)
         if runs is None:
             unanchored.append((finding, why or "quote not found in its paragraph"))
             continue

@@ -184,7 +184,7 @@ class UsageTotals(BaseModel):
 
 
 class FindingsFile(BaseModel):
-    schema_: str = Field(SCHEMA_ID, alias="schema")
+    schema_: str = Field(default=SCHEMA_ID, alias="schema")
     run: str
     created: str
     model: ModelInfo | None

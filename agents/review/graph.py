@@ -25,6 +25,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from tilepilot.agents.errors import RunError
 from tilepilot.agents.review.docmap import DocumentMap, MapBuilder
 from tilepilot.agents.review.findings import Finding, SummaryAnswer, dedupe
 from tilepilot.agents.review.playbook import check_finding
@@ -85,6 +86,9 @@ class ReviewContext:
 def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     """One streaming pass over the text layer: deterministic checks and the page plan, no pixels."""
     ctx = runtime.context
+    pages = state.get("pages")
+    if pages is None:  # the runner starts every document's graph with its pages
+        raise RunError(f"{ctx.path}: the run's checkpoint has no page list for this document; start the run again")
     client = ctx.chunk.client if ctx.chunk else None
     tokenize = _tokenizer(client) if client else None
     counter = TextTokenCounter(tokenize)
@@ -94,7 +98,7 @@ def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
 
     def check_pages() -> Iterator[CheckPage]:
         with PageWorker(ctx.path, ctx.password, ctx.deadline_s) as worker:
-            for page in state["pages"]:
+            for page in pages:
                 ctx.deadline.check()  # a huge document stops here too, --no-model included
                 try:
                     text = worker.text(page)
@@ -117,7 +121,7 @@ def _plan(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     chunks = pack_chunks(plans, ctx.capacity - map_tokens, client.profile) if client is not None else []
     counts = {m: sum(1 for p in plans if p.modality == m) for m in ("text", "image", "both")}
     if ctx.chunk:
-        ctx.chunk.events.emit("planned", path=ctx.chunk.path, pages=len(state["pages"]), chunks=len(chunks), plan=counts,
+        ctx.chunk.events.emit("planned", path=ctx.chunk.path, pages=len(pages), chunks=len(chunks), plan=counts,
                               capacity=ctx.capacity, document_map_tokens=map_tokens)
     return {"chunks": [c.model_dump(mode="json") for c in chunks], "plan_counts": counts, "check_findings": findings,
             "plan_failures": failures, "next_index": 0, "notes": "", "document_map": document_map.map.model_dump(),
@@ -162,7 +166,8 @@ def _map_chunks(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     chunk_ctx = _chunk_context(state, ctx)
     assert ctx.ledger is not None
     finished = ctx.ledger.finished()
-    waiting = [ChunkPlan.model_validate(c) for c in state["chunks"] if c["id"] not in finished]
+    chunks = state.get("chunks", [])
+    waiting = [ChunkPlan.model_validate(c) for c in chunks if c["id"] not in finished]
     running: set[Future] = set()
     stopped: BaseException | None = None
     with ThreadPoolExecutor(max_workers=max(1, ctx.concurrency), thread_name_prefix="review-chunk") as pool:
@@ -181,7 +186,7 @@ def _map_chunks(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     if stopped is not None:
         raise stopped
     outcomes = ctx.ledger.finished()
-    return {"results": [outcomes[c["id"]] for c in state["chunks"]]}
+    return {"results": [outcomes[c["id"]] for c in chunks]}
 
 
 def _run_chunk(chunk: ChunkPlan, chunk_ctx: ChunkContext, ledger: ChunkLedger) -> None:
@@ -193,10 +198,11 @@ def _run_chunk(chunk: ChunkPlan, chunk_ctx: ChunkContext, ledger: ChunkLedger) -
 def _roll(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     ctx = runtime.context
     index = state.get("next_index", 0)
-    chunk = ChunkPlan.model_validate(state["chunks"][index])
+    chunk = ChunkPlan.model_validate(state.get("chunks", [])[index])
     ctx.deadline.check()
-    outcome = review_chunk(chunk, _chunk_context(state, ctx), notes=state.get("notes") or "(none yet)")
-    ctx.chunk.events.emit("chunk_done", chunk=chunk.id, pages=chunk.page_numbers, findings=len(outcome.findings))
+    chunk_ctx = _chunk_context(state, ctx)
+    outcome = review_chunk(chunk, chunk_ctx, notes=state.get("notes") or "(none yet)")
+    chunk_ctx.events.emit("chunk_done", chunk=chunk.id, pages=chunk.page_numbers, findings=len(outcome.findings))
     return {"results": [outcome.to_state()], "notes": outcome.notes[:200], "next_index": index + 1}
 
 
@@ -211,20 +217,19 @@ def _reduce(state: ReviewState, runtime: Runtime[ReviewContext]) -> dict:
     ctx = runtime.context
     summary, requests = None, []
     if ctx.chunk is not None and findings:
-        summary, requests = summarise(findings, ctx)
+        summary, requests = summarise(findings, ctx.chunk, ctx.capacity)
     elif ctx.chunk is not None:
         summary = "No findings."
     return {"summary": summary, "summary_requests": requests, "done": True,
             "final_findings": [f.model_dump(mode="json") for f in findings]}
 
 
-def summarise(findings: list[Finding], ctx: ReviewContext) -> tuple[str | None, list[dict]]:
-    chunk = ctx.chunk
+def summarise(findings: list[Finding], chunk: ChunkContext, capacity: int) -> tuple[str | None, list[dict]]:
     # The rationale, not only the quote: it carries what the chunk knew (a defined term, a missing clause).
     lines = [f"- {_where(f)} [{f.severity}] {f.rule}: \"{f.quote[:120]}\" ({f.verified}): {f.rationale[:240]}" for f in findings]
     requests: list[dict] = []
     partial = False
-    room = ctx.capacity - 200
+    room = capacity - 200
     while True:
         groups, current, size = [], [], 0
         for line in lines:
@@ -248,6 +253,8 @@ def summarise(findings: list[Finding], ctx: ReviewContext) -> tuple[str | None, 
             try:
                 result = chunk.client.chat(summary_messages(chunk.system, group, chunk.path, partial), schema=SummaryAnswer,
                                            max_tokens=SUMMARY_MAX_TOKENS, estimate=False)
+                if result.parsed is None:  # chat() with a schema returns the parsed answer or raises
+                    raise InvalidOutputError("the summary request came back without a parsed answer")
             except (ServerError, InvalidOutputError) as err:
                 chunk.events.emit("summary_failed", reason=str(err))
                 return None, requests

@@ -52,7 +52,7 @@ def expand_inputs(paths: list[str]) -> list[Path]:
 
 
 def check_inputs(paths: list[Path], page_spec: str | None, password: str | None,
-                 max_pages: int | None) -> tuple[list[ReviewInput], list[FailedInput]]:
+                 max_pages: float | None) -> tuple[list[ReviewInput], list[FailedInput]]:
     """Convert and open every input once and resolve its pages, before anything is written."""
     inputs: list[ReviewInput] = []
     failed: list[FailedInput] = []

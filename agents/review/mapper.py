@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Any, Callable, Literal, Optional, Protocol, cast
 
 from PIL import Image
 from pydantic import BaseModel, Field, create_model
@@ -55,6 +55,12 @@ class ChunkContext:
     on_pages_done: Callable[[int], None] = lambda n: None
 
 
+class _ChunkAnswer(Protocol):
+    """What every answer_schema() model has: its findings (each a model of the chunk's own Finding schema)."""
+
+    findings: list[BaseModel]
+
+
 @dataclass
 class ChunkOutcome:
     chunk: str
@@ -87,11 +93,11 @@ def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool, profi
     are required strings of every finding, bounded like the rationale.
     """
     bounds = profile or tiny_profile()
-    page_type = Literal[tuple(pages)]  # type: ignore[valid-type]
-    rule_type = Literal[tuple(dict.fromkeys([*rule_ids, "model"]))]  # type: ignore[valid-type]
+    page_type: Any = Literal[tuple(pages)]  # type: ignore[valid-type]
+    rule_type: Any = Literal[tuple(dict.fromkeys([*rule_ids, "model"]))]  # type: ignore[valid-type]
     spanning = Annotated[list[page_type], Field(min_length=2, max_length=max(2, len(pages)))]  # type: ignore[valid-type]
-    extras = {name: (Flag, ...) if name == FLAG_FIELD else (str, Field(max_length=bounds.max_rationale_chars))
-              for name in extra_fields or []}
+    extras: dict[str, Any] = {name: (Flag, ...) if name == FLAG_FIELD else (str, Field(max_length=bounds.max_rationale_chars))
+                              for name in extra_fields or []}
     item = create_model(
         "Finding",
         rule=(rule_type, ...),
@@ -100,7 +106,7 @@ def answer_schema(pages: list[int], rule_ids: list[str], with_notes: bool, profi
         quote=(str, Field(max_length=bounds.max_quote_chars)),
         rationale=(str, Field(max_length=bounds.max_rationale_chars)),
         **extras,
-        box=(Annotated[list[float], Field(min_length=4, max_length=4)] | None,
+        box=(Optional[Annotated[list[float], Field(min_length=4, max_length=4)]],
              Field(None, description="for a page shown as an image: [x0, y0, x1, y1] of the quote in that image's pixels")),
         __base__=LenientJson,
     )
@@ -159,6 +165,8 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
         # The whole output reserve: a fixed smaller cap would cut a long, correct answer mid-JSON.
         result = ctx.client.chat([Message.text("system", ctx.system), message], schema=schema, max_tokens=ctx.client.profile.output_reserve,
                                  image_budget=budget, estimate=False)
+        if result.parsed is None:  # chat() with a schema returns the parsed answer or raises
+            raise InvalidOutputError("the chunk request came back without a parsed answer")
     except ContextOverflowError as err:
         _shrink(pages, budget, worker, texts, ctx, notes, outcome, f"server: {err}")
         return
@@ -173,7 +181,7 @@ def _review_pages(pages: list[PagePlan], budget: int | None, worker: PageWorker,
     outcome.requests.append(request)
     outcome.sent += [{"page": p.page, "modality": p.modality, "image_budget": budget if p.modality != "text" else None}
                      for p in pages]
-    answer = result.parsed
+    answer = cast(_ChunkAnswer, result.parsed)  # built at run time by answer_schema()
     if notes is not None:
         outcome.notes = getattr(answer, "notes", "") or ""
     indexes: dict[int, PageIndex] = {}  # built once per page, only for pages a finding cites

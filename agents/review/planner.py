@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence, TypedDict
 
 from pydantic import BaseModel
 
@@ -61,6 +61,15 @@ class PagePlan(BaseModel):
     height_pt: float
     has_text_layer: bool
     reason: str
+
+
+class _PageFacts(TypedDict):
+    """The fields of a PagePlan that the page itself fixes, whatever it is sent as."""
+
+    page: int
+    width_pt: float
+    height_pt: float
+    has_text_layer: bool
 
 
 class ChunkPlan(BaseModel):
@@ -148,7 +157,7 @@ def is_tabular(text: PageText) -> bool:
 def plan_page(text: PageText, profile: ModelProfile, counter: TextTokenCounter, page_block: Callable[[PageText], str],
               prefer: Prefer = "fidelity", legibility: LegibilityTable | None = None) -> PagePlan:
     has_text = text.char_count >= 20
-    base = dict(page=text.page, width_pt=text.width, height_pt=text.height, has_text_layer=has_text)
+    base = _PageFacts(page=text.page, width_pt=text.width, height_pt=text.height, has_text_layer=has_text)
     if not has_text and text.image_coverage >= 0.3:
         return PagePlan(**base, modality="image", image_budget=SCAN_BUDGET, text_tokens=0, reason="scanned: no text layer")
     if not has_text:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -111,7 +111,7 @@ def run_review(options: ReviewOptions, *, out: Path | None = None, resume: Path 
                               profile=client.profile if client is not None else None)
         with Run.open("review", options, out=out, resume=resume, deadline=deadline, progress=sink, client=client,
                       budget_tokens=budget, capacity=capacity, prompt=prompt.model_dump(mode="json")) as run:
-            if client is not None:
+            if client is not None and budget is not None:  # _budget measured it for the client above
                 options = options.model_copy(update={"concurrency": _in_flight(run, client, options.concurrency, budget)})
             results, usage = _review_documents(run, options, docs, policy, client, system, budget, capacity, password,
                                                deadline_s, legibility)
@@ -132,7 +132,7 @@ def _review_documents(run: Run, options: ReviewOptions, docs: list[ReviewInput],
     run.progress.start("review", sum(len(d.pages) for d in docs), "pages")
     for index, doc in enumerate(docs):
         path, pages = doc.pdf, doc.pages
-        chunk_ctx = None if client is None else ChunkContext(
+        chunk_ctx = None if client is None or budget is None else ChunkContext(  # budget: measured for every client
             client=client, path=str(path), password=password, system=system, budget_tokens=budget,
             rule_ids=[c.value.id for c in policy.checks], events=run.events, deadline_s=deadline_s,
             on_pages_done=run.progress.advance, extra_fields=review_fields(policy, extra_output_fields([f.value for f in policy.output_fields])))
@@ -151,7 +151,7 @@ def _review_documents(run: Run, options: ReviewOptions, docs: list[ReviewInput],
 
 def _write_outputs(run: Run, options: ReviewOptions, client: ChatModel | None, budget: int | None,
                    results: list[DocumentResult], usage: UsageTotals, password: str | None,
-                   failed: list[FailedInput] = (), positions: dict | None = None) -> FindingsFile:
+                   failed: Sequence[FailedInput] = (), positions: dict | None = None) -> FindingsFile:
     model = None if client is None else ModelInfo(
         name=client.profile.name, served_name=client.profile.served_name, random_weights=client.profile.is_random_weights,
         note=random_weights_note(client.profile))
@@ -164,7 +164,7 @@ def _write_outputs(run: Run, options: ReviewOptions, client: ChatModel | None, b
 
 
 def _findings_file(run: Run, options: ReviewOptions, model: ModelInfo | None, budget: int | None, results: list[DocumentResult],
-                   usage: UsageTotals, failed: list[FailedInput], positions: dict | None) -> FindingsFile:
+                   usage: UsageTotals, failed: Sequence[FailedInput], positions: dict | None) -> FindingsFile:
     return FindingsFile(run=str(run.dir), created=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=model,
                         mode="no-model" if options.no_model else options.mode, prefer=options.prefer, budget_tokens=budget,
                         documents=results, usage=usage, failed_documents=list(failed), playbook=positions or {})
@@ -193,7 +193,9 @@ def _budget(client: ChatModel, options: ReviewOptions, policy, system: str) -> t
 def _in_flight(run: Run, client: ChatModel, wanted: int, budget: int) -> int:
     """``--concurrency``, lowered to the requests of ``budget`` tokens the server holds at once."""
     caps = client.capabilities if isinstance(client, ProbedModel) else None
-    held = requests_in_flight(caps, budget) if caps is not None else None
+    if caps is None:
+        return wanted
+    held = requests_in_flight(caps, budget)
     if held is not None and held < wanted:
         run.emit("concurrency_lowered", wanted=wanted, used=held, budget_tokens=budget,
                  server_slots=caps.server_slots, kv_concurrency=caps.kv_concurrency)

@@ -72,7 +72,7 @@ def decide(run: Path, finding_id: str, decision: str | None, correction: dict | 
     if decision not in ("accepted", "rejected", "corrected", None):
         raise ValueError(f"decision must be accepted, rejected or corrected, got {decision!r}")
     fix = FindingCorrection.model_validate(correction) if decision == "corrected" else None
-    if decision == "corrected" and not fix.model_dump():
+    if fix is not None and not fix.model_dump():
         raise ValueError("a correction must change at least one of severity, rule, quote, rationale")
     with findings_lock(run):
         report = load_findings(run)

@@ -41,6 +41,13 @@ def test_import_is_cheap_and_names_resolve_lazily() -> None:
     assert proc.stdout.split() == ["tilepilot.operations", "tilepilot.rules"]
 
 
+def test_all_names_exactly_the_lazily_loaded_api_and_each_resolves() -> None:
+    # __all__ is spelled out for type checkers; it must not drift from the names __getattr__ loads.
+    assert sorted(tilepilot.__all__) == sorted(["__version__", *tilepilot._API])
+    for name in tilepilot.__all__:
+        assert getattr(tilepilot, name) is not None, name
+
+
 def test_review_without_model_reports_findings_progress_and_equals_the_cli_json(contract: Path, tmp_path: Path) -> None:
     events: list[tilepilot.ProgressEvent] = []
     result = tilepilot.review(contract, rules=CONTRACT_RULES, no_model=True, out=tmp_path / "api", progress=events.append)

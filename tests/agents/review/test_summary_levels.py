@@ -29,12 +29,6 @@ class Chunk:
     budget_tokens: int = 1000
 
 
-@dataclass
-class Context:
-    chunk: Chunk
-    capacity: int
-
-
 def findings(n: int) -> list[Finding]:
     return [Finding(id=f"{i:016x}", rule="pii-email", severity="high", page=i + 1, quote=f"mail{i}@example.com " * 6,
                     rationale="an e-mail address " * 12, source="check") for i in range(n)]
@@ -53,7 +47,7 @@ def test_long_partial_summaries_end_in_one_summary(capacity: int, tmp_path: Path
 
     chat.chat = long_summaries  # type: ignore[method-assign]
     with EventLog(tmp_path / "events.jsonl") as events:
-        summary, requests = summarise(findings(12), Context(Chunk(chat, events), capacity))  # type: ignore[arg-type]
+        summary, requests = summarise(findings(12), Chunk(chat, events), capacity)  # type: ignore[arg-type]
     assert summary and len(requests) < 40, len(requests)
     levels = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()
               if json.loads(line)["kind"] == "summary_level"]
