@@ -17,14 +17,17 @@ between supersteps (``Run.drive`` pauses for it), never while tasks may still wr
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
 
 BACKUP_SUFFIX = "~"
 
 
-def _config(thread_id: str) -> dict[str, Any]:
+def _config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
 
 

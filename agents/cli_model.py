@@ -17,7 +17,7 @@ from tilepilot.model_runtime import server
 from tilepilot.model_runtime.budget import image_grid
 from tilepilot.model_runtime.payloads import AudioPart, ImagePart, Message, TextPart
 from tilepilot.model_runtime.processes import peak_rss_kb
-from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, get_profile
+from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, ImageBudget, get_profile
 
 out = Console()
 err = Console(stderr=True)
@@ -70,7 +70,7 @@ def progress_sink(as_json: bool, console: Console):
     return None if as_json else sink_for(console_progress(console))
 
 
-def check_budget(budget: int) -> int:
+def check_budget(budget: int) -> ImageBudget:
     if budget not in IMAGE_BUDGETS:
         raise UsageError(f"--budget must be one of {', '.join(map(str, IMAGE_BUDGETS))}, got {budget}")
     return budget
@@ -81,19 +81,19 @@ EngineOption = Annotated[str, typer.Option(
     "--engine", help="vllm, or llama.cpp (llama-server with the model's projector; --model may then be a GGUF).")]
 
 
-def check_engine(engine: str) -> str:
+def check_engine(engine: str) -> server.Engine:
     if engine not in ENGINES:
         raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {engine}")
     return engine
 
 
-def _state_name(model: str, engine: str) -> str:
+def _state_name(model: str, engine: server.Engine) -> str:
     """The managed server's state name; a GGUF (only llama.cpp serves one) is named by its file or folder."""
     path = Path(model).expanduser()
     if engine == "llama.cpp" and (path.suffix == ".gguf" or (path / "model.gguf").exists()):
         name = path.parent.name if path.name == "model.gguf" else (path.stem if path.suffix == ".gguf" else path.name)
         return server.state_name(name, "llama.cpp")
-    return server.state_name(get_profile(model).name, engine)  # type: ignore[arg-type]
+    return server.state_name(get_profile(model).name, engine)
 
 
 @serve_app.command("start")
@@ -177,7 +177,7 @@ def serve_status(model: ModelOption = "tiny", as_json: JsonOption = False, base_
     api_key = api_key_from()
     ok = bool(state and server.healthy(state.base_url, state.served_name, api_key))
     if as_json:
-        info = {"running": state is not None, "healthy": ok}
+        info: dict[str, object] = {"running": state is not None, "healthy": ok}
         if state:
             info.update(pid=state.pid, base_url=state.base_url, log=state.log, peak_rss_kb=peak_rss_kb(state.pid))
         typer.echo(json.dumps(info))

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 PLAIN_EVERY_S = 10.0
 
@@ -26,8 +26,7 @@ class ConsoleProgress:
         self.clock = clock
         self.terminal = console.is_terminal if terminal is None else terminal
         self._lock = threading.Lock()
-        self._bar: Progress | None = None
-        self._task = None
+        self._bar: tuple[Progress, TaskID] | None = None  # the terminal's bar and its one task
         self._label, self._unit, self._total = "", "", None
         self._started = self._last_line = 0.0
         self._done = 0.0
@@ -38,17 +37,18 @@ class ConsoleProgress:
             self._label, self._unit, self._total = label, unit, total
             self._started = self._last_line = self.clock()
             if self.terminal:
-                self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                     TextColumn("{task.completed:.0f}/{task.total:.0f} " + unit), TimeElapsedColumn(),
-                                     TimeRemainingColumn(), console=self.console, transient=True)
-                self._bar.start()
-                self._task = self._bar.add_task(label, total=total)
+                bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                               TextColumn("{task.completed:.0f}/{task.total:.0f} " + unit), TimeElapsedColumn(),
+                               TimeRemainingColumn(), console=self.console, transient=True)
+                bar.start()
+                self._bar = bar, bar.add_task(label, total=total)
 
     def update(self, done: float) -> None:
         with self._lock:
             self._done = done
             if self._bar is not None:
-                self._bar.update(self._task, completed=done)
+                bar, task = self._bar
+                bar.update(task, completed=done)
             elif self.clock() - self._last_line >= self.every_s:
                 self._line()
 
@@ -57,12 +57,13 @@ class ConsoleProgress:
         with self._lock:
             self._label = label
             if self._bar is not None:
-                self._bar.update(self._task, description=label)
+                bar, task = self._bar
+                bar.update(task, description=label)
 
     def close(self, ok: bool = True) -> None:
         with self._lock:
             if self._bar is not None:
-                self._bar.stop()
+                self._bar[0].stop()
                 self._bar = None
             elif ok and self._label and self._shown != self._done:
                 self._line()

@@ -28,6 +28,7 @@ from tilepilot.agents.atomic import write_atomic as write_atomic  # re-exported:
 from tilepilot.agents.errors import RunError
 
 if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     from tilepilot.model_runtime.chat_model import ChatModel
@@ -398,12 +399,14 @@ class Run:
             self._saver = SqliteSaver(conn, serde=serde)
         return self._saver
 
-    def thread(self, thread_id: str, **extra: Any) -> dict[str, Any]:
+    def thread(self, thread_id: str, **extra: Any) -> RunnableConfig:
         """The graph config of one thread, after repairing a prune that a kill interrupted."""
+        from langchain_core.runnables import RunnableConfig
+
         from tilepilot.agents.checkpoints import recover_thread
 
         recover_thread(self.checkpointer(), thread_id)
-        return {"configurable": {"thread_id": thread_id}, **extra}
+        return RunnableConfig(configurable={"thread_id": thread_id}, **extra)
 
     def prune(self, thread_id: str) -> None:
         """Keep only the newest checkpoint of ``thread_id`` (call between supersteps, never during one)."""
@@ -411,7 +414,7 @@ class Run:
 
         prune_thread(self.checkpointer(), thread_id)
 
-    def drive(self, app: Any, payload: Any, config: dict[str, Any], *, context: Any = None,
+    def drive(self, app: Any, payload: Any, config: RunnableConfig, *, context: Any = None,
               pause_after: Iterable[str] = (), on_update: Callable[[dict[str, Any]], None] | None = None) -> Any:
         """Stream ``app`` until it ends or an ``interrupt()`` asks a question; returns the final snapshot.
 
@@ -419,7 +422,7 @@ class Run:
         most the steps in flight. The graph pauses after the ``pause_after`` nodes, and at the end,
         where the checkpoint is pruned to its newest entry: a long loop keeps a small file.
         """
-        thread_id = config["configurable"]["thread_id"]
+        thread_id = config.get("configurable", {})["thread_id"]
         pause = list(pause_after)
         while True:
             for update in app.stream(payload, config, context=context, durability="sync", stream_mode="updates",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -250,7 +250,8 @@ class ChatClient:
                 raise ServerError(f"{url} answered a chat request without choices or usage") from None
             if attempt == 1:
                 self._learn(counter, enc, estimated, raw, usage.prompt_tokens)
-            result = ChatResult[schema or BaseModel](  # type: ignore[index]
+            # Parametrized at run time so the parsed field serializes as the schema; with no schema T is BaseModel.
+            result = cast("ChatResult[T]", ChatResult[schema or BaseModel](
                 text=text,
                 usage=usage,
                 estimated_prompt_tokens=estimated,
@@ -260,14 +261,15 @@ class ChatClient:
                 attempts=attempt,
                 latency_s=time.monotonic() - started,
                 base_url=url,
-            )
+            ))
             if schema is None:
                 return result
             result.parsed, last_problem = parse(schema, text)
             if result.parsed is not None:
                 return result
         raise InvalidOutputError(
-            f"the model's output did not match {schema.__name__} after {output_attempts} attempts ({last_problem})"
+            f"the model's output did not match {schema.__name__ if schema else 'the request'} after {output_attempts} attempts "
+            f"({last_problem})"
         )
 
     def _post_body(self, body: dict) -> dict:

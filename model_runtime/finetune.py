@@ -24,6 +24,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
@@ -104,10 +105,16 @@ def load_records(dataset: Path) -> list[Record]:
     return records
 
 
+if TYPE_CHECKING:
+    from torch import Tensor
+else:
+    Tensor = object  # torch is imported on first use: the field takes any object, as before
+
+
 class Encoded(BaseModel):
     model_config = {"arbitrary_types_allowed": True}
     inputs: dict
-    labels: object
+    labels: Tensor
     prompt_tokens: int
 
 
@@ -181,23 +188,24 @@ def finetune(opts: FinetuneOptions, emit=lambda **event: None) -> Path:
     # real checkpoint fits; --lora is the practical choice for the 12B.
     gpu = torch.cuda.is_available()
     model = AutoModelForImageTextToText.from_pretrained(opts.base, dtype=torch.bfloat16 if gpu else torch.float32)
-    model.to("cuda" if gpu else "cpu")
+    model.to("cuda" if gpu else "cpu")  # pyright: ignore[reportArgumentType] - transformers wraps .to with functools.wraps, whose type leaves self unbound
     saved_dtype = _saved_dtype(opts.base)
-    if opts.lora:
-        model = _with_lora(model, opts.lora_rank)
-    model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    lora = _with_lora(model, opts.lora_rank) if opts.lora else None
+    trained = model if lora is None else lora  # what the steps update: the model, or its LoRA wrapper
+    trained.train()
+    trainable = [p for p in trained.parameters() if p.requires_grad]
     total = opts.steps or max(1, math.ceil(opts.epochs * len(records)))
-    opts = opts.model_copy(update={"lr": opts.lr if opts.lr is not None else default_lr(opts.base, opts.lora)})
-    optimizer = torch.optim.AdamW(trainable, lr=opts.lr, weight_decay=0.0)
+    lr = opts.lr if opts.lr is not None else default_lr(opts.base, opts.lora)
+    opts = opts.model_copy(update={"lr": lr})
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
     warmup = max(1, total // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / total))
     # A fixed sample, scored before and after: the per-step losses are of different examples.
     probe = sorted(rng.sample(range(len(records)), min(PROBE_EXAMPLES, len(records))))
-    probe_before = _mean_loss(model, processor, [records[i] for i in probe], Path(opts.dataset))
+    probe_before = _mean_loss(trained, processor, [records[i] for i in probe], Path(opts.dataset))
     emit(event="start", examples=len(records), steps=total, lora=opts.lora, probe_loss=round(probe_before, 4),
-         trainable=sum(p.numel() for p in trainable), parameters=sum(p.numel() for p in model.parameters()))
+         trainable=sum(p.numel() for p in trainable), parameters=sum(p.numel() for p in trained.parameters()))
     order: list[int] = []
     matched = checked = 0
     started = time.monotonic()
@@ -211,7 +219,7 @@ def finetune(opts: FinetuneOptions, emit=lambda **event: None) -> Path:
         if record.tilepilot.prompt_tokens is not None:
             checked += 1
             matched += enc.prompt_tokens == record.tilepilot.prompt_tokens
-        loss = answer_loss(model, enc)
+        loss = answer_loss(trained, enc)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -220,10 +228,10 @@ def finetune(opts: FinetuneOptions, emit=lambda **event: None) -> Path:
         losses.append(float(loss.detach()))
         emit(event="step", step=step + 1, steps=total, loss=round(losses[-1], 4),
              seconds=round(time.monotonic() - started, 1))
-    probe_after = _mean_loss(model, processor, [records[i] for i in probe], Path(opts.dataset))
-    if opts.lora:
-        model = model.merge_and_unload()
-    _save(model.to(saved_dtype), opts, out, losses)
+    probe_after = _mean_loss(trained, processor, [records[i] for i in probe], Path(opts.dataset))
+    if lora is not None:
+        model = lora.merge_and_unload()
+    _save(model.to(saved_dtype), opts, out, losses)  # pyright: ignore[reportArgumentType] - transformers wraps .to with functools.wraps, whose type leaves self unbound
     emit(event="done", out=str(out), steps=len(losses), probe_examples=len(probe), probe_loss_before=round(probe_before, 4),
          probe_loss_after=round(probe_after, 4), first_loss=round(losses[0], 4),
          last_loss=round(sum(losses[-10:]) / len(losses[-10:]), 4),
@@ -279,7 +287,7 @@ def _save(model, opts: FinetuneOptions, out: Path, losses: list[float]) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)  # None under python -OO
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--base", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)

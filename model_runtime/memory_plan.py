@@ -120,7 +120,7 @@ LLAMA_UBATCH = MICRO_BATCH
 # prefix-LM batch), as its log says; serve start passes it explicitly so that the plan's arithmetic holds.
 VLLM_MAX_BATCHED_TOKENS = 2496
 
-ENGINES: dict[str, EngineModel] = {
+ENGINES: dict[EngineName, EngineModel] = {
     "llama.cpp": EngineModel(
         name="llama.cpp", block_tokens=256, base_overhead_bytes=128 * MiB,
         overhead_source="measured here: llama-server's VmHWM on the twin with its projector, after an image and a "

@@ -242,13 +242,14 @@ def probe_server(http: httpx.Client, url: str, profile: ModelProfile, served_nam
     counting = detect_counting(http, url, served_id)
     if counting not in EXACT:
         notes.append(f"no exact token counts: estimating with a {MARGINS[counting]:.0%} margin, corrected from usage")
-    smaller = server_len is not None and server_len < profile.max_model_len
+    max_len = profile.max_model_len if server_len is None else min(server_len, profile.max_model_len)
+    smaller = max_len < profile.max_model_len
     slots, concurrency = server_capacity(http, url)
     return ServerCapabilities(
         base_url=url, served_id=served_id, served_id_source=source, listed_ids=listed,
         counting=counting, margin=MARGINS[counting], server_max_model_len=server_len,
         server_slots=slots, kv_concurrency=concurrency,
-        max_model_len=server_len if smaller else profile.max_model_len,
+        max_model_len=max_len,
         max_model_len_source="server" if smaller else "profile", notes=notes,
     )
 

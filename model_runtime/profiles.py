@@ -18,7 +18,8 @@ from tilepilot.model_runtime.errors import NoBackendError
 # "normalized" 0..1000 on both axes (several grounding models).
 CoordinateConvention = Literal["pixels", "normalized"]
 
-IMAGE_BUDGETS: tuple[int, ...] = (70, 140, 280, 560, 1120)
+ImageBudget = Literal[70, 140, 280, 560, 1120]  # soft tokens per image the vision tower is trained for
+IMAGE_BUDGETS: tuple[ImageBudget, ...] = (70, 140, 280, 560, 1120)
 
 
 class VisionSpec(BaseModel):

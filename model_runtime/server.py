@@ -134,7 +134,7 @@ def is_loopback(host: str) -> bool:
 
 
 def serve_command(profile: ModelProfile, host: str, port: int) -> list[str]:
-    structured = {"backend": profile.structured_outputs_backend}
+    structured: dict[str, str | bool] = {"backend": profile.structured_outputs_backend}
     if profile.disable_any_whitespace:
         structured["disable_any_whitespace"] = True
     cmd = [

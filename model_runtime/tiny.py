@@ -146,7 +146,7 @@ def _train_tokenizer(corpus: str):
 
 
 def _config(tokenizer, seed: int, geometry: str = "tiny"):
-    from transformers import Gemma4UnifiedConfig
+    from transformers import Gemma4UnifiedConfig, Gemma4UnifiedVisionConfig
 
     ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in MODEL_TOKENS.items()}
     shape = GEOMETRIES[geometry]
@@ -170,6 +170,8 @@ def _config(tokenizer, seed: int, geometry: str = "tiny"):
         eoa_token_index=ids["eoa_token"],
         audio_token_id=ids["audio_token"],
     )
+    if not isinstance(cfg.vision_config, Gemma4UnifiedVisionConfig):  # built from the dict given, by this transformers
+        raise CheckpointBuildError("this transformers' Gemma4UnifiedConfig did not build its vision config")
     # vLLM's Gemma4UnifiedProcessingInfo reads the default image budget from here.
     cfg.vision_config.num_soft_tokens = 280
     cfg.architectures = ["Gemma4UnifiedForConditionalGeneration"]
@@ -184,6 +186,7 @@ def _write_checkpoint(out: Path, seed: int, geometry: str = "tiny") -> None:
         Gemma4UnifiedForConditionalGeneration,
         Gemma4UnifiedImageProcessor,
         Gemma4UnifiedProcessor,
+        Gemma4UnifiedTextConfig,
         Gemma4UnifiedVideoProcessor,
         GenerationConfig,
     )
@@ -191,7 +194,9 @@ def _write_checkpoint(out: Path, seed: int, geometry: str = "tiny") -> None:
     torch.manual_seed(seed)
     tokenizer = _train_tokenizer(_corpus())
     config = _config(tokenizer, seed, geometry)
-    model = Gemma4UnifiedForConditionalGeneration(config).to(torch.bfloat16)
+    if not isinstance(config.text_config, Gemma4UnifiedTextConfig):  # built from the dict given, by this transformers
+        raise CheckpointBuildError("this transformers' Gemma4UnifiedConfig did not build its text config")
+    model = Gemma4UnifiedForConditionalGeneration(config).to(torch.bfloat16)  # pyright: ignore[reportArgumentType] - transformers wraps .to with functools.wraps, whose type leaves self unbound
     model.save_pretrained(out, safe_serialization=True)
     GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
@@ -236,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m tilepilot.model_runtime.tiny --out DIR --seed N``: run in a child with the serving env."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)  # None under python -OO
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--force", action="store_true")

@@ -9,7 +9,7 @@ place (the caller supplies the function, usually ``tilepilot.tools.screen.Geomet
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Callable, Literal, Union
+from typing import Annotated, Callable, Literal, Self, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -38,7 +38,7 @@ class _Base(BaseModel):
         """Every coordinate this action touches (empty for keyboard/terminal actions)."""
         return []
 
-    def map_points(self, fn: PointMapper) -> "Action":
+    def map_points(self, fn: PointMapper) -> Self:
         return self  # no coordinates
 
 

@@ -10,7 +10,7 @@ naive interpolation, because aliasing is audible to an ASR model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -90,7 +90,7 @@ class _Source:
     rate: int
     channels: int
     frames: int | None  # None: the decoder cannot say without decoding
-    blocks: Iterator[np.ndarray]
+    blocks: Generator[np.ndarray, None, None]  # closed early when only the header was wanted
 
 
 def _soundfile() -> ModuleType:
@@ -102,7 +102,7 @@ def _open_soundfile(path: Path, block_frames: int) -> _Source:
     sf = _soundfile()
     handle = sf.SoundFile(str(path))  # raises sf.LibsndfileError / RuntimeError on unknown formats
 
-    def blocks() -> Iterator[np.ndarray]:
+    def blocks() -> Generator[np.ndarray, None, None]:
         with handle:
             while True:
                 data = handle.read(block_frames, dtype="float32", always_2d=True)
@@ -129,7 +129,7 @@ def _open_av(path: Path) -> _Source:
     # Planar float keeps the rate and layout but makes every codec's output the same dtype/shape.
     resampler = av.AudioResampler(format="fltp")
 
-    def blocks() -> Iterator[np.ndarray]:
+    def blocks() -> Generator[np.ndarray, None, None]:
         try:
             for frame in container.decode(stream):
                 for converted in resampler.resample(frame):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 import pymupdf
@@ -41,11 +41,13 @@ from tilepilot.tools.errors import (
     EncryptedPdfError,
     NotAPdfError,
     PageRangeError,
+    PdfError,
     PdfNotFoundError,
     PdfPasswordError,
 )
 
 BBox = tuple[float, float, float, float]
+_RawWord = tuple[float, float, float, float, str, int, int, int]  # MuPDF's "words": box, text, block, line, word
 PdfSource = str | os.PathLike[str] | bytes
 
 # The PDF spec lets a header sit anywhere in the first 1024 bytes; %%EOF must end the file
@@ -252,8 +254,9 @@ class PdfDocument:
         fz_page = self._page(page)
         try:
             textpage = fz_page.get_textpage(flags=pymupdf.TEXTFLAGS_WORDS)
-            raw_words = fz_page.get_text("words", textpage=textpage, sort=False)
-            text = fz_page.get_text("text", textpage=textpage)
+            # get_text's return type depends on the mode, which pymupdf's annotations do not say.
+            raw_words = cast(list[_RawWord], fz_page.get_text("words", textpage=textpage, sort=False))
+            text = cast(str, fz_page.get_text("text", textpage=textpage))
             image_boxes = [info["bbox"] for info in fz_page.get_image_info()]
             drawing_boxes = _figure_paths(fz_page)
         except Exception as err:
@@ -307,7 +310,10 @@ def _figure_paths(page: pymupdf.Page) -> list[BBox]:
     content of their own that the text layer lacks, so they are left out.
     """
     boxes: list[BBox] = []
-    for path in page.get_cdrawings():
+    drawings = page.get_cdrawings()
+    if drawings is None:  # as iterating None would, this ends in the caller's "unreadable text layer"
+        raise ValueError("MuPDF returned no drawings list")
+    for path in drawings:
         x0, y0, x1, y1 = path["rect"]
         if x1 - x0 < _FIGURE_MIN_PT or y1 - y0 < _FIGURE_MIN_PT:
             continue
@@ -330,7 +336,8 @@ def _clip_rect(page_rect: pymupdf.Rect, clip: Sequence[float] | None, page: int)
     area = pymupdf.Rect(clip)
     # Half a point of slack: bboxes from the text layer may poke out of the page by rounding.
     if area.is_empty or not _inside(area, page_rect, 0.5):
-        raise ValueError(f"clip {tuple(clip)} is empty or not inside page {page} ({tuple(page_rect)})")
+        corners = (page_rect.x0, page_rect.y0, page_rect.x1, page_rect.y1)
+        raise ValueError(f"clip {tuple(clip)} is empty or not inside page {page} ({corners})")
     return area
 
 
@@ -357,8 +364,11 @@ def _draw(page: pymupdf.Page, area: pymupdf.Rect, width: int, height: int) -> py
     pix = mu.fz_new_pixmap_with_bbox(mu.fz_device_rgb(), mu.FzIrect(0, 0, width, height), mu.FzSeparations(), 0)
     mu.fz_clear_pixmap_with_value(pix, 0xFF)
     device = mu.fz_new_draw_device(mu.FzMatrix(), pix)
+    this = page.this
+    if this is None:  # MuPDF has let go of the page: a bug here, not in the PDF
+        raise PdfError("could not draw a page: MuPDF had already dropped it")
     try:
-        fz_page = page.this if isinstance(page.this, mu.FzPage) else page.this.super()  # PdfPage -> FzPage
+        fz_page = this if isinstance(this, mu.FzPage) else this.super()  # PdfPage -> FzPage
         mu.fz_run_page(fz_page, device, ctm, mu.FzCookie())
     finally:
         mu.fz_close_device(device)

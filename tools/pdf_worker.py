@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
+import multiprocessing.process
 import os
 import sys
 import tempfile
@@ -133,7 +135,9 @@ class PageWorker:
         self.restarts = 0  # children killed at a deadline or lost to a crash
         self._lock = threading.Lock()  # one request on the pipe at a time
         self._password = password
-        self._context = multiprocessing.get_context(start_method)
+        # Each literal on its own: typeshed gives the concrete context (which has Process) per method name.
+        self._context: multiprocessing.context.ForkServerContext | multiprocessing.context.ForkContext = (
+            multiprocessing.get_context("forkserver") if start_method == "forkserver" else multiprocessing.get_context("fork"))
         if start_method == "forkserver":
             # Only takes effect if the forkserver is not running yet; harmless otherwise.
             self._context.set_forkserver_preload(["tilepilot.tools.pdf"])

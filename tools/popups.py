@@ -35,8 +35,8 @@ POLL_S = 0.05
 class TypingPopups:
     """The override-redirect windows of one X display, compared before and after typing."""
 
-    def __init__(self, display: str) -> None:
-        self.display = display
+    def __init__(self, display: str | None) -> None:
+        self.display = display  # None: $DISPLAY, as python-xlib reads it
         self._conn: Any = None
         self._before: frozenset[int] | None = None  # windows showing when the current run of typing began
 

@@ -25,6 +25,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -60,6 +61,15 @@ class ActionRecord(BaseModel):
     closed_popups: list[Box] = []  # suggestion lists typing had left open, closed by a first click before this action
 
 
+class PyAutoGui(Protocol):
+    """The pyautogui module as the executor uses it: the settings it changes are typed, the rest is the module's own."""
+
+    PAUSE: float
+    FAILSAFE: bool
+
+    def __getattr__(self, name: str) -> Any: ...
+
+
 class UIExecutor:
     """Executes actions on one X display.
 
@@ -84,7 +94,7 @@ class UIExecutor:
         self.drag_segment_s = drag_segment_s
         self.display = display if (dry_run and monitors is not None) else require_display(display)
         self._monitors = list(monitors) if monitors is not None else None
-        self._gui: ModuleType | None = None
+        self._gui: PyAutoGui | None = None
         self._popups = TypingPopups(self.display)
 
     # --- geometry -----------------------------------------------------------------------
@@ -178,7 +188,7 @@ class UIExecutor:
             return f"a first click closed the suggestion list that typing left open, then {_describe(action, keys)}", closed
         return _describe(action, keys), closed
 
-    def _close_typing_popups(self, gui: ModuleType, points: list[Point]) -> list[Box]:
+    def _close_typing_popups(self, gui: PyAutoGui, points: list[Point]) -> list[Box]:
         """Close the suggestion lists typing opened that this action does not land on, where they hold the pointer.
 
         A list that holds the pointer takes the next press anywhere outside it and only closes (GTK's
@@ -193,7 +203,7 @@ class UIExecutor:
         self._popups.wait_closed(popups)
         return list(popups.values())
 
-    def _drag(self, gui: ModuleType, action: Drag) -> None:
+    def _drag(self, gui: PyAutoGui, action: Drag) -> None:
         (x0, y0), rest = action.path[0], action.path[1:]
         gui.moveTo(x0, y0)
         gui.mouseDown(x0, y0, button=action.button)
@@ -210,14 +220,14 @@ class UIExecutor:
                 gui.FAILSAFE = True
 
     @staticmethod
-    def _scroll(gui: ModuleType, action: Scroll) -> None:
+    def _scroll(gui: PyAutoGui, action: Scroll) -> None:
         gui.moveTo(action.x, action.y)
         if action.dy:
             gui.scroll(action.dy, action.x, action.y)
         if action.dx:
             gui.hscroll(action.dx, action.x, action.y)
 
-    def _type_runs(self, gui: ModuleType, runs: list[TextRun]) -> str:
+    def _type_runs(self, gui: PyAutoGui, runs: list[TextRun]) -> str:
         """Characters are typed as text; each control character is pressed as the key the guard judged.
 
         xdotool would type a newline as Linefeed, which no field treats as Enter, and a tab as a
@@ -233,7 +243,7 @@ class UIExecutor:
                 chars += len(run.text)
         return f"typed {chars} chars {how}".strip() + (f" and pressed {keys} keys" if keys else "")
 
-    def _type(self, gui: ModuleType, text: str) -> str:
+    def _type(self, gui: PyAutoGui, text: str) -> str:
         xdotool = shutil.which("xdotool")
         if xdotool is None:
             if not text.isascii():
@@ -243,15 +253,21 @@ class UIExecutor:
                 )
             gui.write(text, interval=self.type_delay_ms / 1000)
             return "with pyautogui.write"
-        type_text(self.display, text, self.type_delay_ms, xdotool)
+        type_text(self._live_display(), text, self.type_delay_ms, xdotool)
         time.sleep(self.pause_s)
         return "with xdotool"
 
     # --- pyautogui binding --------------------------------------------------------------
-    def _pyautogui(self) -> ModuleType:
+    def _pyautogui(self) -> PyAutoGui:
         if self._gui is None:
-            self._gui = _import_pyautogui(self.display)
+            self._gui = _import_pyautogui(self._live_display())
         return self._gui
+
+    def _live_display(self) -> str:
+        """The display actions go to; only a dry run given its monitors has none, and it never acts."""
+        if self.display is None:
+            raise DisplayUnavailableError("this executor was made for a dry run without a display: it cannot act")
+        return self.display
 
 
 def _describe(action: Action, keys: list[str]) -> str:
@@ -263,7 +279,7 @@ def _describe(action: Action, keys: list[str]) -> str:
     return f"{action.kind} {points}".strip()
 
 
-def _import_pyautogui(display: str) -> ModuleType:
+def _import_pyautogui(display: str) -> PyAutoGui:
     """Import pyautogui bound to ``display`` (it reads $DISPLAY once, at import time)."""
     import sys
 
@@ -290,7 +306,7 @@ def _import_pyautogui(display: str) -> ModuleType:
             f"pyautogui is already bound to display {bound!r} in this process; run the "
             f"executor for {display!r} in a separate process"
         )
-    return module
+    return cast(PyAutoGui, module)  # a module cannot declare the protocol's catch-all __getattr__
 
 
 def _bound_display(module: ModuleType) -> str | None:

@@ -16,7 +16,7 @@ from tilepilot.agents.cli_model import (
 from tilepilot.agents.desktop.state import ALL_KINDS, ConfirmRequest, StepRecord
 from tilepilot.agents.errors import UsageError
 from tilepilot.agents.runs import DeadlineReached
-from tilepilot.model_runtime.profiles import IMAGE_BUDGETS
+from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, ImageBudget
 
 err = Console(stderr=True)
 
@@ -33,7 +33,7 @@ def _kinds(option: Optional[str]) -> tuple[str, ...]:
     return kinds
 
 
-def _budget(option: str) -> int | Literal["auto"]:
+def _budget(option: str) -> ImageBudget | Literal["auto"]:
     if option.strip().lower() == "auto":
         return "auto"
     try:

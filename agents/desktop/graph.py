@@ -43,7 +43,7 @@ from tilepilot.model_runtime.budget import image_grid, native_budget
 from tilepilot.model_runtime.chat_model import ChatModel
 from tilepilot.model_runtime.errors import InvalidOutputError
 from tilepilot.model_runtime.payloads import Message
-from tilepilot.tools.actions import Click, Done, Type
+from tilepilot.tools.actions import Click, Done, Fail, Type
 from tilepilot.tools.errors import FailSafeTriggered, UIActionError
 from tilepilot.tools.screen import Capture
 from tilepilot.tools.ui import ActionRecord
@@ -173,6 +173,9 @@ def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
             messages, schema=schema, temperature=opts.temperature, max_tokens=opts.max_tokens,
             image_budget=budget, estimate=False,
         )
+        reply = result.parsed
+        if reply is None:  # chat() with a schema parses the answer or raises: a client that did neither
+            raise InvalidOutputError("the client returned no parsed answer")
     except InvalidOutputError as err:
         timings = cur.timings.model_copy(update={"decide_ms": _ms(started), "model_ms": _ms(model_started)})
         return {"current": _with(cur, invalid=f"the answer did not match the action schema ({err})", timings=timings)}
@@ -181,7 +184,6 @@ def decide(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
         counted_prompt_tokens=counted, input_budget=profile.input_budget,
         images=cur.step + 1 - start, attempts=result.attempts,
     )
-    reply = result.parsed
     action = reply.action
     invalid = check_model_action(action, frame, opts.kinds)
     update: dict[str, Any] = {
@@ -214,7 +216,7 @@ def check(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
         rule_key=decision.rule_key, rule_line=decision.rule_line, widget=decision.widget, widget_box=decision.widget_box,
     )
     update: dict[str, Any] = {"current": _with(cur, guard=record, timings=cur.timings.model_copy(update={"guard_ms": _ms(started)}))}
-    if cur.screen_action.kind in ("done", "fail"):
+    if isinstance(cur.screen_action, (Done, Fail)):
         reason = cur.screen_action.result if isinstance(cur.screen_action, Done) else cur.screen_action.reason
         update.update(status=cur.screen_action.kind, stop_reason=reason)
     return update
@@ -232,7 +234,7 @@ def guard_context(state: DesktopState, cur: StepRecord) -> GuardContext:
 
 def confirm(state: DesktopState, runtime: Runtime[DesktopContext]) -> dict:
     cur = state.current
-    assert cur is not None and cur.guard is not None and cur.screen_action is not None
+    assert cur is not None and cur.guard is not None and cur.screen_action is not None and cur.action is not None
     if runtime.context.options.dry_run:  # nothing will execute, so there is nothing to approve
         return {"current": _with(cur, guard=cur.guard.model_copy(update={"approved": None}))}
     request = ConfirmRequest(
@@ -331,7 +333,7 @@ def after_record(state: DesktopState) -> str:
     return END if state.status else "observe"
 
 
-def build_graph() -> StateGraph:
+def build_graph() -> StateGraph[DesktopState, DesktopContext, DesktopState, DesktopState]:
     graph = StateGraph(DesktopState, context_schema=DesktopContext)
     for name, node in (("observe", observe), ("decide", decide), ("guard", check), ("confirm", confirm), ("act", act),
                        ("record", record)):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from langgraph.types import Command
 
@@ -30,6 +30,9 @@ from tilepilot.agents.runs import Deadline, Run
 from tilepilot.model_runtime.chat_model import ChatModel
 from tilepilot.tools import actions as action_models
 from tilepilot.tools.extras import check as check_extra
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
 
 Approver = Callable[[ConfirmRequest], bool]
 THREAD_ID = "desktop"
@@ -125,7 +128,7 @@ def run_desktop(
 FINAL_STATUSES = ("done", "fail", "max_steps")  # a resume has nothing left to do after these
 
 
-def _start_or_continue(app, config: dict, options: DesktopOptions, resumed: bool) -> object:
+def _start_or_continue(app, config: RunnableConfig, options: DesktopOptions, resumed: bool) -> object:
     """The first payload: a fresh state, or (resumed) None after dropping the step a kill cut short."""
     values = app.get_state(config).values if resumed else None
     if not values:
@@ -136,7 +139,7 @@ def _start_or_continue(app, config: dict, options: DesktopOptions, resumed: bool
     return None
 
 
-def _finish(run: Run, app, config: dict, writer: TrajectoryWriter, status: str, reason: str) -> RunResult:
+def _finish(run: Run, app, config: RunnableConfig, writer: TrajectoryWriter, status: str, reason: str) -> RunResult:
     values = app.get_state(config).values
     steps = [StepRecord.model_validate(s) for s in values.get("steps", [])]
     writer.finish(status, reason, steps)  # type: ignore[arg-type]

@@ -63,7 +63,7 @@ class CombinedTexts:
 class X11WindowTitles:
     """Window titles and frames from the X server (EWMH), one connection reused for every read."""
 
-    def __init__(self, display: str) -> None:
+    def __init__(self, display: str | None) -> None:  # None: $DISPLAY, as python-xlib reads it
         from Xlib import display as xdisplay  # python-xlib, installed with pyautogui on Linux
 
         try:
@@ -154,6 +154,6 @@ class AccessibilityTexts:
                                  for w in self._tree.widgets()])
 
 
-def desktop_texts(display: str) -> CombinedTexts:
+def desktop_texts(display: str | None) -> CombinedTexts:
     """The providers the desktop agent uses: window titles plus the accessibility tree."""
     return CombinedTexts(X11WindowTitles(display), AccessibilityTexts(display))

@@ -20,7 +20,7 @@ screen bounds) it fails closed. Every decision names the rule file and key that 
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Literal, Union
+from typing import Any, Literal, Self, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,7 +69,7 @@ class _Decision(BaseModel):
     rule_line: int | None = None
 
     @classmethod
-    def by(cls, source: Provenance | None, reason: str) -> "_Decision":
+    def by(cls, source: Provenance | None, reason: str) -> Self:
         if source is None:
             return cls(reason=reason)
         return cls(reason=f"{reason} [rule {source}]", rule_file=source.file, rule_key=source.key, rule_line=source.line)
@@ -299,7 +299,8 @@ def _check_confirm(action: Action, context: GuardContext, policy: Policy) -> Dec
     return _first_matching_rule(policy.confirm, action, context, Confirm, "needs human approval per")
 
 
-def _first_matching_rule(rules: list[Sourced[ActionRule]], action: Action, context: GuardContext, verdict: type[_Decision], verb: str) -> Decision | None:
+def _first_matching_rule(rules: list[Sourced[ActionRule]], action: Action, context: GuardContext,
+                         verdict: type[Deny] | type[Confirm], verb: str) -> Decision | None:
     for rule in rules:
         if _rule_matches(rule.value, action, context):
             return verdict.by(rule.source, rule.value.reason or f"{_describe(action)} {verb} {rule.value.action!r}")
@@ -327,7 +328,7 @@ def _rule_matches(rule: ActionRule, action: Action, context: GuardContext) -> bo
             return False
     if rule.near_label is not None:
         points = _label_points(action, context)
-        if points is not None and not any(_near_label(rule, p, context) for p in points):
+        if points is not None and not any(_near_label(rule.near_label, rule.near_px, p, context) for p in points):
             return False
     return True
 
@@ -361,13 +362,13 @@ def _canonical_part(part: str) -> str:
     return key.name if key is not None else part.lower()
 
 
-def _near_label(rule: ActionRule, point: Point, context: GuardContext) -> bool:
+def _near_label(label: str, near_px: int, point: Point, context: GuardContext) -> bool:
     # A named widget from the accessibility tree is exact: its own name (a field's name is its
     # label) or role decides. Elsewhere only texts' boxes are known, so nearness decides.
     widget = innermost_widget(point, context.screen_texts)
     if widget is not None and widget.text:
-        return _text_or_role_matches(rule.near_label, widget)
-    return any(distance(point, t.bbox) <= rule.near_px for t in context.screen_texts if _text_or_role_matches(rule.near_label, t))
+        return _text_or_role_matches(label, widget)
+    return any(distance(point, t.bbox) <= near_px for t in context.screen_texts if _text_or_role_matches(label, t))
 
 
 def _text_or_role_matches(pattern: str, seen: ScreenText) -> bool:

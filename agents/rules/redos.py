@@ -19,8 +19,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from re import _constants as C  # noqa: N812 - the parser's opcode names
-from re import _parser as sre_parse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typeshed describes the parser's modules under their names before Python 3.11
+    import sre_constants as C  # noqa: N812 - the parser's opcode names
+    import sre_parse
+else:
+    from re import _constants as C  # noqa: N812 - the parser's opcode names
+    from re import _parser as sre_parse
 
 _ALPHABET = frozenset(chr(c) for c in range(128)) | frozenset("éßЖ中٣\u00a0\u2003")
 _NOT_A_REPEAT_LIMIT = 1
@@ -30,7 +36,7 @@ def _category(name: object, ch: str) -> bool:
     word = ch.isalnum() or ch == "_"
     digit = unicodedata.category(ch) == "Nd"
     space = ch.isspace()
-    table = {
+    table: dict[object, bool] = {
         C.CATEGORY_DIGIT: digit, C.CATEGORY_NOT_DIGIT: not digit,
         C.CATEGORY_WORD: word, C.CATEGORY_NOT_WORD: not word,
         C.CATEGORY_SPACE: space, C.CATEGORY_NOT_SPACE: not space,

@@ -140,10 +140,10 @@ class ActionsPolicy(_Strict):
 
 
 class Limits(_Strict):
-    max_steps: int | None = Field(None, ge=1)  # desktop steps; the smaller of this and --max-steps wins
-    max_pages: int | None = Field(None, ge=1)  # pages a review reads per document
-    max_prompt_tokens: int | None = Field(None, ge=1)  # prompt tokens per request
-    max_runtime_s: float | None = Field(None, gt=0)  # seconds per run; the smaller of this and --max-runtime wins
+    max_steps: int | None = Field(default=None, ge=1)  # desktop steps; the smaller of this and --max-steps wins
+    max_pages: int | None = Field(default=None, ge=1)  # pages a review reads per document
+    max_prompt_tokens: int | None = Field(default=None, ge=1)  # prompt tokens per request
+    max_runtime_s: float | None = Field(default=None, gt=0)  # seconds per run; the smaller of this and --max-runtime wins
 
 
 LIMIT_NAMES: tuple[str, ...] = tuple(Limits.model_fields)

@@ -21,13 +21,16 @@ import importlib.metadata as _metadata
 import os
 import sys
 import types
+from typing import cast
 
 _stub = types.ModuleType("torchvision._meta_registrations")
 _stub.__doc__ = "tilepilot CPU shim: native torchvision ops are unavailable in this build."
 sys.modules.setdefault("torchvision._meta_registrations", _stub)
 
+# None there is the import system's "not installed" mark, which typeshed's dict[str, ModuleType] leaves out.
+_modules = cast("dict[str, types.ModuleType | None]", sys.modules)
 for _name in ("torchaudio", "torchcodec"):
-    sys.modules.setdefault(_name, None)  # `import torchaudio` -> ImportError, as if not installed
+    _modules.setdefault(_name, None)  # `import torchaudio` -> ImportError, as if not installed
 
 _real_version = _metadata.version
 
