@@ -35,7 +35,7 @@ from tests.gen.corpus import planted_folder
 pytest.importorskip("ray", reason="the cluster extra (pip install '.[cluster]') is not installed")
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DOCUMENTS = 6
+DOCUMENTS = 3  # enough for two workers to share documents and a kill to land mid-folder
 # 4 pages (dense, sparse, scan, table) at this budget make several chunks per document, so a kill can
 # land between two chunks of one document
 REVIEW_ARGS = ["--rules", CONTRACT_RULES, "--budget-tokens", "2600", "--concurrency", "2"]
@@ -166,7 +166,7 @@ def test_worker_sigkilled_mid_run(corpus: Path, single: Path, tmp_path: Path, se
 def test_resume_after_driver_killed(corpus: Path, single: Path, tmp_path: Path, server_env: dict) -> None:
     out = tmp_path / "run"
     args = ["review", str(corpus), *REVIEW_ARGS, "--cluster", "auto:2", "--out", str(out), "--json"]
-    _kill_driver_when(args, out, 3, server_env)
+    _kill_driver_when(args, out, 1, server_env)  # of DOCUMENTS: the others are left to the resume
     finished = {e["key"] for e in read_events(out / "events.jsonl", "document_done")}
     requests_before = {key: len(list(read_events(out / DOCS_DIR / key / "events.jsonl", "request"))) for key in finished}
     resumed = tilepilot("review", "--resume", str(out), "--json", env=server_env)
