@@ -47,7 +47,7 @@ class Click(_Base):
     x: int
     y: int
     button: Literal["left", "right", "middle"] = "left"
-    count: int = Field(1, ge=1, le=3)
+    count: int = Field(default=1, ge=1, le=3)
 
     def points(self) -> list[Point]:
         return [(self.x, self.y)]

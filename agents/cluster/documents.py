@@ -20,7 +20,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -57,6 +57,14 @@ class DocumentOutcome(BaseModel):
     pid: int = 0
 
 
+class _OutcomeFields(TypedDict):
+    """The fields of a DocumentOutcome known before the review runs."""
+
+    key: str
+    path: str
+    pid: int
+
+
 class FailedDocument(BaseModel):
     path: str
     reason: str
@@ -89,7 +97,7 @@ def review_document(task: DocumentTask) -> DocumentOutcome:
 
     run_dir = Path(task.run_dir)
     folder = document_dir(run_dir, task.key)
-    outcome = dict(key=task.key, path=task.path, pid=os.getpid())
+    outcome = _OutcomeFields(key=task.key, path=task.path, pid=os.getpid())
     if is_finished(run_dir, task.key):  # a retried task whose first attempt finished just before the kill
         return _done(folder, outcome)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +129,7 @@ def review_document(task: DocumentTask) -> DocumentOutcome:
     return _done(folder, outcome)
 
 
-def _done(folder: Path, outcome: dict) -> DocumentOutcome:
+def _done(folder: Path, outcome: _OutcomeFields) -> DocumentOutcome:
     from tilepilot.agents.review.findings import FindingsFile
 
     report = FindingsFile.model_validate_json((folder / "findings.json").read_text(encoding="utf-8"))

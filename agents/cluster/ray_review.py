@@ -19,6 +19,7 @@ on storage that all of them reach at the same path.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import deque
@@ -86,9 +87,9 @@ def start_ray(target: ClusterTarget) -> tuple[Any, int, float]:
             workers = target.workers or max(1, min(AUTO_MAX_WORKERS, os.cpu_count() or 1))
             ray.init(address="local", num_cpus=workers, num_gpus=0, include_dashboard=False,
                      object_store_memory=OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1", log_to_driver=False,
-                     logging_level="ERROR")
+                     logging_level=logging.ERROR)
         else:
-            ray.init(address=target.address, log_to_driver=False, logging_level="ERROR")
+            ray.init(address=target.address, log_to_driver=False, logging_level=logging.ERROR)
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
     except Exception as err:  # Ray raises many kinds; the user needs one line
         raise RunError(f"--cluster {target.spec}: Ray did not start: {' '.join(str(err).split())[:200]}") from None

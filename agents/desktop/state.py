@@ -32,25 +32,25 @@ class DesktopOptions(BaseModel):
     task: str = Field(min_length=1)
     rules: tuple[str, ...] = ()  # --rules, in order (the manifest keeps them for --resume)
     model: str = "tiny"
-    max_steps: int = Field(30, ge=1, le=10_000)
-    max_runtime_s: float = Field(900.0, gt=0)  # with the rules' limits.max_runtime_s: the smaller wins
+    max_steps: int = Field(default=30, ge=1, le=10_000)
+    max_runtime_s: float = Field(default=900.0, gt=0)  # with the rules' limits.max_runtime_s: the smaller wins
     # Image soft tokens: one of the profile's budgets, or "auto": per screenshot the smallest
     # budget that does not shrink the screen (tilepilot.model_runtime.budget.native_budget).
     budget: int | Literal["auto"] = "auto"
-    monitor: int = Field(1, ge=0)
+    monitor: int = Field(default=1, ge=0)
     dry_run: bool = False
-    history_images: int = Field(4, ge=1, le=8, description="last K screenshots sent as images")
+    history_images: int = Field(default=4, ge=1, le=8, description="last K screenshots sent as images")
     # Evict this many screenshots at once, so the requests in between extend each other and hit
     # vLLM's prefix cache. Default K - 1: over 20 steps at 1280x800 the hit rate is 0.70 with
     # 2.85 screenshots a request (evicting 2 of K=4: 0.56 with 3.3; evicting 4: 0.75 with 2.5).
-    history_block: Optional[int] = Field(None, ge=1, description="evict this many screenshots at once (prefix cache)")
+    history_block: Optional[int] = Field(default=None, ge=1, description="evict this many screenshots at once (prefix cache)")
     kinds: tuple[str, ...] = ALL_KINDS  # action kinds offered to the model; done and fail always are
     temperature: float = 0.0
-    max_tokens: int = Field(400, ge=32)
-    settle_ms: int = Field(150, ge=0, description="wait after an action so the screen shows its effect")
+    max_tokens: int = Field(default=400, ge=32)
+    settle_ms: int = Field(default=150, ge=0, description="wait after an action so the screen shows its effect")
     # Then wait until two screenshots SETTLE_POLL_MS apart match, at most this long: real apps redraw
     # late and work in the background (mousepad's Replace All runs behind a spinner).
-    settle_max_ms: int = Field(3000, ge=0, description="wait at most this long after an action for the screen to stop changing")
+    settle_max_ms: int = Field(default=3000, ge=0, description="wait at most this long after an action for the screen to stop changing")
 
 
     @field_validator("kinds")

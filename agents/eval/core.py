@@ -25,13 +25,14 @@ from pydantic import BaseModel
 from tilepilot.agents.errors import UsageError
 from tilepilot.agents.eval.registry import SUITES
 from tilepilot.model_runtime.client import ChatClient
+from tilepilot.model_runtime.profiles import CoordinateConvention
 
 if TYPE_CHECKING:
     from tilepilot.agents.eval.rigs.oracle import Answerer, OracleServer
 
 ORACLE = "oracle"
 # The oracle answering in each coordinate convention a model profile may declare (ModelProfile.coordinates).
-ORACLE_COORDINATES = {ORACLE: "pixels", f"{ORACLE}-normalized": "normalized"}
+ORACLE_COORDINATES: dict[str, CoordinateConvention] = {ORACLE: "pixels", f"{ORACLE}-normalized": "normalized"}
 BBox = tuple[float, float, float, float]
 
 

@@ -208,7 +208,8 @@ def run(ctx: EvalContext) -> SuiteResult:
         return DesktopJob(display=display, width=width, height=height, tasks=tasks,
                           out_dir=str(screen_folder(ctx.out_dir, width, height)), labels_dir=str(labels_dir), client=spec)
 
-    return score(gather_outcomes(__name__, screens, job, ctx.out_dir, WorkerResult, ctx.out_dir.parents[1]))
+    return score(gather_outcomes(__name__, screens, job, ctx.out_dir, WorkerResult.model_validate_json,
+                                 ctx.out_dir.parents[1]))
 
 
 def score(outcomes: list[TaskOutcome]) -> SuiteResult:
@@ -247,7 +248,8 @@ def concrete(step: PlanStep, layout: Layout) -> Action | None:
     None for a ``scroll_to`` whose row is already in view (the step is finished).
     """
     if step.kind == "click":
-        return Click(**dict(zip("xy", _center(layout, step.target))))
+        x, y = _center(layout, step.target)
+        return Click(x=x, y=y)
     if step.kind == "scroll_to":
         if step.goal in layout.targets:
             return None

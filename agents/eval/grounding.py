@@ -109,8 +109,12 @@ class GroundingAnswerer(RegistryAnswerer):
         target = labels.targets[request.task]
         others = sorted((t for t in labels.targets.values() if t is not target), key=lambda t: t.text)
         decoy = min(others, key=lambda t: abs(t.center[0] - target.center[0]) + abs(t.center[1] - target.center[1]))
-        right = request.in_model_frame(Click(**dict(zip("xy", to_image_frame(*target.center, screen, image)))))
-        wrong = request.in_model_frame(Click(**dict(zip("xy", to_image_frame(*decoy.center, screen, image)))))
+
+        def click_at(center: tuple[float, float]) -> Click:
+            x, y = request.point_in_model_frame(*to_image_frame(*center, screen, image))
+            return Click(x=x, y=y)
+
+        right, wrong = click_at(target.center), click_at(decoy.center)
         key = f"{labels.key}/{target.text}@{request.budget}"
         return OracleReply(key=key, right=reply(right, f"the target is at {right.x},{right.y}"),
                            wrong=reply(wrong, f"the target is at {wrong.x},{wrong.y}"))
@@ -133,7 +137,8 @@ def run(ctx: EvalContext) -> SuiteResult:
                             out_dir=str(screen_folder(ctx.out_dir, width, height)), labels_dir=str(labels_dir), client=spec,
                             keep_runs=ctx.keep_runs)
 
-    return score(gather_outcomes(__name__, list(scenes), job, ctx.out_dir, WorkerResult, ctx.out_dir.parents[1]))
+    return score(gather_outcomes(__name__, list(scenes), job, ctx.out_dir, WorkerResult.model_validate_json,
+                                 ctx.out_dir.parents[1]))
 
 
 def score(outcomes: list[Outcome]) -> SuiteResult:
@@ -150,9 +155,10 @@ def score(outcomes: list[Outcome]) -> SuiteResult:
             sx, sy = o.image_size[0] / int(o.screen.split("x")[0]), o.image_size[1] / int(o.screen.split("x")[1])
             expected = (o.box[0] * sx, o.box[1] * sy, o.box[2] * sx, o.box[3] * sy)
             if o.model_point:
-                predicted = (float(o.model_point[0]), float(o.model_point[1])) * 2
+                px, py = float(o.model_point[0]), float(o.model_point[1])
+                predicted = (px, py, px, py)
         misses.append(Miss(case=f"{o.screen}/{o.case}@{o.budget}", detail=o.detail, image=o.image,
-                           expected_box=expected, predicted_box=predicted))  # type: ignore[arg-type]
+                           expected_box=expected, predicted_box=predicted))
     metrics = {"hit_rate": share(o.hit for o in outcomes), "targets": float(len({(o.screen, o.case) for o in outcomes})),
                "cases": float(len(outcomes))}
     metrics.update({f"hit_rate@{k}": share(v) for k, v in groups.items() if "," not in k})

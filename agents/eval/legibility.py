@@ -32,13 +32,14 @@ import pymupdf
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from tilepilot.agents.eval.core import EvalContext, Miss, SuiteResult
+from tilepilot.agents.eval.core import BBox, EvalContext, Miss, SuiteResult
 from tilepilot.agents.eval.rigs.oracle import OracleReply
 from tilepilot.agents.review.planner import legible_budget
 from tilepilot.agents.review.prompts import page_header
 from tilepilot.agents.runs import write_atomic
 from tilepilot.model_runtime.budget import image_grid
 from tilepilot.model_runtime.client import ChatClient
+from tilepilot.model_runtime.errors import InvalidOutputError
 from tilepilot.model_runtime.payloads import ImagePart, Message, TextPart
 from tilepilot.model_runtime.profiles import IMAGE_BUDGETS, ModelProfile
 from tilepilot.tools.pdf import open_pdf
@@ -234,10 +235,12 @@ def _ask(client: ChatClient, worker_pool: list[PageWorker], page: PageLines, cas
                                           TextPart(text=INSTRUCTION.format(label=case.label))])
     result = client.chat([message], schema=LineReading, max_tokens=ANSWER_MAX_TOKENS, image_budget=case.budget,
                          estimate=False)
-    return result.parsed.text  # type: ignore[union-attr]
+    if result.parsed is None:  # chat() with a schema returns only a parsed answer: this would be its bug
+        raise InvalidOutputError("the model's answer came back without its parsed LineReading")
+    return result.parsed.text
 
 
-def _miss_image(ctx: EvalContext, pdf: Path, page: PageLines, case: Case) -> tuple[str, tuple[float, ...]]:
+def _miss_image(ctx: EvalContext, pdf: Path, page: PageLines, case: Case) -> tuple[str, BBox]:
     """Save the page as the model saw it (once per page and budget); the asked line's box in its pixels."""
     grid = image_grid(round(PAGE[0]), round(PAGE[1]), case.budget)
     target = ctx.out_dir / "images" / f"p{page.font_pt}pt-{case.budget}.jpg"
@@ -292,7 +295,7 @@ def run(ctx: EvalContext) -> SuiteResult:
         if cer > LEGIBLE_CER:
             page = by_font[case.font_pt]
             image, box = _miss_image(ctx, pdf, page, case)
-            misses.append(Miss(case=case.key, image=image, expected_box=box,  # type: ignore[arg-type]
+            misses.append(Miss(case=case.key, image=image, expected_box=box,
                                detail=f"cer {cer:.2f}: expected {page.lines[case.label]!r}, got {answer[:80]!r}"))
     legible = smallest_legible_budgets(cer_table)
     planned = planner_budgets(pdf, pages, client.profile)

@@ -63,8 +63,14 @@ def run(ctx: EvalContext) -> SuiteResult:
 
 
 class _Pair:
+    """A label and the finding matched to it, or an unmatched finding: never neither."""
+
     def __init__(self, label: Label | None, finding: Finding | None):
         self.label, self.finding = label, finding
+        side = label or finding
+        if side is None:  # a bug in match(), not the user's mistake: a traceback, not a one-line error
+            raise TypeError("a pair needs a label or a finding")
+        self.rule, self.page = side.rule, side.page
 
 
 def match(labels: list[Label], findings: list[Finding]) -> list[_Pair]:
@@ -76,7 +82,8 @@ def match(labels: list[Label], findings: list[Finding]) -> list[_Pair]:
         if label.page is None:
             same.sort(key=lambda f: f.page is not None)  # a document-level finding first
         elif label.bbox:
-            same.sort(key=lambda f: -iou(label.bbox, f.bbox) if f.bbox else 0.0)
+            box = label.bbox
+            same.sort(key=lambda f: -iou(box, f.bbox) if f.bbox else 0.0)
         chosen = same[0] if same else None
         if chosen is not None:
             free.remove(chosen)
@@ -88,11 +95,11 @@ def _metrics(pairs: list[_Pair]) -> dict[str, float]:
     tp = sum(1 for p in pairs if p.label and p.finding)
     fp = sum(1 for p in pairs if p.finding and not p.label)
     fn = sum(1 for p in pairs if p.label and not p.finding)
-    matched = [p for p in pairs if p.label and p.finding]
+    matched = [p.finding for p in pairs if p.label and p.finding]
     unchecked = [p for p in pairs if p.label and not (p.finding and p.finding.source == "check")]
     return {
         **prf(tp, fp, fn),
-        "quotes_verified": share(p.finding.verified != "unverified" for p in matched if p.finding.page is not None),
+        "quotes_verified": share(f.verified != "unverified" for f in matched if f.page is not None),
         "boxes_iou50": share(bool(p.finding and p.finding.bbox and iou(p.label.bbox, p.finding.bbox) >= 0.5)
                              for p in pairs if p.label and p.label.bbox),
         "model_recall": share(bool(p.finding) for p in unchecked),
@@ -108,8 +115,7 @@ def score(data: Dataset, findings: dict[str, list[Finding]]) -> SuiteResult:
         pairs += [(document, p) for p in match(labels, findings.get(document, []))]
     groups: dict[str, list[_Pair]] = defaultdict(list)
     for document, pair in pairs:
-        rule = (pair.label or pair.finding).rule  # type: ignore[union-attr]
-        page = pair.label.page if pair.label else pair.finding.page  # type: ignore[union-attr]
+        rule, page = pair.rule, pair.page
         kind = (pair.label.kind if pair.label and pair.label.kind else data.kind(document, page))
         groups[f"rule={rule}"].append(pair)
         groups[f"kind={kind}"].append(pair)

@@ -128,7 +128,8 @@ def _box(page: pymupdf.Page, quote: str) -> tuple[float, float, float, float]:
     union = pymupdf.Rect(rects[0])
     for rect in rects[1:]:
         union |= rect
-    return tuple(union * page.rotation_matrix)  # type: ignore[return-value]
+    shown = union * page.rotation_matrix
+    return shown.x0, shown.y0, shown.x1, shown.y1
 
 
 def _text_page(doc: _Doc, kind: str, blocks: list[list[str]], size: float = 11.0, columns: int = 1) -> pymupdf.Page:

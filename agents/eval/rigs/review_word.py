@@ -53,7 +53,7 @@ def word_contract(path: Path, seed: int, paragraphs: int = 70) -> list[dict]:
     labels = []
     with pymupdf.open(to_pdf(path)) as pdf:
         for rule, _, quote in planted.values():
-            hits = [(n + 1, rects) for n, page in enumerate(pdf) if (rects := page.search_for(quote))]
+            hits = [(n + 1, rects) for n, page in enumerate(pdf.pages()) if (rects := page.search_for(quote))]
             if len(hits) != 1:
                 raise AssertionError(f"generator bug: {quote!r} is on {len(hits)} pages of the converted {path.name}")
             page, rects = hits[0]

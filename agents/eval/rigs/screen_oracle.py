@@ -22,7 +22,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from tilepilot.agents.eval.rigs.oracle import OracleReply
-from tilepilot.tools.actions import Action
+from tilepilot.tools.actions import Action, Point
 
 FINGERPRINT_SIZE = (48, 30)
 # Mean absolute grey difference (0..255) of two fingerprints below which they show the same screen.
@@ -59,11 +59,16 @@ class DesktopRequest(BaseModel):
 
     def in_model_frame(self, action: Action) -> Action:
         """An action in image pixels, in the frame the agent asked for."""
+        if self.normalized_max is None:
+            return action
+        return action.map_points(self.point_in_model_frame)
+
+    def point_in_model_frame(self, u: float, v: float) -> Point:
+        """An image pixel, in the frame the agent asked for."""
         n = self.normalized_max
         if n is None:
-            return action
-        return action.map_points(lambda u, v: (round(u * n / max(1, self.image_width - 1)),
-                                               round(v * n / max(1, self.image_height - 1))))
+            return round(u), round(v)
+        return round(u * n / max(1, self.image_width - 1)), round(v * n / max(1, self.image_height - 1))
 
 
 def _texts(message: dict) -> list[str]:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -206,13 +207,29 @@ def screen_folder(out_dir: Path, width: int, height: int) -> Path:
     return out_dir / f"{width}x{height}"
 
 
+class ScreenOutcome(Protocol):
+    image: str | None  # a screenshot, relative to the worker's folder
+
+
+OutcomeT = TypeVar("OutcomeT", bound=ScreenOutcome)
+
+
+class WorkerOutcomes(Protocol[OutcomeT]):
+    """What a worker returns: its outcomes."""
+
+    outcomes: list[OutcomeT]
+
+
 def gather_outcomes(module: str, screens: Sequence[tuple[int, int]], job: Callable[[str, int, int], BaseModel],
-                    out_dir: Path, result: type[BaseModel], root: Path, timeout_s: float = 900.0) -> list:
+                    out_dir: Path, parse: Callable[[str], WorkerOutcomes[OutcomeT]], root: Path,
+                    timeout_s: float = 900.0) -> list[OutcomeT]:
     """Run one worker per screen size (:func:`run_screens`) and return all their outcomes, in screen
-    order, with each outcome's ``image`` made relative to ``root`` (the eval folder the report lives in)."""
-    outcomes = []
+    order, with each outcome's ``image`` made relative to ``root`` (the eval folder the report lives in).
+
+    ``parse`` reads a worker's result from its JSON (the result model's ``model_validate_json``)."""
+    outcomes: list[OutcomeT] = []
     for (width, height), path in zip(screens, run_screens(module, screens, job, lambda w, h: screen_folder(out_dir, w, h), timeout_s)):
-        for outcome in result.model_validate_json(path.read_text(encoding="utf-8")).outcomes:
+        for outcome in parse(path.read_text(encoding="utf-8")).outcomes:
             if outcome.image:
                 outcome.image = str((screen_folder(out_dir, width, height) / outcome.image).relative_to(root))
             outcomes.append(outcome)

@@ -28,7 +28,7 @@ class WidgetQuery(_Strict):
 
     role: str = Field(min_length=1, description="AT-SPI role name, e.g. 'push button', 'menu item', 'text'")
     name: str | None = None  # accessible name, compared with whitespace runs collapsed
-    index: int = Field(0, ge=0)  # the Nth match in tree order
+    index: int = Field(default=0, ge=0)  # the Nth match in tree order
     note: str | None = None  # say why a widget is named by position: the app gives it no accessible name
 
     def describe(self) -> str:
@@ -41,7 +41,7 @@ class Setup(_Strict):
     commands: list[list[str]] = []  # run in {work} before the launch, each must exit 0
     launch: list[str] = Field(min_length=1)  # the app's command line
     ready: WidgetQuery  # the launch is ready when this widget shows up in the accessibility tree
-    ready_seconds: float = Field(20.0, gt=0, le=120)  # how long to wait for ready
+    ready_seconds: float = Field(default=20.0, gt=0, le=120)  # how long to wait for ready
     serve: bool = False  # a local HTTP server on {url} serves {work} and records what is posted to it
 
 
@@ -101,7 +101,7 @@ class Step(_Strict):
     type: str | None = None  # text to type
     key: str | None = None  # one key, e.g. Return
     hotkey: list[str] | None = None  # keys pressed together, e.g. [ctrl, s]
-    wait: float | None = Field(None, gt=0, le=60)  # seconds
+    wait: float | None = Field(default=None, gt=0, le=60)  # seconds
     done: str | None = None  # end the run as done, with this summary
     fail: str | None = None  # end the run as failed (refusing), with this reason
 
@@ -117,12 +117,12 @@ class Step(_Strict):
 
 
 class Limits(_Strict):
-    steps: int = Field(15, ge=1, le=200)  # the agent's --max-steps
-    seconds: float = Field(180.0, gt=0, le=3600)  # the agent's --max-runtime
+    steps: int = Field(default=15, ge=1, le=200)  # the agent's --max-steps
+    seconds: float = Field(default=180.0, gt=0, le=3600)  # the agent's --max-runtime
 
 
 class TaskFile(_Strict):
-    id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # default: the file's name
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # default: the file's name
     app: str = Field(min_length=1)  # what the table calls the app, e.g. mousepad
     small: bool = False  # part of the small variant (what the tests run)
     screens: list[tuple[int, int]] = list(DEFAULT_SCREENS)  # each task runs at every size listed

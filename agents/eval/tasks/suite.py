@@ -50,7 +50,7 @@ def run(ctx: EvalContext, folder: Path) -> SuiteResult:
     require_xvfb("xdotool", "dbus-launch", "openbox", "xprop")
     labels_dir = ctx.out_dir / "running"
     spec = ClientSpec.of_context(ctx, ReferenceAnswerer(labels_dir))
-    screens = sorted({tuple(s) for t in tasks for s in t.task.screens}, key=lambda s: (s != (1280, 800), s))
+    screens = sorted({s for t in tasks for s in t.task.screens}, key=lambda s: (s != (1280, 800), s))
     screens = screens[:1] if ctx.small else screens
 
     def job(display: str, width: int, height: int) -> TasksJob:
@@ -58,8 +58,8 @@ def run(ctx: EvalContext, folder: Path) -> SuiteResult:
         return TasksJob(display=display, width=width, height=height, task_files=mine, labels_dir=str(labels_dir),
                         out_dir=str(screen_folder(ctx.out_dir, width, height)), client=spec)
 
-    return score(gather_outcomes(__name__, screens, job, ctx.out_dir, WorkerResult, ctx.out_dir.parents[1],
-                                 timeout_s=WORKER_TIMEOUT_S))
+    return score(gather_outcomes(__name__, screens, job, ctx.out_dir, WorkerResult.model_validate_json,
+                                 ctx.out_dir.parents[1], timeout_s=WORKER_TIMEOUT_S))
 
 
 def worker(job: TasksJob) -> WorkerResult:

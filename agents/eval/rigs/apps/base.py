@@ -80,8 +80,11 @@ class SuiteApp:
         self._buffer = b""
 
     def target(self, name: str, widget_or_fn: tk.Misc | BoxFn, text: str = "") -> None:
-        fn = widget_or_fn if callable(widget_or_fn) and not isinstance(widget_or_fn, tk.Misc) else None
-        box_fn: BoxFn = fn if fn is not None else (lambda w=widget_or_fn: widget_box(w))  # type: ignore[misc]
+        if isinstance(widget_or_fn, tk.Misc):
+            widget = widget_or_fn
+            box_fn: BoxFn = lambda: widget_box(widget)
+        else:
+            box_fn = widget_or_fn
         self.targets[name] = (text, box_fn)
 
     def set_state(self, **changes: Any) -> None:

@@ -213,7 +213,7 @@ BUILDERS = {name[len("build_"):]: fn for name, fn in globals().items() if name.s
 
 
 def main() -> None:
-    parser = app_arguments(__doc__.splitlines()[0])
+    parser = app_arguments((__doc__ or "").partition("\n")[0])
     parser.add_argument("--app", required=True, choices=sorted(BUILDERS))
     args = parser.parse_args()
     app = SuiteApp(f"tilepilot eval: {args.app}", WINDOW, args.state)

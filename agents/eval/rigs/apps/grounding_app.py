@@ -48,7 +48,7 @@ class GroundingApp(SuiteApp):
     def _name(self, word: str) -> str:
         return word.lower()
 
-    def _add(self, widget: tk.Misc, name: str, text: str, x: int, y: int) -> None:
+    def _add(self, widget: tk.Widget, name: str, text: str, x: int, y: int) -> None:
         widget.place(x=x, y=y)
         self.owner[str(widget)] = name
         self.target(name, widget, text)
@@ -119,8 +119,8 @@ class GroundingApp(SuiteApp):
     def _press(self, event: tk.Event) -> str:
         path = str(event.widget)
         name = self.owner.get(path)
-        if path in self.lists:
-            listbox = event.widget
+        listbox = event.widget
+        if path in self.lists and isinstance(listbox, tk.Listbox):  # only listboxes are in self.lists
             row = listbox.nearest(event.y)
             box = list_item_box(listbox, row)
             inside = box is not None and box[1] <= event.y_root < box[1] + box[3]
@@ -130,7 +130,7 @@ class GroundingApp(SuiteApp):
 
 
 def main() -> None:
-    parser = app_arguments(__doc__.splitlines()[0])
+    parser = app_arguments((__doc__ or "").partition("\n")[0])
     parser.add_argument("--scene", type=int, default=0)
     args = parser.parse_args()
     width, height = screen_size(args.screen)

@@ -199,7 +199,7 @@ class GtkScene:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--scene", type=int, default=0)
     parser.add_argument("--screen", default="1280x800")
     args = parser.parse_args()
