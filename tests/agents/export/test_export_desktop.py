@@ -13,6 +13,7 @@ from tilepilot.agents.desktop.trajectory import load_trajectory
 from tilepilot.agents.export.dataset import load_dataset
 from tilepilot.agents.export.desktop import step_example
 from tilepilot.agents.runs import EVENTS_NAME, EvalVerdict, read_events, write_verdict
+from tests.agents.desktop.screen_only_proxy import screen_only_proxy
 from tests.conftest import tilepilot
 from tests.x11.servers import XServer
 from tests.x11.tk import launch_tk_app
@@ -28,9 +29,11 @@ def desktop_run(xvfb: XServer, vllm_server, tmp_path_factory: pytest.TempPathFac
     app = launch_tk_app(xvfb, folder / "app.jsonl", label="export me", geometry="1220x720+30+40")
     try:
         run = folder / "run"
-        proc = tilepilot("desktop", "press OK", "--max-steps", str(STEPS), "--actions", "click,move,scroll,key",
-                         "--out", str(run), "--json",
-                         env={"TILEPILOT_BASE_URL": vllm_server.base_url, "DISPLAY": xvfb.display}, input="", timeout=600)
+        # No done/fail in the schema (screen_only_proxy), so the run takes all STEPS with the real server's answers.
+        with screen_only_proxy(vllm_server.base_url) as url:
+            proc = tilepilot("desktop", "press OK", "--max-steps", str(STEPS), "--actions", "click,move,scroll,key",
+                             "--out", str(run), "--json",
+                             env={"TILEPILOT_BASE_URL": url, "DISPLAY": xvfb.display}, input="", timeout=600)
         assert proc.returncode in (0, 1), proc.stderr[-2000:]
     finally:
         app.stop()

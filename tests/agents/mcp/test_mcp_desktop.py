@@ -82,7 +82,7 @@ def test_guard_confirmation_is_elicited_declined_cancelled_unasked_then_accepted
     with OracleServer(scripted_model(tk_app), profile=tiny_profile()) as oracle:
         declined = asyncio.run(session_work(elicit, tmp_path / "declined"))
         assert not declined.is_error, declined.content
-        assert len(asked) == 1 and "click" in asked[0] and "needs your approval" in asked[0]
+        assert len(asked) == 1 and "click" in asked[0] and "needs approval" in asked[0]
         assert declined.structured_content["status"] == "denied"
         assert [(c["approved"], c["asked"]) for c in _confirms(tmp_path / "declined")] == [(False, True)]
         tk_app.settle()
