@@ -42,6 +42,24 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
         _missing_parts.append(report.nodeid)
 
 
+# `tests/run.sh --fast` (TILEPILOT_FAST=1): the unit tests only. Markers are not enough (many tests reach
+# a server or an X screen through a fixture without a marker), so any test that needs one of these is left out.
+HEAVY_FIXTURES = frozenset({
+    "vllm_server", "server_env", "chat_client", "tiny_checkpoint", "xvfb", "tk_app", "xorg_dual", "a11y",
+    "gtk_form", "screen_only_env", "grounding_run", "grounding_set", "twin_gguf", "cgroups",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("TILEPILOT_FAST") != "1":
+        return
+    heavy = [i for i in items if HEAVY_FIXTURES & set(getattr(i, "fixturenames", ()))
+             or any(i.get_closest_marker(m) for m in ("integration", "x11", "slow"))]
+    if heavy:
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [i for i in items if i not in heavy]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # CI installs every system part, so a skip for a missing one means the setup is broken.
     if os.environ.get("CI") == "true" and _missing_parts and exitstatus == 0:
