@@ -121,10 +121,17 @@ _ALIASES = {
 KEYS: dict[str, Key] = _build_table()
 
 
+def find(name: str) -> Key | None:
+    """The key a name presses, or None for a name outside the table.
+
+    A single character is itself (" " is space, "W" the w key); a longer name is case-insensitive.
+    """
+    return KEYS.get(name) if len(name) == 1 else KEYS.get(name.strip().lower())
+
+
 def lookup(name: str) -> Key:
     """The key a name presses; raises :class:`UnknownKeyError` for a name outside the table."""
-    # A single character is itself (" " is space, "W" the w key); a longer name is case-insensitive.
-    key = KEYS.get(name) if len(name) == 1 else KEYS.get(name.strip().lower())
+    key = find(name)
     if key is None:
         raise UnknownKeyError(
             f"unknown key name {name!r}: use a key name such as ctrl, alt, shift, enter, tab, escape, f5 or a single character"
@@ -217,5 +224,5 @@ def combo_name(names: Sequence[str]) -> str:
     return "+".join(k.name for k in hotkey_keys(names))
 
 
-__all__ = ["Chord", "KEYS", "Key", "MODIFIERS", "TextRun", "UnknownKeyError", "combo_name", "hotkey_events", "hotkey_keys",
+__all__ = ["Chord", "KEYS", "Key", "MODIFIERS", "TextRun", "UnknownKeyError", "combo_name", "find", "hotkey_events", "hotkey_keys",
            "is_control", "key_events", "lookup", "text_events", "text_runs"]

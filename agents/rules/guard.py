@@ -32,7 +32,7 @@ from tilepilot.agents.rules.targets import (
     innermost_widget, knows_windows, resolve_region, segment_hits_rect, touched_segments, typing_targets, window_at,
 )
 from tilepilot.tools.actions import Action, Drag, Hotkey, Key, Type
-from tilepilot.tools.keys import KEYS, MODIFIERS, Chord, UnknownKeyError, combo_name, hotkey_events, key_events, text_events
+from tilepilot.tools.keys import MODIFIERS, Chord, UnknownKeyError, combo_name, find, hotkey_events, key_events, text_events
 
 INPUT_KINDS = frozenset({"click", "move", "drag", "scroll", "type", "hotkey", "key"})
 KEY_KINDS = frozenset({"hotkey", "key"})
@@ -358,7 +358,7 @@ def chord_matches(pattern: str, chord: Chord) -> bool:
 
 def _canonical_part(part: str) -> str:
     """A key name in a rule, in the executor's canonical spelling; a glob ("*", "f?") stays as written."""
-    key = KEYS.get(part) or KEYS.get(part.lower())
+    key = find(part)
     return key.name if key is not None else part.lower()
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from tilepilot.agents.rules.patterns import compile_pattern
-from tilepilot.tools.keys import KEYS
+from tilepilot.tools.keys import find
 
 AgentName = Literal["review", "desktop", "listen"]
 AGENT_NAMES: tuple[str, ...] = ("review", "desktop", "listen")
@@ -49,7 +49,7 @@ def _vet_combo(combo: str) -> None:
     if not parts:
         raise ValueError(f"key combination {combo!r} is empty")
     for part in parts:
-        if part not in KEYS and part.lower() not in KEYS and not any(ch in part for ch in "*?["):
+        if find(part) is None and not any(ch in part for ch in "*?["):
             raise ValueError(f"{part!r} in {combo!r} is not a key name (e.g. ctrl, alt, shift, enter, tab, f4, w)")
 
 
