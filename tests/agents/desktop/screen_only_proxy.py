@@ -48,7 +48,10 @@ def _narrow(body: bytes) -> bytes:
 @contextmanager
 def screen_only_proxy(upstream: str) -> Iterator[str]:
     """Serve on a free loopback port; yields its base URL (same path layout as ``upstream``)."""
+    # The client keeps the upstream's path (e.g. /v1) after the proxy's root, so requests go to root + path.
     upstream = upstream.rstrip("/")
+    root = upstream.split("/v1")[0]
+    suffix = upstream[len(root):]
     client = httpx.Client(timeout=600)
 
     class Handler(BaseHTTPRequestHandler):
@@ -58,7 +61,7 @@ def screen_only_proxy(upstream: str) -> Iterator[str]:
             if method == "POST" and self.path.endswith("/chat/completions"):
                 body = _narrow(body)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-            reply = client.request(method, upstream + self.path, content=body, headers=headers)
+            reply = client.request(method, root + self.path, content=body, headers=headers)
             self.send_response(reply.status_code)
             for key, value in reply.headers.items():
                 if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
@@ -76,10 +79,6 @@ def screen_only_proxy(upstream: str) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    # The upstream URL may end in /v1; the proxy keeps whatever path follows its own root.
-    root = upstream.split("/v1")[0] if "/v1" in upstream else upstream
-    suffix = upstream[len(root):]
-    upstream = root
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
